@@ -1,0 +1,63 @@
+# Blixard's build. `make test` is what CI runs (see .ci/run).
+
+GO ?= go
+
+# System packages the build and tests need, as Debian package names. None yet;
+# `make deps` installs only the missing ones and skips apt entirely when none are.
+APT_PACKAGES :=
+
+# apt-get needs root; use sudo only when not already root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+PROTOC_GEN_GO_VERSION := v1.36.11
+PROTO_FILES := api/v1/types.proto api/v1/api.proto api/v1/command.proto
+# Where `go install` puts binaries (GOBIN, else GOPATH/bin). Recursively
+# expanded, so only `make proto` pays for the `go env` calls.
+GO_BIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
+
+.PHONY: deps build run lint test bench proto clean
+
+deps:
+ifneq ($(strip $(APT_PACKAGES)),)
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' \
+			|| missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; \
+	fi
+endif
+	$(GO) mod download
+
+build:
+	$(GO) build -o bin/blixard ./cmd/blixard
+
+# The binary has no cluster commands yet, so running it means reading its help.
+run: build
+	./bin/blixard --help
+
+lint:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt would reformat these files (run gofmt -w):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+
+test: deps lint
+	$(GO) test -count=1 -timeout 15m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/state ./internal/store
+
+# Regenerates the committed message code of api/v1. A plain build never needs this.
+proto:
+	@command -v protoc >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y protobuf-compiler; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	PATH="$(GO_BIN_DIR):$$PATH" protoc -I . --go_out=. --go_opt=paths=source_relative $(PROTO_FILES)
+
+clean:
+	rm -rf bin

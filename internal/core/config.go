@@ -1,0 +1,148 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultElectionTicks       = 10
+	DefaultHeartbeatTicks      = 1
+	DefaultSnapshotEntries     = 10000
+	DefaultTrailingEntries     = 5000
+	DefaultMaxSizePerMsgBytes  = 1 << 20
+	DefaultMaxInflightMsgs     = 256
+	DefaultMaxUncommittedBytes = 64 << 20
+	DefaultMaxPendingRequests  = 10000
+	DefaultRegisterEveryTicks  = 20
+)
+
+// Config is what a Node is made with. Zero fields take the defaults above.
+type Config struct {
+	// ID is this node's id: non-zero, chosen by the operator, never reused.
+	ID uint64
+	// Peers are the voters of a brand-new cluster, this node among them. They
+	// are used only when nothing was persisted; a node joining an existing
+	// cluster leaves Peers empty and waits for the leader to reach it.
+	Peers []uint64
+	// ClusterID names a brand-new cluster; the first leader records it.
+	ClusterID string
+
+	// Address, Role, Capacity and Labels describe this node; the core
+	// registers them in the replicated state and keeps them current.
+	Address  string
+	Role     apiv1.NodeRole
+	Capacity *apiv1.Resources
+	Labels   map[string]string
+
+	// ElectionTicks is the election timeout in ticks; HeartbeatTicks the
+	// leader's heartbeat interval. ElectionTicks > HeartbeatTicks.
+	ElectionTicks  int
+	HeartbeatTicks int
+	// SnapshotEntries: the core snapshots its state every this many applied
+	// entries.
+	SnapshotEntries uint64
+	// TrailingEntries: entries kept in the in-memory log behind a snapshot,
+	// so that a follower a little behind catches up without one.
+	TrailingEntries uint64
+	// MaxSizePerMsgBytes bounds the entries in one append message.
+	MaxSizePerMsgBytes uint64
+	// MaxInflightMsgs bounds the append messages in flight to one follower.
+	MaxInflightMsgs int
+	// MaxUncommittedBytes bounds the leader's uncommitted log; proposals
+	// beyond it are dropped (and answered ERROR_CODE_UNAVAILABLE).
+	MaxUncommittedBytes uint64
+	// RequestTimeoutTicks: a write not applied, or a read not answered,
+	// after this many ticks gets an error. Default 5 × ElectionTicks.
+	RequestTimeoutTicks int
+	// MaxPendingRequests bounds the writes and linearizable reads in flight.
+	MaxPendingRequests int
+	// RegisterEveryTicks: how often the node checks that its record in the
+	// state is current, and proposes it again if not.
+	RegisterEveryTicks int
+
+	// Logger receives etcd raft's log lines. Nil discards them.
+	Logger raft.Logger
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.ID == 0 {
+		return out, errors.New("core: config: ID must not be 0")
+	}
+	if out.ElectionTicks == 0 {
+		out.ElectionTicks = DefaultElectionTicks
+	}
+	if out.HeartbeatTicks == 0 {
+		out.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if out.ElectionTicks <= out.HeartbeatTicks {
+		return out, fmt.Errorf("core: config: ElectionTicks (%d) must exceed HeartbeatTicks (%d)", out.ElectionTicks, out.HeartbeatTicks)
+	}
+	if out.SnapshotEntries == 0 {
+		out.SnapshotEntries = DefaultSnapshotEntries
+	}
+	if out.TrailingEntries == 0 {
+		out.TrailingEntries = DefaultTrailingEntries
+	}
+	if out.MaxSizePerMsgBytes == 0 {
+		out.MaxSizePerMsgBytes = DefaultMaxSizePerMsgBytes
+	}
+	if out.MaxInflightMsgs == 0 {
+		out.MaxInflightMsgs = DefaultMaxInflightMsgs
+	}
+	if out.MaxUncommittedBytes == 0 {
+		out.MaxUncommittedBytes = DefaultMaxUncommittedBytes
+	}
+	if out.RequestTimeoutTicks == 0 {
+		out.RequestTimeoutTicks = 5 * out.ElectionTicks
+	}
+	if out.MaxPendingRequests == 0 {
+		out.MaxPendingRequests = DefaultMaxPendingRequests
+	}
+	if out.RegisterEveryTicks == 0 {
+		out.RegisterEveryTicks = DefaultRegisterEveryTicks
+	}
+	if out.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
+		out.Role = apiv1.NodeRole_NODE_ROLE_VOTER
+	}
+	if out.Logger == nil {
+		out.Logger = quietLogger{}
+	}
+	seen := map[uint64]bool{}
+	for _, p := range out.Peers {
+		if p == 0 || seen[p] {
+			return out, fmt.Errorf("core: config: Peers %v must be non-zero and unique", out.Peers)
+		}
+		seen[p] = true
+	}
+	if len(out.Peers) > 0 && !seen[out.ID] {
+		return out, fmt.Errorf("core: config: Peers %v must include this node's ID %d", out.Peers, out.ID)
+	}
+	return out, nil
+}
+
+// quietLogger drops raft's chatter; raft's panics still panic.
+type quietLogger struct{}
+
+func (quietLogger) Debug(...any)            {}
+func (quietLogger) Debugf(string, ...any)   {}
+func (quietLogger) Error(...any)            {}
+func (quietLogger) Errorf(string, ...any)   {}
+func (quietLogger) Info(...any)             {}
+func (quietLogger) Infof(string, ...any)    {}
+func (quietLogger) Warning(...any)          {}
+func (quietLogger) Warningf(string, ...any) {}
+func (quietLogger) Fatal(v ...any)          { panic(fmt.Sprint(v...)) }
+func (quietLogger) Fatalf(f string, v ...any) {
+	panic(fmt.Sprintf(f, v...))
+}
+func (quietLogger) Panic(v ...any) { panic(fmt.Sprint(v...)) }
+func (quietLogger) Panicf(f string, v ...any) {
+	panic(fmt.Sprintf(f, v...))
+}

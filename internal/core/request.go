@@ -1,0 +1,213 @@
+package core
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// Request hands the node an API request. Exactly one Response with the same
+// id will leave in a later Ready (see the package documentation).
+func (n *Node) Request(id RequestID, req *apiv1.Request) {
+	n.mustNotBeInReady("Request")
+	cmd, perr := commandFor(req)
+	switch {
+	case perr != nil:
+		n.respond(id, &apiv1.Response{Error: perr})
+	case cmd != nil:
+		n.write(id, cmd)
+	default:
+		n.read(id, req)
+	}
+}
+
+// write handles a mutating request on its way to the log.
+func (n *Node) write(id RequestID, cmd *apiv1.Command) {
+	key := cmd.GetClientRequestId()
+	if key == "" {
+		n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_request_id", "must be set on every write"))
+		return
+	}
+	// Applied before: the remembered response, wherever we are.
+	if resp, ok := n.st.Response(key); ok {
+		n.respond(id, resp)
+		return
+	}
+	if !n.isLeader {
+		n.respond(id, n.notLeader())
+		return
+	}
+	if p, ok := n.proposals[key]; ok {
+		p.waiters = append(p.waiters, id)
+		return
+	}
+	if err := n.st.Check(cmd); err != nil {
+		n.respond(id, errorResponseOf(err))
+		return
+	}
+	if len(n.proposals)+len(n.reads) >= n.cfg.MaxPendingRequests {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE,
+			fmt.Sprintf("too many requests in flight (%d); retry", n.cfg.MaxPendingRequests)))
+		return
+	}
+	if err := n.propose(cmd); err != nil {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Sprintf("write not accepted: %v; retry", err)))
+		return
+	}
+	n.proposals[key] = &proposal{waiters: []RequestID{id}, deadline: n.ticks + uint64(n.cfg.RequestTimeoutTicks)}
+}
+
+// propose stamps the command with this node and its clock and proposes it.
+func (n *Node) propose(cmd *apiv1.Command) error {
+	cmd.ProposerId = n.cfg.ID
+	cmd.ProposedUnixNano = n.now
+	data, err := deterministic.Marshal(cmd)
+	if err != nil {
+		return fmt.Errorf("marshal command: %w", err)
+	}
+	if err := n.rn.Propose(data); err != nil {
+		return fmt.Errorf("raft dropped the proposal: %w", err)
+	}
+	return nil
+}
+
+// read handles a query: at once when stale, else after a ReadIndex round.
+func (n *Node) read(id RequestID, req *apiv1.Request) {
+	if staleRead(req) {
+		n.respond(id, n.answer(req))
+		return
+	}
+	if n.lead == raft.None {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "no leader known; retry, or ask for a stale read"))
+		return
+	}
+	if len(n.proposals)+len(n.reads) >= n.cfg.MaxPendingRequests {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE,
+			fmt.Sprintf("too many requests in flight (%d); retry", n.cfg.MaxPendingRequests)))
+		return
+	}
+	n.readSeq++
+	n.reads[n.readSeq] = &read{id: id, req: req, deadline: n.ticks + uint64(n.cfg.RequestTimeoutTicks)}
+	var ctx [8]byte
+	binary.BigEndian.PutUint64(ctx[:], n.readSeq)
+	n.rn.ReadIndex(ctx[:])
+}
+
+// readIndexed records the read index raft confirmed for one of our reads.
+func (n *Node) readIndexed(rs raft.ReadState) {
+	if len(rs.RequestCtx) != 8 {
+		return
+	}
+	if r, ok := n.reads[binary.BigEndian.Uint64(rs.RequestCtx)]; ok && r.index == 0 {
+		r.index = max(rs.Index, 1)
+	}
+}
+
+// serveReads answers the reads whose read index this node has applied.
+func (n *Node) serveReads() {
+	for _, seq := range sortedKeys(n.reads) {
+		r := n.reads[seq]
+		if r.index != 0 && r.index <= n.st.AppliedIndex() {
+			delete(n.reads, seq)
+			n.respond(r.id, n.answer(r.req))
+		}
+	}
+}
+
+// expire answers what has waited longer than Config.RequestTimeoutTicks.
+func (n *Node) expire() {
+	for _, key := range sortedKeys(n.proposals) {
+		if p := n.proposals[key]; p.deadline <= n.ticks {
+			delete(n.proposals, key)
+			for _, w := range p.waiters {
+				n.respond(w, errorResponse(apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN,
+					"outcome unknown: the write was not applied in time; retry with the same client request id"))
+			}
+		}
+	}
+	for _, seq := range sortedKeys(n.reads) {
+		if r := n.reads[seq]; r.deadline <= n.ticks {
+			delete(n.reads, seq)
+			n.respond(r.id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "read not confirmed in time; retry"))
+		}
+	}
+}
+
+// failProposals answers every write in flight with code.
+func (n *Node) failProposals(code apiv1.ErrorCode, msg string) {
+	for _, key := range sortedKeys(n.proposals) {
+		for _, w := range n.proposals[key].waiters {
+			n.respond(w, errorResponse(code, msg))
+		}
+	}
+	clear(n.proposals)
+}
+
+// register keeps this node's record in the state current: its address,
+// role, capacity and labels, and (on a leader) the cluster's name.
+func (n *Node) register() {
+	if n.ticks < n.nextRegister || n.lead == raft.None {
+		return
+	}
+	n.nextRegister = n.ticks + uint64(n.cfg.RegisterEveryTicks)
+	if n.isLeader && n.cfg.ClusterID != "" && n.st.Cluster().GetId() == "" {
+		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_InitCluster{InitCluster: &apiv1.InitClusterCommand{ClusterId: n.cfg.ClusterID}}})
+	}
+	if n.cfg.Address == "" || n.cfg.Capacity == nil || n.st.Removed(n.cfg.ID) {
+		return
+	}
+	want := &apiv1.RegisterNodeCommand{
+		Id:       n.cfg.ID,
+		Address:  n.cfg.Address,
+		Role:     n.cfg.Role,
+		Capacity: n.cfg.Capacity,
+		Labels:   n.cfg.Labels,
+	}
+	if have, ok := n.st.Node(n.cfg.ID); ok && have.GetAddress() == want.GetAddress() && have.GetRole() == want.GetRole() &&
+		proto.Equal(have.GetCapacity(), want.GetCapacity()) && maps.Equal(have.GetLabels(), want.GetLabels()) {
+		return
+	}
+	// A dropped proposal is tried again at the next round.
+	_ = n.propose(&apiv1.Command{Op: &apiv1.Command_RegisterNode{RegisterNode: want}})
+}
+
+// notLeader answers a write that reached a follower.
+func (n *Node) notLeader() *apiv1.Response {
+	if n.lead == raft.None {
+		return errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "no leader known; retry")
+	}
+	e := &apiv1.Error{
+		Code:     apiv1.ErrorCode_ERROR_CODE_NOT_LEADER,
+		Message:  fmt.Sprintf("node %d is not the leader; node %d is", n.cfg.ID, n.lead),
+		LeaderId: n.lead,
+	}
+	if node, ok := n.st.Node(n.lead); ok {
+		e.LeaderAddress = node.GetAddress()
+	}
+	return &apiv1.Response{Error: e}
+}
+
+func (n *Node) respond(id RequestID, resp *apiv1.Response) {
+	n.responses = append(n.responses, Response{ID: id, Response: resp})
+}
+
+func errorResponse(code apiv1.ErrorCode, msg string) *apiv1.Response {
+	return &apiv1.Response{Error: &apiv1.Error{Code: code, Message: msg}}
+}
+
+func errorField(code apiv1.ErrorCode, field, msg string) *apiv1.Response {
+	return &apiv1.Response{Error: &apiv1.Error{Code: code, Field: field, Message: field + ": " + msg}}
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	return slices.Sorted(maps.Keys(m))
+}

@@ -1,0 +1,103 @@
+package core
+
+import (
+	"errors"
+	"strconv"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/state"
+)
+
+// commandFor turns a write request into the command it proposes. It returns
+// a nil command for a read, and an error for a request of no known kind.
+func commandFor(req *apiv1.Request) (*apiv1.Command, *apiv1.Error) {
+	var (
+		key string
+		cmd = &apiv1.Command{}
+	)
+	switch k := req.GetKind().(type) {
+	case *apiv1.Request_CreateVm:
+		key = k.CreateVm.GetClientRequestId()
+		cmd.Op = &apiv1.Command_CreateVm{CreateVm: &apiv1.CreateVmCommand{Name: k.CreateVm.GetName(), Spec: k.CreateVm.GetSpec(), Start: k.CreateVm.GetStart()}}
+	case *apiv1.Request_StartVm:
+		key = k.StartVm.GetClientRequestId()
+		cmd.Op = &apiv1.Command_StartVm{StartVm: &apiv1.StartVmCommand{Name: k.StartVm.GetName()}}
+	case *apiv1.Request_StopVm:
+		key = k.StopVm.GetClientRequestId()
+		cmd.Op = &apiv1.Command_StopVm{StopVm: &apiv1.StopVmCommand{Name: k.StopVm.GetName()}}
+	case *apiv1.Request_DeleteVm:
+		key = k.DeleteVm.GetClientRequestId()
+		cmd.Op = &apiv1.Command_DeleteVm{DeleteVm: &apiv1.DeleteVmCommand{Name: k.DeleteVm.GetName()}}
+	case *apiv1.Request_SubmitTask:
+		key = k.SubmitTask.GetClientRequestId()
+		cmd.Op = &apiv1.Command_SubmitTask{SubmitTask: &apiv1.SubmitTaskCommand{Spec: k.SubmitTask.GetSpec()}}
+	case *apiv1.Request_CancelTask:
+		key = k.CancelTask.GetClientRequestId()
+		cmd.Op = &apiv1.Command_CancelTask{CancelTask: &apiv1.CancelTaskCommand{Id: k.CancelTask.GetId()}}
+	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus:
+		return nil, nil
+	default:
+		return nil, &apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Field: "kind", Message: "kind: request of no known kind"}
+	}
+	cmd.ClientRequestId = key
+	return cmd, nil
+}
+
+func staleRead(req *apiv1.Request) bool {
+	switch k := req.GetKind().(type) {
+	case *apiv1.Request_GetVm:
+		return k.GetVm.GetStale()
+	case *apiv1.Request_ListVms:
+		return k.ListVms.GetStale()
+	case *apiv1.Request_GetTask:
+		return k.GetTask.GetStale()
+	case *apiv1.Request_ListTasks:
+		return k.ListTasks.GetStale()
+	case *apiv1.Request_GetClusterStatus:
+		return k.GetClusterStatus.GetStale()
+	}
+	return false
+}
+
+// answer serves a read from this node's state as it is now.
+func (n *Node) answer(req *apiv1.Request) *apiv1.Response {
+	switch k := req.GetKind().(type) {
+	case *apiv1.Request_GetVm:
+		v, ok := n.st.Vm(k.GetVm.GetName())
+		if !ok {
+			return errorField(apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, "name", "no VM named "+strconv.Quote(k.GetVm.GetName()))
+		}
+		return &apiv1.Response{Kind: &apiv1.Response_GetVm{GetVm: &apiv1.GetVmResponse{Vm: v}}}
+	case *apiv1.Request_ListVms:
+		return &apiv1.Response{Kind: &apiv1.Response_ListVms{ListVms: &apiv1.ListVmsResponse{Vms: n.st.Vms(int(k.ListVms.GetLimit()))}}}
+	case *apiv1.Request_GetTask:
+		t, ok := n.st.Task(k.GetTask.GetId())
+		if !ok {
+			return errorField(apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, "id", "no such task")
+		}
+		return &apiv1.Response{Kind: &apiv1.Response_GetTask{GetTask: &apiv1.GetTaskResponse{Task: t}}}
+	case *apiv1.Request_ListTasks:
+		return &apiv1.Response{Kind: &apiv1.Response_ListTasks{ListTasks: &apiv1.ListTasksResponse{Tasks: n.st.Tasks(int(k.ListTasks.GetLimit()))}}}
+	case *apiv1.Request_GetClusterStatus:
+		bs := n.rn.BasicStatus()
+		return &apiv1.Response{Kind: &apiv1.Response_GetClusterStatus{GetClusterStatus: &apiv1.GetClusterStatusResponse{
+			Cluster:      n.st.Cluster(),
+			Nodes:        n.st.Nodes(),
+			NodeId:       n.cfg.ID,
+			LeaderId:     bs.Lead,
+			Term:         bs.GetTerm(),
+			CommitIndex:  bs.GetCommit(),
+			AppliedIndex: n.st.AppliedIndex(),
+		}}}
+	}
+	return errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "kind", "not a read")
+}
+
+// errorResponseOf turns a state rejection into a response.
+func errorResponseOf(err error) *apiv1.Response {
+	var se *state.Error
+	if errors.As(err, &se) {
+		return &apiv1.Response{Error: se.Proto()}
+	}
+	return errorResponse(apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, err.Error())
+}

@@ -1,0 +1,172 @@
+package state
+
+import (
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// at is where in the log, and when by the proposer's clock, a command applies.
+type at struct {
+	index uint64
+	nanos int64
+}
+
+// Apply applies the command at log index index and returns its response.
+//
+// A rejected command returns a Response whose Error is set and, as err, the
+// same rejection as a *Error; the state is left as it was but for the applied
+// index. A command whose client request id was seen before returns the
+// remembered response and a nil error, and changes nothing.
+func (s *State) Apply(index uint64, cmd *apiv1.Command) (*apiv1.Response, error) {
+	s.advance(index)
+	id := cmd.GetClientRequestId()
+	if err := checkText("client_request_id", id, MaxClientRequestID); err != nil {
+		return &apiv1.Response{Error: err.Proto()}, err
+	}
+	if id != "" {
+		if r, ok := s.requests[id]; ok {
+			return proto.CloneOf(r.GetResponse()), nil
+		}
+	}
+	resp, rerr := s.exec(at{index: index, nanos: cmd.GetProposedUnixNano()}, cmd, true)
+	if rerr != nil {
+		resp = &apiv1.Response{Error: rerr.Proto()}
+	}
+	if id != "" {
+		s.remember(index, id, resp)
+	}
+	if rerr != nil {
+		return proto.CloneOf(resp), rerr
+	}
+	return proto.CloneOf(resp), nil
+}
+
+// Check validates the command against the current state without applying
+// it: the edge's half of "validate at the edge and again in Apply". A nil
+// result means Apply would accept the command now (it may still refuse it
+// later, when the state has moved on).
+func (s *State) Check(cmd *apiv1.Command) error {
+	if err := checkText("client_request_id", cmd.GetClientRequestId(), MaxClientRequestID); err != nil {
+		return err
+	}
+	if _, err := s.exec(at{}, cmd, false); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ApplyEmpty records that index held no command (a new leader's empty entry).
+func (s *State) ApplyEmpty(index uint64) { s.advance(index) }
+
+// ApplyMembership records the Raft configuration that index made current.
+// Members that disappear from it are remembered as removed, for good.
+func (s *State) ApplyMembership(index uint64, voters, learners []uint64) {
+	s.advance(index)
+	next := &apiv1.Membership{
+		Voters:   sortedIDs(voters),
+		Learners: sortedIDs(learners),
+		Removed:  append([]uint64(nil), s.membership.GetRemoved()...),
+	}
+	member := map[uint64]bool{}
+	for _, id := range next.Voters {
+		member[id] = true
+	}
+	for _, id := range next.Learners {
+		member[id] = true
+	}
+	for _, id := range append(append([]uint64(nil), s.membership.GetVoters()...), s.membership.GetLearners()...) {
+		if !member[id] {
+			next.Removed = append(next.Removed, id)
+			if n, ok := s.nodes[id]; ok {
+				n.Status = apiv1.NodeStatus_NODE_STATUS_LEFT
+				n.UpdatedIndex = index
+			}
+		}
+	}
+	next.Removed = sortedIDs(next.Removed)
+	s.membership = next
+}
+
+// Removed reports whether node id was a member and was removed.
+func (s *State) Removed(id uint64) bool {
+	for _, r := range s.membership.GetRemoved() {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *State) advance(index uint64) {
+	if index <= s.applied {
+		panic(fmt.Sprintf("state: index %d applied after %d", index, s.applied))
+	}
+	s.applied = index
+}
+
+// remember stores a client request's response, evicting the oldest record
+// once MaxRequestRecords are kept.
+func (s *State) remember(index uint64, id string, resp *apiv1.Response) {
+	rec := &apiv1.RequestRecord{ClientRequestId: id, Index: index, Response: proto.CloneOf(resp)}
+	s.requests[id] = rec
+	s.requestLog = append(s.requestLog, rec)
+	for len(s.requestLog) > MaxRequestRecords {
+		delete(s.requests, s.requestLog[0].GetClientRequestId())
+		s.requestLog[0] = nil
+		s.requestLog = s.requestLog[1:]
+	}
+}
+
+// exec validates the command's operation and, when mutate is set and the
+// operation is valid, carries it out.
+func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *Error) {
+	var (
+		check func() *Error
+		run   func() *apiv1.Response
+	)
+	switch op := cmd.GetOp().(type) {
+	case *apiv1.Command_InitCluster:
+		check, run = func() *Error { return s.checkInitCluster(op.InitCluster) }, func() *apiv1.Response { return s.initCluster(op.InitCluster) }
+	case *apiv1.Command_RegisterNode:
+		check, run = func() *Error { return s.checkRegisterNode(op.RegisterNode) }, func() *apiv1.Response { return s.registerNode(a, op.RegisterNode) }
+	case *apiv1.Command_CreateVm:
+		check, run = func() *Error { return s.checkCreateVm(op.CreateVm) }, func() *apiv1.Response { return s.createVm(a, op.CreateVm) }
+	case *apiv1.Command_StartVm:
+		check, run = func() *Error { return s.checkStartVm(op.StartVm) }, func() *apiv1.Response { return s.startVm(a, op.StartVm) }
+	case *apiv1.Command_StopVm:
+		check, run = func() *Error { return s.checkStopVm(op.StopVm) }, func() *apiv1.Response { return s.stopVm(a, op.StopVm) }
+	case *apiv1.Command_DeleteVm:
+		check, run = func() *Error { return s.checkDeleteVm(op.DeleteVm) }, func() *apiv1.Response { return s.deleteVm(a, op.DeleteVm) }
+	case *apiv1.Command_AssignVm:
+		check, run = func() *Error { return s.checkAssignVm(op.AssignVm) }, func() *apiv1.Response { return s.assignVm(a, op.AssignVm) }
+	case *apiv1.Command_ReportVm:
+		check, run = func() *Error { return s.checkReportVm(op.ReportVm) }, func() *apiv1.Response { return s.reportVm(a, op.ReportVm) }
+	case *apiv1.Command_SubmitTask:
+		check, run = func() *Error { return s.checkSubmitTask(op.SubmitTask) }, func() *apiv1.Response { return s.submitTask(a, op.SubmitTask) }
+	case *apiv1.Command_CancelTask:
+		check, run = func() *Error { return s.checkCancelTask(op.CancelTask) }, func() *apiv1.Response { return s.cancelTask(a, op.CancelTask) }
+	case *apiv1.Command_AssignTask:
+		check, run = func() *Error { return s.checkAssignTask(op.AssignTask) }, func() *apiv1.Response { return s.assignTask(a, op.AssignTask) }
+	case *apiv1.Command_ReportTask:
+		check, run = func() *Error { return s.checkReportTask(op.ReportTask) }, func() *apiv1.Response { return s.reportTask(a, op.ReportTask) }
+	default:
+		return nil, invalid("op", "command has no known operation")
+	}
+	if err := check(); err != nil {
+		return nil, err
+	}
+	if !mutate {
+		return nil, nil
+	}
+	return run(), nil
+}
+
+func sortedIDs(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

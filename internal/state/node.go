@@ -1,0 +1,101 @@
+package state
+
+import (
+	"maps"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+func (s *State) checkInitCluster(op *apiv1.InitClusterCommand) *Error {
+	id := op.GetClusterId()
+	if id == "" {
+		return invalid("cluster_id", "must not be empty")
+	}
+	if err := checkText("cluster_id", id, MaxClusterIDLen); err != nil {
+		return err
+	}
+	if s.clusterID != "" && s.clusterID != id {
+		return precondition("cluster_id", "cluster is already named %q", s.clusterID)
+	}
+	return nil
+}
+
+func (s *State) initCluster(op *apiv1.InitClusterCommand) *apiv1.Response {
+	s.clusterID = op.GetClusterId()
+	return &apiv1.Response{}
+}
+
+func (s *State) checkRegisterNode(op *apiv1.RegisterNodeCommand) *Error {
+	if op.GetId() == 0 {
+		return invalid("id", "must not be 0")
+	}
+	if s.Removed(op.GetId()) {
+		return precondition("id", "node %d was removed from the cluster; ids are never reused", op.GetId())
+	}
+	if op.GetAddress() == "" {
+		return invalid("address", "must not be empty")
+	}
+	if err := checkText("address", op.GetAddress(), MaxAddressLen); err != nil {
+		return err
+	}
+	if err := checkEnum("role", op.GetRole(), false); err != nil {
+		return err
+	}
+	if err := checkResources("capacity", op.GetCapacity()); err != nil {
+		return err
+	}
+	return checkMap("labels", op.GetLabels(), checkKey)
+}
+
+// registerNode adds the node, or refreshes its address, role, capacity and
+// labels. Status and drain are the leader's to change, not the node's.
+func (s *State) registerNode(a at, op *apiv1.RegisterNodeCommand) *apiv1.Response {
+	n, ok := s.nodes[op.GetId()]
+	if !ok {
+		n = &apiv1.Node{
+			Id:              op.GetId(),
+			Status:          apiv1.NodeStatus_NODE_STATUS_READY,
+			RegisteredIndex: a.index,
+		}
+		s.nodes[n.Id] = n
+	}
+	n.Address = op.GetAddress()
+	n.Role = op.GetRole()
+	n.Capacity = proto.CloneOf(op.GetCapacity())
+	n.Labels = maps.Clone(op.GetLabels())
+	n.UpdatedIndex = a.index
+	return &apiv1.Response{}
+}
+
+// NodeSchedulable reports why node id cannot take new work, or nil.
+func (s *State) nodeSchedulable(field string, id uint64) *Error {
+	n, ok := s.nodes[id]
+	if !ok {
+		return notFound(field, "no node %d", id)
+	}
+	if n.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
+		return precondition(field, "node %d is %s", id, n.GetStatus())
+	}
+	if n.GetDrain() {
+		return precondition(field, "node %d is draining", id)
+	}
+	return nil
+}
+
+// checkFits reports whether need fits in node id's free capacity.
+func (s *State) checkFits(field string, id uint64, vcpus uint32, memoryMiB uint64) *Error {
+	n := s.nodes[id]
+	used := s.Allocated(id)
+	capacity := n.GetCapacity()
+	if uint64(used.GetVcpus())+uint64(vcpus) > uint64(capacity.GetVcpus()) {
+		return exhausted(field, "node %d has %d of %d vCPUs free, %d needed",
+			id, capacity.GetVcpus()-min(used.GetVcpus(), capacity.GetVcpus()), capacity.GetVcpus(), vcpus)
+	}
+	if used.GetMemoryMib()+memoryMiB > capacity.GetMemoryMib() {
+		return exhausted(field, "node %d has %d of %d MiB free, %d needed",
+			id, capacity.GetMemoryMib()-min(used.GetMemoryMib(), capacity.GetMemoryMib()), capacity.GetMemoryMib(), memoryMiB)
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package state
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// SnapshotVersion is the format version written into every snapshot.
+const SnapshotVersion = 1
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// Snapshot returns the whole state as bytes. Equal states give equal bytes.
+func (s *State) Snapshot() ([]byte, error) {
+	snap := &apiv1.StateSnapshot{
+		Version:  SnapshotVersion,
+		Cluster:  s.Cluster(),
+		Nodes:    s.Nodes(),
+		Vms:      s.Vms(0),
+		Tasks:    s.Tasks(0),
+		Requests: s.requestLog,
+	}
+	b, err := deterministic.Marshal(snap)
+	if err != nil {
+		return nil, fmt.Errorf("state: marshal snapshot at index %d: %w", s.applied, err)
+	}
+	return b, nil
+}
+
+// Restore rebuilds a state from Snapshot's bytes. It checks what it reads
+// (version, sorted unique keys, bounds) and returns an error, never panics,
+// on bytes that Snapshot could not have written.
+func Restore(data []byte) (*State, error) {
+	var snap apiv1.StateSnapshot
+	if err := proto.Unmarshal(data, &snap); err != nil {
+		return nil, fmt.Errorf("state: decode snapshot: %w", err)
+	}
+	if snap.GetVersion() != SnapshotVersion {
+		return nil, fmt.Errorf("state: snapshot version %d, want %d", snap.GetVersion(), SnapshotVersion)
+	}
+	s := New()
+	s.clusterID = snap.GetCluster().GetId()
+	if m := snap.GetCluster().GetMembership(); m != nil {
+		s.membership = m
+	}
+	s.applied = snap.GetCluster().GetAppliedIndex()
+	for i, n := range snap.GetNodes() {
+		if n.GetId() == 0 || (i > 0 && snap.GetNodes()[i-1].GetId() >= n.GetId()) {
+			return nil, fmt.Errorf("state: snapshot node %d (id %d): ids must be non-zero, sorted and unique", i, n.GetId())
+		}
+		s.nodes[n.GetId()] = n
+	}
+	for i, v := range snap.GetVms() {
+		if !validName(v.GetName()) || (i > 0 && snap.GetVms()[i-1].GetName() >= v.GetName()) {
+			return nil, fmt.Errorf("state: snapshot VM %d (%q): names must be valid, sorted and unique", i, v.GetName())
+		}
+		if v.GetSpec() == nil {
+			return nil, fmt.Errorf("state: snapshot VM %q has no spec", v.GetName())
+		}
+		s.vms[v.GetName()] = v
+	}
+	for i, t := range snap.GetTasks() {
+		if t.GetId() == 0 || (i > 0 && snap.GetTasks()[i-1].GetId() >= t.GetId()) {
+			return nil, fmt.Errorf("state: snapshot task %d (id %d): ids must be non-zero, sorted and unique", i, t.GetId())
+		}
+		s.tasks[t.GetId()] = t
+	}
+	if len(snap.GetRequests()) > MaxRequestRecords {
+		return nil, fmt.Errorf("state: snapshot holds %d request records, at most %d allowed", len(snap.GetRequests()), MaxRequestRecords)
+	}
+	for i, r := range snap.GetRequests() {
+		id := r.GetClientRequestId()
+		if id == "" || (i > 0 && snap.GetRequests()[i-1].GetIndex() >= r.GetIndex()) || r.GetIndex() > s.applied {
+			return nil, fmt.Errorf("state: snapshot request record %d (%q): ids must be set, indexes increasing and applied", i, id)
+		}
+		if _, dup := s.requests[id]; dup {
+			return nil, fmt.Errorf("state: snapshot request id %q appears twice", id)
+		}
+		s.requests[id] = r
+		s.requestLog = append(s.requestLog, r)
+	}
+	return s, nil
+}

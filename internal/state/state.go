@@ -1,0 +1,184 @@
+package state
+
+import (
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// MaxRequestRecords is how many client request ids, with their responses,
+// the state remembers for idempotent retries.
+const MaxRequestRecords = 10000
+
+// MaxVmEvents is how many recent events a VM record keeps.
+const MaxVmEvents = 16
+
+// State is the replicated state machine. It is not safe for concurrent use:
+// its owner (the core) is single-threaded.
+type State struct {
+	clusterID  string
+	membership *apiv1.Membership
+	// Invariant: applied strictly increases with every Apply*.
+	applied uint64
+
+	nodes map[uint64]*apiv1.Node
+	vms   map[string]*apiv1.Vm
+	tasks map[uint64]*apiv1.Task
+
+	// requests maps a client request id to its record; requestLog holds the
+	// same records in the order they were applied (oldest first).
+	// Invariant: len(requests) == len(requestLog) <= MaxRequestRecords.
+	requests   map[string]*apiv1.RequestRecord
+	requestLog []*apiv1.RequestRecord
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{
+		membership: &apiv1.Membership{},
+		nodes:      map[uint64]*apiv1.Node{},
+		vms:        map[string]*apiv1.Vm{},
+		tasks:      map[uint64]*apiv1.Task{},
+		requests:   map[string]*apiv1.RequestRecord{},
+	}
+}
+
+// AppliedIndex is the log index of the last entry applied.
+func (s *State) AppliedIndex() uint64 { return s.applied }
+
+// Cluster returns the cluster record.
+func (s *State) Cluster() *apiv1.Cluster {
+	return &apiv1.Cluster{
+		Id:           s.clusterID,
+		Membership:   proto.CloneOf(s.membership),
+		AppliedIndex: s.applied,
+	}
+}
+
+// Node returns a copy of node id's record.
+func (s *State) Node(id uint64) (*apiv1.Node, bool) {
+	n, ok := s.nodes[id]
+	if !ok {
+		return nil, false
+	}
+	return proto.CloneOf(n), true
+}
+
+// Nodes returns copies of every node record, sorted by id.
+func (s *State) Nodes() []*apiv1.Node {
+	ids := make([]uint64, 0, len(s.nodes))
+	for id := range s.nodes {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := make([]*apiv1.Node, len(ids))
+	for i, id := range ids {
+		out[i] = proto.CloneOf(s.nodes[id])
+	}
+	return out
+}
+
+// Vm returns a copy of the VM named name.
+func (s *State) Vm(name string) (*apiv1.Vm, bool) {
+	v, ok := s.vms[name]
+	if !ok {
+		return nil, false
+	}
+	return proto.CloneOf(v), true
+}
+
+// Vms returns copies of the first limit VMs by name (all when limit is 0).
+func (s *State) Vms(limit int) []*apiv1.Vm {
+	names := make([]string, 0, len(s.vms))
+	for name := range s.vms {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	if limit > 0 && limit < len(names) {
+		names = names[:limit]
+	}
+	out := make([]*apiv1.Vm, len(names))
+	for i, name := range names {
+		out[i] = proto.CloneOf(s.vms[name])
+	}
+	return out
+}
+
+// Task returns a copy of task id.
+func (s *State) Task(id uint64) (*apiv1.Task, bool) {
+	t, ok := s.tasks[id]
+	if !ok {
+		return nil, false
+	}
+	return proto.CloneOf(t), true
+}
+
+// Tasks returns copies of the first limit tasks by id (all when limit is 0).
+func (s *State) Tasks(limit int) []*apiv1.Task {
+	ids := s.taskIDs()
+	if limit > 0 && limit < len(ids) {
+		ids = ids[:limit]
+	}
+	out := make([]*apiv1.Task, len(ids))
+	for i, id := range ids {
+		out[i] = proto.CloneOf(s.tasks[id])
+	}
+	return out
+}
+
+func (s *State) taskIDs() []uint64 {
+	ids := make([]uint64, 0, len(s.tasks))
+	for id := range s.tasks {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// Response returns the remembered response to a client request id.
+func (s *State) Response(clientRequestID string) (*apiv1.Response, bool) {
+	r, ok := s.requests[clientRequestID]
+	if !ok {
+		return nil, false
+	}
+	return proto.CloneOf(r.GetResponse()), true
+}
+
+// RequestRecords is how many client request ids are remembered.
+func (s *State) RequestRecords() int { return len(s.requestLog) }
+
+// Allocated returns what the workloads placed on node id hold: VMs that are
+// scheduled, starting, running or stopping, and tasks assigned or running.
+func (s *State) Allocated(id uint64) *apiv1.Resources {
+	r := &apiv1.Resources{}
+	// Sums do not depend on iteration order.
+	for _, v := range s.vms {
+		if v.GetNodeId() == id && holdsResources(v.GetState()) {
+			r.Vcpus += v.GetSpec().GetVcpus()
+			r.MemoryMib += v.GetSpec().GetMemoryMib()
+		}
+	}
+	for _, t := range s.tasks {
+		if t.GetNodeId() == id && taskHoldsResources(t.GetStatus()) {
+			r.Vcpus += t.GetSpec().GetResources().GetVcpus()
+			r.MemoryMib += t.GetSpec().GetResources().GetMemoryMib()
+			r.DiskMib += t.GetSpec().GetResources().GetDiskMib()
+		}
+	}
+	return r
+}
+
+func holdsResources(st apiv1.VmState) bool {
+	switch st {
+	case apiv1.VmState_VM_STATE_SCHEDULED, apiv1.VmState_VM_STATE_STARTING,
+		apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_STOPPING:
+		return true
+	}
+	return false
+}
+
+func taskHoldsResources(st apiv1.TaskStatus) bool {
+	return st == apiv1.TaskStatus_TASK_STATUS_ASSIGNED || st == apiv1.TaskStatus_TASK_STATUS_RUNNING
+}

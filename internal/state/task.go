@@ -1,0 +1,168 @@
+package state
+
+import (
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+func (s *State) lookupTask(id uint64) (*apiv1.Task, *Error) {
+	t, ok := s.tasks[id]
+	if !ok {
+		return nil, notFound("id", "no task %d", id)
+	}
+	return t, nil
+}
+
+func taskEnded(st apiv1.TaskStatus) bool {
+	switch st {
+	case apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED,
+		apiv1.TaskStatus_TASK_STATUS_CANCELLED, apiv1.TaskStatus_TASK_STATUS_LOST:
+		return true
+	}
+	return false
+}
+
+func checkTaskSpec(spec *apiv1.TaskSpec) *Error {
+	if spec == nil {
+		return invalid("spec", "must be set")
+	}
+	if spec.GetCommand() == "" {
+		return invalid("spec.command", "must not be empty")
+	}
+	if err := checkText("spec.command", spec.GetCommand(), MaxCommandLen); err != nil {
+		return err
+	}
+	if len(spec.GetArgs()) > MaxArgs {
+		return invalid("spec.args", "has %d entries, at most %d allowed", len(spec.GetArgs()), MaxArgs)
+	}
+	for _, arg := range spec.GetArgs() {
+		if err := checkText("spec.args", arg, MaxArgLen); err != nil {
+			return err
+		}
+	}
+	if err := checkMap("spec.env", spec.GetEnv(), checkKey); err != nil {
+		return err
+	}
+	return checkResources("spec.resources", spec.GetResources())
+}
+
+func (s *State) checkSubmitTask(op *apiv1.SubmitTaskCommand) *Error {
+	return checkTaskSpec(op.GetSpec())
+}
+
+// submitTask records a pending task. Its id is the log index of the
+// submission: unique, and the same on every node.
+func (s *State) submitTask(a at, op *apiv1.SubmitTaskCommand) *apiv1.Response {
+	t := &apiv1.Task{
+		Id:                a.index,
+		Spec:              proto.CloneOf(op.GetSpec()),
+		Status:            apiv1.TaskStatus_TASK_STATUS_PENDING,
+		Reason:            "submitted; waiting for placement",
+		SubmittedIndex:    a.index,
+		UpdatedIndex:      a.index,
+		SubmittedUnixNano: a.nanos,
+	}
+	s.tasks[t.Id] = t
+	return &apiv1.Response{Kind: &apiv1.Response_SubmitTask{SubmitTask: &apiv1.SubmitTaskResponse{Task: proto.CloneOf(t)}}}
+}
+
+func (s *State) checkCancelTask(op *apiv1.CancelTaskCommand) *Error {
+	t, err := s.lookupTask(op.GetId())
+	if err != nil {
+		return err
+	}
+	if taskEnded(t.GetStatus()) {
+		return precondition("id", "task %d has already ended: %s", op.GetId(), t.GetStatus())
+	}
+	return nil
+}
+
+// cancelTask ends the task; a node running it sees it cancelled and kills it.
+func (s *State) cancelTask(a at, op *apiv1.CancelTaskCommand) *apiv1.Response {
+	t := s.tasks[op.GetId()]
+	t.Status = apiv1.TaskStatus_TASK_STATUS_CANCELLED
+	t.Reason = "cancelled by user"
+	t.UpdatedIndex = a.index
+	return &apiv1.Response{Kind: &apiv1.Response_CancelTask{CancelTask: &apiv1.CancelTaskResponse{Task: proto.CloneOf(t)}}}
+}
+
+func (s *State) checkAssignTask(op *apiv1.AssignTaskCommand) *Error {
+	t, err := s.lookupTask(op.GetId())
+	if err != nil {
+		return err
+	}
+	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING {
+		return precondition("id", "task %d is %s, not pending", op.GetId(), t.GetStatus())
+	}
+	if err := s.nodeSchedulable("node_id", op.GetNodeId()); err != nil {
+		return err
+	}
+	r := t.GetSpec().GetResources()
+	return s.checkFits("node_id", op.GetNodeId(), r.GetVcpus(), r.GetMemoryMib())
+}
+
+func (s *State) assignTask(a at, op *apiv1.AssignTaskCommand) *apiv1.Response {
+	t := s.tasks[op.GetId()]
+	t.Status = apiv1.TaskStatus_TASK_STATUS_ASSIGNED
+	t.NodeId = op.GetNodeId()
+	t.Attempt++
+	t.Reason = "placed on node " + strconv.FormatUint(op.GetNodeId(), 10)
+	t.UpdatedIndex = a.index
+	return &apiv1.Response{}
+}
+
+func (s *State) checkReportTask(op *apiv1.ReportTaskCommand) *Error {
+	t, err := s.lookupTask(op.GetId())
+	if err != nil {
+		return err
+	}
+	if _, ok := s.nodes[op.GetNodeId()]; !ok {
+		return notFound("node_id", "no node %d", op.GetNodeId())
+	}
+	if err := checkEnum("status", op.GetStatus(), false); err != nil {
+		return err
+	}
+	switch op.GetStatus() {
+	case apiv1.TaskStatus_TASK_STATUS_RUNNING, apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED:
+	default:
+		return invalid("status", "a node cannot report %s", op.GetStatus())
+	}
+	if len(op.GetResult().GetOutputTail()) > MaxOutputTailBytes {
+		return invalid("result.output_tail", "is %d bytes, at most %d allowed", len(op.GetResult().GetOutputTail()), MaxOutputTailBytes)
+	}
+	if err := checkText("result.error", op.GetResult().GetError(), MaxReasonLen); err != nil {
+		return err
+	}
+	if op.GetNodeId() != t.GetNodeId() || op.GetAttempt() != t.GetAttempt() {
+		return precondition("attempt", "stale report: task %d is at node %d attempt %d, report is from node %d attempt %d",
+			op.GetId(), t.GetNodeId(), t.GetAttempt(), op.GetNodeId(), op.GetAttempt())
+	}
+	switch t.GetStatus() {
+	case apiv1.TaskStatus_TASK_STATUS_ASSIGNED, apiv1.TaskStatus_TASK_STATUS_RUNNING:
+	case apiv1.TaskStatus_TASK_STATUS_CANCELLED:
+		if op.GetStatus() == apiv1.TaskStatus_TASK_STATUS_RUNNING {
+			return precondition("status", "task %d was cancelled", op.GetId())
+		}
+	default:
+		return precondition("status", "task %d has already ended: %s", op.GetId(), t.GetStatus())
+	}
+	return nil
+}
+
+// reportTask records a node's report. A cancelled task keeps its status but
+// takes the result of its last attempt.
+func (s *State) reportTask(a at, op *apiv1.ReportTaskCommand) *apiv1.Response {
+	t := s.tasks[op.GetId()]
+	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
+		t.Status = op.GetStatus()
+		t.Reason = "reported by node " + strconv.FormatUint(op.GetNodeId(), 10)
+	}
+	if op.GetResult() != nil {
+		t.Result = proto.CloneOf(op.GetResult())
+	}
+	t.UpdatedIndex = a.index
+	return &apiv1.Response{}
+}
