@@ -57,6 +57,10 @@ type Ready struct {
 	Messages []*raftpb.Message
 	// Responses to hand to callers.
 	Responses []Response
+	// CommittedEntries are the entries Advance will apply, for drivers and
+	// checkers that observe the applied sequence. Nothing needs doing with
+	// them.
+	CommittedEntries []*raftpb.Entry
 }
 
 // Node is the deterministic node. It is not safe for concurrent use: one
@@ -80,6 +84,10 @@ type Node struct {
 	lead     uint64
 	term     uint64
 	isLeader bool
+	// termStart is the index of the first entry of this leader's term. Once
+	// it is applied, the state holds every write any leader acknowledged, so
+	// that checks against it are not stale.
+	termStart uint64
 
 	// inReady is set between Ready and Advance; rd is raft's part of it.
 	inReady bool
@@ -237,8 +245,11 @@ func (n *Node) State() *state.State { return n.st }
 // Leader is the leader this node knows of (0 when none) and the term.
 func (n *Node) Leader() (id, term uint64) { return n.lead, n.term }
 
-// Status is etcd raft's view of this node.
+// Status is etcd raft's view of this node, with its peers' progress.
 func (n *Node) Status() raft.Status { return n.rn.Status() }
+
+// BasicStatus is etcd raft's view of this node, without allocating.
+func (n *Node) BasicStatus() raft.BasicStatus { return n.rn.BasicStatus() }
 
 // Tick advances the logical clock by one tick; now is the driver's clock.
 func (n *Node) Tick(now time.Time) {
@@ -311,6 +322,7 @@ func (n *Node) Ready() Ready {
 		}
 		out.Messages = rd.Messages
 		out.MustSync = rd.MustSync
+		out.CommittedEntries = rd.CommittedEntries
 	}
 	if n.snapToSave != nil {
 		out.Snapshot = n.snapToSave
@@ -387,6 +399,9 @@ func (n *Node) leadership(ss *raft.SoftState) {
 	n.lead = ss.Lead
 	n.isLeader = ss.RaftState == raft.StateLeader
 	n.term = n.rn.BasicStatus().GetTerm()
+	if n.isLeader && !wasLeader {
+		n.termStart, _ = n.log.LastIndex()
+	}
 	if wasLeader && !n.isLeader {
 		n.failProposals(apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "outcome unknown: leadership changed while the write was in flight")
 	}

@@ -50,9 +50,15 @@ func (n *Node) write(id RequestID, cmd *apiv1.Command) {
 		p.waiters = append(p.waiters, id)
 		return
 	}
-	if err := n.st.Check(cmd); err != nil {
-		n.respond(id, errorResponseOf(err))
-		return
+	// Refuse early what the state would refuse, but only once this leader's
+	// state holds every acknowledged write: a new leader that has not yet
+	// applied its predecessor's last writes would refuse on stale grounds.
+	// Apply checks again either way.
+	if n.st.AppliedIndex() >= n.termStart {
+		if err := n.st.Check(cmd); err != nil {
+			n.respond(id, errorResponseOf(err))
+			return
+		}
 	}
 	if len(n.proposals)+len(n.reads) >= n.cfg.MaxPendingRequests {
 		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE,

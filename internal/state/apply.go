@@ -48,10 +48,17 @@ func (s *State) Apply(index uint64, cmd *apiv1.Command) (*apiv1.Response, error)
 // Check validates the command against the current state without applying
 // it: the edge's half of "validate at the edge and again in Apply". A nil
 // result means Apply would accept the command now (it may still refuse it
-// later, when the state has moved on).
+// later, when the state has moved on). A retry of a remembered client request
+// id passes: Apply answers it with the remembered response.
 func (s *State) Check(cmd *apiv1.Command) error {
 	if err := checkText("client_request_id", cmd.GetClientRequestId(), MaxClientRequestID); err != nil {
 		return err
+	}
+	if id := cmd.GetClientRequestId(); id != "" {
+		if _, ok := s.requests[id]; ok {
+			// A retry: Apply answers it with the remembered response.
+			return nil
+		}
 	}
 	if _, err := s.exec(at{}, cmd, false); err != nil {
 		return err

@@ -2,6 +2,7 @@ package state
 
 import (
 	"maps"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -46,6 +47,15 @@ func (s *State) checkRegisterNode(op *apiv1.RegisterNodeCommand) *Error {
 	if err := checkResources("capacity", op.GetCapacity()); err != nil {
 		return err
 	}
+	if _, ok := s.nodes[op.GetId()]; ok {
+		// A node may shrink, but not below what is placed on it: no node is
+		// ever committed beyond its capacity.
+		used, c := s.Allocated(op.GetId()), op.GetCapacity()
+		if used.GetVcpus() > c.GetVcpus() || used.GetMemoryMib() > c.GetMemoryMib() || used.GetDiskMib() > c.GetDiskMib() {
+			return precondition("capacity", "node %d holds %d vCPUs, %d MiB and %d MiB of disk of work; the new capacity is smaller",
+				op.GetId(), used.GetVcpus(), used.GetMemoryMib(), used.GetDiskMib())
+		}
+	}
 	return checkMap("labels", op.GetLabels(), checkKey)
 }
 
@@ -84,18 +94,28 @@ func (s *State) nodeSchedulable(field string, id uint64) *Error {
 	return nil
 }
 
-// checkFits reports whether need fits in node id's free capacity.
-func (s *State) checkFits(field string, id uint64, vcpus uint32, memoryMiB uint64) *Error {
+// checkFits reports whether need fits in node id's free capacity, and the
+// node has every feature need asks for.
+func (s *State) checkFits(field string, id uint64, need *apiv1.Resources) *Error {
 	n := s.nodes[id]
 	used := s.Allocated(id)
 	capacity := n.GetCapacity()
-	if uint64(used.GetVcpus())+uint64(vcpus) > uint64(capacity.GetVcpus()) {
+	if uint64(used.GetVcpus())+uint64(need.GetVcpus()) > uint64(capacity.GetVcpus()) {
 		return exhausted(field, "node %d has %d of %d vCPUs free, %d needed",
-			id, capacity.GetVcpus()-min(used.GetVcpus(), capacity.GetVcpus()), capacity.GetVcpus(), vcpus)
+			id, capacity.GetVcpus()-min(used.GetVcpus(), capacity.GetVcpus()), capacity.GetVcpus(), need.GetVcpus())
 	}
-	if used.GetMemoryMib()+memoryMiB > capacity.GetMemoryMib() {
+	if used.GetMemoryMib()+need.GetMemoryMib() > capacity.GetMemoryMib() {
 		return exhausted(field, "node %d has %d of %d MiB free, %d needed",
-			id, capacity.GetMemoryMib()-min(used.GetMemoryMib(), capacity.GetMemoryMib()), capacity.GetMemoryMib(), memoryMiB)
+			id, capacity.GetMemoryMib()-min(used.GetMemoryMib(), capacity.GetMemoryMib()), capacity.GetMemoryMib(), need.GetMemoryMib())
+	}
+	if need.GetDiskMib() > 0 && used.GetDiskMib()+need.GetDiskMib() > capacity.GetDiskMib() {
+		return exhausted(field, "node %d has %d of %d MiB of disk free, %d needed",
+			id, capacity.GetDiskMib()-min(used.GetDiskMib(), capacity.GetDiskMib()), capacity.GetDiskMib(), need.GetDiskMib())
+	}
+	for _, f := range need.GetFeatures() {
+		if !slices.Contains(capacity.GetFeatures(), f) {
+			return precondition(field, "node %d lacks feature %q", id, f)
+		}
 	}
 	return nil
 }

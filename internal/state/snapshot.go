@@ -76,6 +76,10 @@ func Restore(data []byte) (*State, error) {
 		if id == "" || (i > 0 && snap.GetRequests()[i-1].GetIndex() >= r.GetIndex()) || r.GetIndex() > s.applied {
 			return nil, fmt.Errorf("state: snapshot request record %d (%q): ids must be set, indexes increasing and applied", i, id)
 		}
+		if r.GetResponse() == nil {
+			// Apply would hand a retry of id a nil response.
+			return nil, fmt.Errorf("state: snapshot request record %d (%q) has no response", i, id)
+		}
 		if _, dup := s.requests[id]; dup {
 			return nil, fmt.Errorf("state: snapshot request id %q appears twice", id)
 		}

@@ -100,8 +100,7 @@ func (s *State) checkAssignTask(op *apiv1.AssignTaskCommand) *Error {
 	if err := s.nodeSchedulable("node_id", op.GetNodeId()); err != nil {
 		return err
 	}
-	r := t.GetSpec().GetResources()
-	return s.checkFits("node_id", op.GetNodeId(), r.GetVcpus(), r.GetMemoryMib())
+	return s.checkFits("node_id", op.GetNodeId(), t.GetSpec().GetResources())
 }
 
 func (s *State) assignTask(a at, op *apiv1.AssignTaskCommand) *apiv1.Response {

@@ -186,7 +186,7 @@ func (s *State) checkAssignVm(op *apiv1.AssignVmCommand) *Error {
 			}
 		}
 	}
-	return s.checkFits("node_id", op.GetNodeId(), v.GetSpec().GetVcpus(), v.GetSpec().GetMemoryMib())
+	return s.checkFits("node_id", op.GetNodeId(), &apiv1.Resources{Vcpus: v.GetSpec().GetVcpus(), MemoryMib: v.GetSpec().GetMemoryMib()})
 }
 
 func (s *State) assignVm(a at, op *apiv1.AssignVmCommand) *apiv1.Response {
@@ -231,10 +231,17 @@ func (s *State) checkReportVm(op *apiv1.ReportVmCommand) *Error {
 // once its node reports it stopped or failed.
 func (s *State) reportVm(a at, op *apiv1.ReportVmCommand) *apiv1.Response {
 	v := s.vms[op.GetName()]
+	wasStopping := v.GetState() == apiv1.VmState_VM_STATE_STOPPING
 	s.setVmState(a, v, op.GetState(), op.GetReason())
 	ended := op.GetState() == apiv1.VmState_VM_STATE_STOPPED || op.GetState() == apiv1.VmState_VM_STATE_FAILED
-	if ended && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED {
+	switch {
+	case ended && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED:
 		delete(s.vms, v.GetName())
+	case wasStopping && op.GetState() == apiv1.VmState_VM_STATE_STOPPED && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING:
+		// Started again while it was stopping: it waits to be placed anew.
+		// (A VM that stops on its own is for its restart policy to judge.)
+		v.NodeId = 0
+		s.setVmState(a, v, apiv1.VmState_VM_STATE_PENDING, "stopped while wanted running; waiting for placement")
 	}
 	return &apiv1.Response{}
 }

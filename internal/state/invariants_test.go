@@ -1,0 +1,49 @@
+package state_test
+
+import (
+	"testing"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+func TestNodeCannotShrinkBelowWhatItHolds(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 4, 4096, nil))
+	h.ok(createVm("web", vmSpec(4, 1024), true))
+	h.ok(assignVm("web", 1, 0))
+	h.reject(registerNode(1, 2, 4096, nil), apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "capacity")
+	// Growing, or shrinking to exactly what is held, is fine.
+	h.ok(registerNode(1, 4, 1024, nil))
+	h.ok(registerNode(1, 8, 8192, nil))
+}
+
+func TestTaskNeedsNodeFeaturesAndDisk(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 8, 8192, nil)) // kvm only, 100,000 MiB of disk
+	spec := taskSpec("train", 1, 256)
+	spec.Resources.Features = []string{"gpu"}
+	gpu := h.submit(spec)
+	h.reject(assignTask(gpu, 1), apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "node_id")
+	spec = taskSpec("fill", 1, 256)
+	spec.Resources.DiskMib = 200000 // the node has 100,000 MiB
+	disk := h.submit(spec)
+	h.reject(assignTask(disk, 1), apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED, "node_id")
+}
+
+func TestVmStartedWhileStoppingIsPlacedAgain(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 8, 8192, nil))
+	h.ok(createVm("web", vmSpec(1, 512), true))
+	h.ok(assignVm("web", 1, 0))
+	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING))
+	h.ok(stopVm("web"))
+	h.ok(startVm("web"))
+	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
+	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_PENDING || v.GetNodeId() != 0 {
+		t.Fatalf("VM started while stopping, then stopped: %v on node %d, want pending on no node", v.GetState(), v.GetNodeId())
+	}
+	h.ok(assignVm("web", 1, 1))
+	if v := h.vm("web"); v.GetGeneration() != 2 || v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED {
+		t.Fatalf("re-placed VM: generation %d state %v", v.GetGeneration(), v.GetState())
+	}
+}
