@@ -84,10 +84,6 @@ type Node struct {
 	lead     uint64
 	term     uint64
 	isLeader bool
-	// termStart is the index of the first entry of this leader's term. Once
-	// it is applied, the state holds every write any leader acknowledged, so
-	// that checks against it are not stale.
-	termStart uint64
 
 	// inReady is set between Ready and Advance; rd is raft's part of it.
 	inReady bool
@@ -399,9 +395,6 @@ func (n *Node) leadership(ss *raft.SoftState) {
 	n.lead = ss.Lead
 	n.isLeader = ss.RaftState == raft.StateLeader
 	n.term = n.rn.BasicStatus().GetTerm()
-	if n.isLeader && !wasLeader {
-		n.termStart, _ = n.log.LastIndex()
-	}
 	if wasLeader && !n.isLeader {
 		n.failProposals(apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "outcome unknown: leadership changed while the write was in flight")
 	}

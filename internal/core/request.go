@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/state"
 )
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
@@ -50,15 +51,13 @@ func (n *Node) write(id RequestID, cmd *apiv1.Command) {
 		p.waiters = append(p.waiters, id)
 		return
 	}
-	// Refuse early what the state would refuse, but only once this leader's
-	// state holds every acknowledged write: a new leader that has not yet
-	// applied its predecessor's last writes would refuse on stale grounds.
-	// Apply checks again either way.
-	if n.st.AppliedIndex() >= n.termStart {
-		if err := n.st.Check(cmd); err != nil {
-			n.respond(id, errorResponseOf(err))
-			return
-		}
+	// Refuse at once what no state could accept. Refusals that depend on
+	// the state wait for the log: a leader's applied state may be stale (a
+	// new leader not yet caught up, or a deposed one that does not know it
+	// yet), and a refusal on stale grounds would not be linearizable.
+	if err := state.Validate(cmd); err != nil {
+		n.respond(id, errorResponseOf(err))
+		return
 	}
 	if len(n.proposals)+len(n.reads) >= n.cfg.MaxPendingRequests {
 		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE,

@@ -66,6 +66,40 @@ func (s *State) Check(cmd *apiv1.Command) error {
 	return nil
 }
 
+// Validate checks what can be checked of a client's command without the
+// state: names, specs, enums, sizes. It is the edge's half of "validate at
+// the edge and again in Apply": an error here is a definite refusal that
+// holds whatever the state, so a node may answer it without consensus.
+// Refusals that depend on the state (a name taken, a VM not found) are
+// Apply's alone, because only the log's order makes them true. Commands
+// that only nodes propose are validated by Apply.
+func Validate(cmd *apiv1.Command) error {
+	if err := checkText("client_request_id", cmd.GetClientRequestId(), MaxClientRequestID); err != nil {
+		return err
+	}
+	var err *Error
+	switch op := cmd.GetOp().(type) {
+	case *apiv1.Command_CreateVm:
+		if err = checkVmName(op.CreateVm.GetName()); err == nil {
+			err = checkVmSpec(op.CreateVm.GetSpec())
+		}
+	case *apiv1.Command_StartVm:
+		err = checkVmName(op.StartVm.GetName())
+	case *apiv1.Command_StopVm:
+		err = checkVmName(op.StopVm.GetName())
+	case *apiv1.Command_DeleteVm:
+		err = checkVmName(op.DeleteVm.GetName())
+	case *apiv1.Command_SubmitTask:
+		err = checkTaskSpec(op.SubmitTask.GetSpec())
+	case nil:
+		err = invalid("op", "command has no known operation")
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
 // ApplyEmpty records that index held no command (a new leader's empty entry).
 func (s *State) ApplyEmpty(index uint64) { s.advance(index) }
 

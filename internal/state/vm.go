@@ -8,9 +8,16 @@ import (
 	apiv1 "github.com/blixard/blixard/api/v1"
 )
 
-func (s *State) lookupVm(name string) (*apiv1.Vm, *Error) {
+func checkVmName(name string) *Error {
 	if !validName(name) {
-		return nil, invalid("name", "%q is not a valid VM name: 1-%d of a-z, 0-9 and '-', not starting or ending with '-'", name, MaxNameLen)
+		return invalid("name", "%q is not a valid VM name: 1-%d of a-z, 0-9 and '-', not starting or ending with '-'", name, MaxNameLen)
+	}
+	return nil
+}
+
+func (s *State) lookupVm(name string) (*apiv1.Vm, *Error) {
+	if err := checkVmName(name); err != nil {
+		return nil, err
 	}
 	v, ok := s.vms[name]
 	if !ok {
@@ -48,8 +55,8 @@ func checkVmSpec(spec *apiv1.VmSpec) *Error {
 }
 
 func (s *State) checkCreateVm(op *apiv1.CreateVmCommand) *Error {
-	if !validName(op.GetName()) {
-		return invalid("name", "%q is not a valid VM name: 1-%d of a-z, 0-9 and '-', not starting or ending with '-'", op.GetName(), MaxNameLen)
+	if err := checkVmName(op.GetName()); err != nil {
+		return err
 	}
 	if _, ok := s.vms[op.GetName()]; ok {
 		return exists("name", "a VM named %q already exists", op.GetName())
