@@ -15,7 +15,7 @@ PROTO_FILES := api/v1/types.proto api/v1/api.proto api/v1/command.proto
 # expanded, so only `make proto` pays for the `go env` calls.
 GO_BIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 
-.PHONY: deps build run lint test bench proto clean
+.PHONY: deps build run lint test soak bench proto clean
 
 deps:
 ifneq ($(strip $(APT_PACKAGES)),)
@@ -47,11 +47,20 @@ lint:
 	fi
 	$(GO) vet ./...
 
+# The simulator runs verbose so that every scenario prints its seed line
+# ("sim: seed=… trace-hash=…"); BLIXARD_SIM_SEED=<n> replays one.
 test: deps lint
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/sim$$')
+	$(GO) test -count=1 -timeout 15m -v ./sim/
+
+# A longer randomized soak of the simulator (SEEDS runs of 60 s virtual time).
+SEEDS ?= 300
+soak:
+	$(GO) test -count=1 -timeout 60m -run 'TestRandomized$$' ./sim/ -sim.seeds=$(SEEDS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/state ./internal/store
+	$(GO) test -run '^$$' -bench SimSpeed -benchtime 5x ./sim/
 
 # Regenerates the committed message code of api/v1. A plain build never needs this.
 proto:

@@ -1,0 +1,267 @@
+package sim
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/state"
+)
+
+// Each checker is fed a benign sequence that must not fire and a forged
+// violation that must.
+
+func chkWantViolation(t *testing.T, err error, checker string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("forged violation of %s not detected", checker)
+	}
+	if !strings.Contains(err.Error(), "checker "+checker) {
+		t.Fatalf("violation not attributed to %s: %v", checker, err)
+	}
+	t.Logf("as expected: %v", err)
+}
+
+func chkMustNot(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("benign sequence fired: %v", err)
+	}
+}
+
+func chkEntry(index, term uint64, data string) *raftpb.Entry {
+	return &raftpb.Entry{Index: proto.Uint64(index), Term: proto.Uint64(term), Type: raftpb.EntryType_EntryNormal.Enum(), Data: []byte(data)}
+}
+
+func TestElectionSafetyChecker(t *testing.T) {
+	c := NewElectionSafety()
+	chkMustNot(t, c.Observe(1, 1))
+	chkMustNot(t, c.Observe(1, 1)) // the same leader, seen again
+	chkMustNot(t, c.Observe(2, 2)) // a new term, a new leader
+	chkMustNot(t, c.Observe(3, 1))
+	chkWantViolation(t, c.Observe(2, 3), "election-safety")
+}
+
+func TestLogMatchingChecker(t *testing.T) {
+	c := NewLogMatching()
+	chkMustNot(t, c.Observe(1, chkEntry(5, 2, "a")))
+	chkMustNot(t, c.Observe(2, chkEntry(5, 2, "a"))) // the same entry on another node
+	chkMustNot(t, c.Observe(3, chkEntry(5, 3, "b"))) // another term at that index: raft overwrites
+	chkMustNot(t, c.Observe(1, chkEntry(6, 2, "b"))) // another index
+	chkMustNot(t, c.Observe(2, chkEntry(5, 2, "a"))) // persisted again
+	chkWantViolation(t, c.Observe(3, chkEntry(5, 2, "x")), "log-matching")
+	// An entry of another type with the same data is another entry.
+	conf := chkEntry(7, 2, "c")
+	chkMustNot(t, c.Observe(1, conf))
+	conf2 := chkEntry(7, 2, "c")
+	conf2.Type = raftpb.EntryType_EntryConfChangeV2.Enum()
+	chkWantViolation(t, c.Observe(2, conf2), "log-matching")
+}
+
+func TestStateMachineSafetyChecker(t *testing.T) {
+	c := NewStateMachineSafety()
+	fresh, err := c.Observe(1, chkEntry(1, 1, "a"))
+	chkMustNot(t, err)
+	if !fresh {
+		t.Fatal("first application of index 1 not reported fresh")
+	}
+	fresh, err = c.Observe(2, chkEntry(1, 1, "a"))
+	chkMustNot(t, err)
+	if fresh {
+		t.Fatal("second application of index 1 reported fresh")
+	}
+	_, err = c.Observe(2, chkEntry(2, 1, "b"))
+	chkMustNot(t, err)
+	_, err = c.Observe(3, chkEntry(2, 2, "b")) // same data, another term: another entry
+	chkWantViolation(t, err, "state-machine-safety")
+	_, err = c.Observe(3, chkEntry(1, 1, "z"))
+	chkWantViolation(t, err, "state-machine-safety")
+}
+
+func chkCreateCmd(key, name string) *apiv1.Command {
+	return &apiv1.Command{ClientRequestId: key, Op: &apiv1.Command_CreateVm{CreateVm: &apiv1.CreateVmCommand{
+		Name: name, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128},
+	}}}
+}
+
+func chkSubmitCmd(key string) *apiv1.Command {
+	return &apiv1.Command{ClientRequestId: key, Op: &apiv1.Command_SubmitTask{SubmitTask: &apiv1.SubmitTaskCommand{
+		Spec: &apiv1.TaskSpec{Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1}},
+	}}}
+}
+
+func chkApply(t *testing.T, st *state.State, index uint64, cmd *apiv1.Command) *apiv1.Response {
+	t.Helper()
+	resp, err := st.Apply(index, cmd)
+	if err != nil {
+		t.Fatalf("apply %d: %v", index, err)
+	}
+	return resp
+}
+
+func TestDurabilityChecker(t *testing.T) {
+	// The real history: index 1 creates "web" (key k1), index 2 submits a
+	// task (key k2).
+	good := state.New()
+	resp1 := chkApply(t, good, 1, chkCreateCmd("k1", "web"))
+	resp2 := chkApply(t, good, 2, chkSubmitCmd("k2"))
+
+	t.Run("benign", func(t *testing.T) {
+		c := NewDurability()
+		c.Applied("k1", 1)
+		c.Applied("k1", 5) // a later duplicate does not move it
+		chkMustNot(t, c.Ack("k1", resp1))
+		chkMustNot(t, c.Ack("k1", resp1)) // acknowledged twice (a retry)
+		chkMustNot(t, c.Observe(1, good))
+		chkMustNot(t, c.Observe(2, state.New())) // has applied nothing yet
+		c.Applied("k2", 2)
+		chkMustNot(t, c.Ack("k2", resp2))
+		chkMustNot(t, c.Observe(1, good))
+		// A node that has applied index 1 but not 2 holds k1 only.
+		partial := state.New()
+		chkApply(t, partial, 1, chkCreateCmd("k1", "web"))
+		chkMustNot(t, c.Observe(3, partial))
+		// A restart from an older state is checked again from scratch.
+		chkMustNot(t, c.Observe(3, state.New()))
+		chkMustNot(t, c.Observe(3, good))
+	})
+
+	t.Run("acknowledged but never applied", func(t *testing.T) {
+		c := NewDurability()
+		chkWantViolation(t, c.Ack("k9", resp1), "durability")
+	})
+
+	t.Run("lost", func(t *testing.T) {
+		c := NewDurability()
+		c.Applied("k1", 1)
+		chkMustNot(t, c.Ack("k1", resp1))
+		// A node whose index 1 held something else: applied >= 1, no k1.
+		lost := state.New()
+		chkApply(t, lost, 1, chkCreateCmd("other", "db"))
+		chkWantViolation(t, c.Observe(2, lost), "durability")
+	})
+
+	t.Run("lost, seen before the ack", func(t *testing.T) {
+		c := NewDurability()
+		c.Applied("k1", 1)
+		lost := state.New()
+		chkApply(t, lost, 1, chkCreateCmd("other", "db"))
+		chkApply(t, lost, 2, chkSubmitCmd("k2"))
+		chkMustNot(t, c.Observe(2, lost)) // nothing acknowledged yet
+		chkMustNot(t, c.Ack("k1", resp1))
+		chkWantViolation(t, c.Observe(2, lost), "durability") // checked again after the ack
+	})
+
+	t.Run("another response", func(t *testing.T) {
+		// A node that applied k1 at index 2, to a state where "web"
+		// already existed: its stored response is ALREADY_EXISTS.
+		other := state.New()
+		chkApply(t, other, 1, chkCreateCmd("k0", "web"))
+		if _, err := other.Apply(2, chkCreateCmd("k1", "web")); err == nil {
+			t.Fatal("second create of web accepted")
+		}
+		c2 := NewDurability()
+		c2.Applied("k1", 2)
+		chkMustNot(t, c2.Ack("k1", resp1))
+		chkWantViolation(t, c2.Observe(2, other), "durability")
+		// And one that stored a response with another body.
+		forged := proto.CloneOf(resp1)
+		forged.GetCreateVm().GetVm().Name = "not-web"
+		c3 := NewDurability()
+		c3.Applied("k1", 1)
+		chkMustNot(t, c3.Ack("k1", forged))
+		chkWantViolation(t, c3.Observe(1, good), "durability")
+	})
+}
+
+// Whole-world tests: a violation forged through a running world stops it,
+// and its failure report carries the seed and the trace.
+
+func chkWorldWithLeader(t *testing.T) (*World, uint64) {
+	t.Helper()
+	w := NewT(t, BaseSeed(t), Options{Nodes: 3})
+	w.Must(t, w.RunUntil(func() bool { return w.StableLeader() != 0 }, 10*time.Second))
+	return w, w.StableLeader()
+}
+
+func chkWantWorldFailure(t *testing.T, w *World, err error, checker string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("forged violation of %s not detected by the world", checker)
+	}
+	if w.Err() == nil || w.Err() != err {
+		t.Fatalf("World.Err() = %v, want the failure %v", w.Err(), err)
+	}
+	if !strings.Contains(err.Error(), "checker "+checker) {
+		t.Fatalf("failure not from %s: %v", checker, err)
+	}
+	report := w.Failure(err)
+	for _, want := range []string{"seed=", "trace-hash=", err.Error(), "trace lines:", "FAILURE: checker " + checker} {
+		if !strings.Contains(report, want) {
+			t.Errorf("failure report lacks %q:\n%s", want, report)
+		}
+	}
+	if lines := strings.Count(report, "\n"); lines < 10 {
+		t.Errorf("failure report has %d lines, want the trace tail:\n%s", lines, report)
+	}
+	// The world stays stopped.
+	before := w.Events()
+	if err2 := w.RunFor(time.Second); err2 != err || w.Events() != before {
+		t.Errorf("a failed world ran on: %v, %d events after %d", err2, w.Events(), before)
+	}
+	t.Logf("as expected:\n%.2000s", report)
+	// The forged failure must not fail the test at cleanup.
+	w.failure = nil
+}
+
+func TestWorldElectionSafetyFires(t *testing.T) {
+	w, leader := chkWorldWithLeader(t)
+	term := w.Node(leader).Core().BasicStatus().GetTerm()
+	other := leader%3 + 1
+	// Forge: another node was seen leading this term.
+	w.chk.election.leaders[term] = other
+	chkWantWorldFailure(t, w, w.RunFor(time.Second), "election-safety")
+}
+
+func TestWorldStateMachineSafetyFires(t *testing.T) {
+	w, leader := chkWorldWithLeader(t)
+	next := w.Node(leader).Core().State().AppliedIndex() + 1
+	// Forge: some node applied another entry at the next index.
+	bogus := chkEntry(next, 999, "bogus")
+	if _, err := w.chk.smSafety.Observe(99, bogus); err != nil {
+		t.Fatal(err)
+	}
+	c := w.NewClient(ClientOptions{})
+	c.Do(&apiv1.Request{Kind: &apiv1.Request_SubmitTask{SubmitTask: &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
+		Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1},
+	}}}})
+	chkWantWorldFailure(t, w, w.RunFor(5*time.Second), "state-machine-safety")
+}
+
+func TestWorldDurabilityFires(t *testing.T) {
+	w, _ := chkWorldWithLeader(t)
+	c := w.NewClient(ClientOptions{})
+	submit := func() {
+		c.Do(&apiv1.Request{Kind: &apiv1.Request_SubmitTask{SubmitTask: &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
+			Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1},
+		}}}})
+	}
+	submit()
+	w.Must(t, w.RunUntil(w.ClientsIdle, 10*time.Second))
+	op := w.History().Ops()[0]
+	if !op.Acked() {
+		t.Fatalf("submit not acknowledged: %v", op.Resp)
+	}
+	// Forge: its client was told something else. Every node is checked
+	// again at its next application.
+	forged := proto.CloneOf(op.Resp)
+	forged.GetSubmitTask().GetTask().Id += 1000
+	w.chk.durability.acked[op.Key] = forged
+	clear(w.chk.durability.checked)
+	submit()
+	chkWantWorldFailure(t, w, w.RunFor(5*time.Second), "durability")
+}

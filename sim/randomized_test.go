@@ -1,0 +1,223 @@
+package sim
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/blixard/blixard/internal/core"
+)
+
+var simSeeds = flag.Int("sim.seeds", 3, "how many seeds TestRandomized runs (each 60 s of virtual time under faults)")
+
+// Randomized runs, the VOPR shape: each seed draws a cluster, a fault mix
+// and a client load; a safety phase of faults, then a liveness phase in
+// which the faults stop and the cluster must converge.
+const (
+	safetyPhase   = 60 * time.Second
+	livenessBound = 90 * time.Second // worst case: an op's 30 one-second attempts, elections, catch-up by snapshot
+)
+
+func TestRandomized(t *testing.T) {
+	base := BaseSeed(t)
+	for i := 0; i < *simSeeds; i++ {
+		seed := base + uint64(i)
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			runRandomized(t, seed)
+		})
+	}
+}
+
+func TestRandomizedDeterministic(t *testing.T) {
+	seed := BaseSeed(t)
+	var hashes [2]string
+	for i := range hashes {
+		t.Run(fmt.Sprintf("run%d", i+1), func(t *testing.T) {
+			hashes[i] = runRandomized(t, seed)
+		})
+	}
+	if hashes[0] != hashes[1] {
+		t.Fatalf("seed %d: two runs differ: trace-hash %s vs %s", seed, hashes[0], hashes[1])
+	}
+}
+
+// randomRun is one seed's drawn scenario.
+type randomRun struct {
+	w       *World
+	rng     *rand.Rand
+	wl      *Workload
+	faults  bool
+	actions map[string]int
+	// seen is how far load has read the history for task ids.
+	seen int
+}
+
+func runRandomized(t *testing.T, seed uint64) string {
+	// The scenario's own parameters come from the seed too.
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	nodes := []int{1, 3, 3, 5, 5}[rng.IntN(5)]
+	opts := Options{
+		Nodes:         nodes,
+		MinLatency:    time.Millisecond,
+		MaxLatency:    time.Duration(2+rng.IntN(48)) * time.Millisecond,
+		LossRate:      rng.Float64() * 0.1,
+		DuplicateRate: rng.Float64() * 0.05,
+		ReorderRate:   rng.Float64() * 0.1,
+		ClockDrift:    true,
+		MaxClockSkew:  time.Duration(rng.IntN(2000)) * time.Millisecond,
+		Core: func(c *core.Config) {
+			// Small snapshot intervals put snapshots, compaction and
+			// catch-up by snapshot on the path of every run.
+			c.SnapshotEntries = uint64(20 + rng.IntN(200))
+			c.TrailingEntries = uint64(5 + rng.IntN(50))
+		},
+	}
+	w := NewT(t, seed, opts)
+	r := &randomRun{w: w, rng: rng, wl: NewWorkload(rand.New(rand.NewPCG(seed, 0x10ad)), 6), faults: true, actions: map[string]int{}}
+	clients := 2 + rng.IntN(5)
+	for i := 0; i < clients; i++ {
+		c := w.NewClient(ClientOptions{})
+		r.load(c)
+	}
+	r.nemesis()
+	w.Must(t, w.RunFor(safetyPhase))
+
+	// Liveness: faults stop, every node restarts or resumes, the network
+	// heals; the cluster must converge and every request be answered.
+	r.faults = false
+	r.heal()
+	w.Must(t, w.RunUntil(func() bool { return w.ClientsIdle() && w.Converged() }, livenessBound))
+	w.Must(t, w.RunFor(2*time.Second))
+	if !w.Converged() {
+		w.Must(t, fmt.Errorf("liveness: cluster diverged again after converging"))
+	}
+	var want []byte
+	for _, id := range w.IDs() {
+		b, err := w.Node(id).Core().State().Snapshot()
+		w.Must(t, err)
+		if want == nil {
+			want = b
+		} else if !bytes.Equal(b, want) {
+			w.Must(t, fmt.Errorf("liveness: node %d's state differs from node %d's", id, w.IDs()[0]))
+		}
+	}
+	w.Must(t, CheckLinearizable(w.History()))
+	acked, refused, indet, reads, unanswered := w.History().Summary()
+	sent, dropped, dup := w.Net().Stats()
+	t.Logf("nodes=%d clients=%d faults=%v ops: acked=%d refused=%d indeterminate=%d reads=%d unanswered-reads=%d net: sent=%d dropped=%d duplicated=%d",
+		nodes, clients, r.actions, acked, refused, indet, reads, unanswered, sent, dropped, dup)
+	return w.TraceHash()
+}
+
+// load keeps client c busy during the safety phase: a new operation every
+// time it finishes one, after a short think time.
+func (r *randomRun) load(c *Client) {
+	var feed func()
+	feed = func() {
+		if !r.faults {
+			return
+		}
+		ops := r.w.history.ops
+		for ; r.seen < len(ops); r.seen++ {
+			if op := ops[r.seen]; op.Acked() && op.Resp.GetSubmitTask() != nil {
+				r.wl.SawTask(op.Resp.GetSubmitTask().GetTask().GetId())
+			}
+		}
+		if c.Idle() {
+			c.Do(r.wl.Next())
+		}
+		r.w.at(r.w.now+time.Duration(10+r.rng.IntN(200))*time.Millisecond, feed)
+	}
+	r.w.at(r.w.now, feed)
+}
+
+// nemesis injects a fault every 0.2–3 s of the safety phase.
+func (r *randomRun) nemesis() {
+	var next func()
+	next = func() {
+		if !r.faults {
+			return
+		}
+		r.fault()
+		r.w.at(r.w.now+time.Duration(200+r.rng.IntN(2800))*time.Millisecond, next)
+	}
+	r.w.at(r.w.now+time.Second, next)
+}
+
+func (r *randomRun) fault() {
+	w := r.w
+	ids := w.IDs()
+	id := ids[r.rng.IntN(len(ids))]
+	n := w.Node(id)
+	switch p := r.rng.IntN(100); {
+	case p < 15:
+		if n.Up() {
+			r.actions["crash"]++
+			w.Crash(id)
+		}
+	case p < 35:
+		if !n.Up() {
+			r.actions["restart"]++
+			_ = w.Restart(id)
+		}
+	case p < 45:
+		perm := r.rng.Perm(len(ids))
+		cut := 1 + r.rng.IntN(max(1, len(ids)-1))
+		var a, b []uint64
+		for i, j := range perm {
+			if i < cut {
+				a = append(a, ids[j])
+			} else {
+				b = append(b, ids[j])
+			}
+		}
+		r.actions["partition"]++
+		w.Net().Partition(a, b)
+	case p < 60:
+		r.actions["heal"]++
+		w.Net().Heal()
+	case p < 67:
+		r.actions["clog-node"]++
+		w.Net().ClogNode(id)
+	case p < 72:
+		other := ids[r.rng.IntN(len(ids))]
+		if other != id {
+			r.actions["clog-link"]++
+			w.Net().ClogLink(id, other, r.rng.IntN(2) == 0)
+		}
+	case p < 80:
+		if n.Paused() {
+			r.actions["resume"]++
+			w.Resume(id)
+		} else if n.Up() {
+			r.actions["pause"]++
+			w.Pause(id)
+		}
+	case p < 87:
+		r.actions["disk-fault"]++
+		w.FailSave(id, 1+r.rng.IntN(20))
+	default:
+		r.actions["loss"]++
+		w.Net().LossRate = r.rng.Float64() * 0.2
+	}
+}
+
+// heal ends every fault.
+func (r *randomRun) heal() {
+	w := r.w
+	w.Net().Heal()
+	w.Net().LossRate, w.Net().DuplicateRate, w.Net().ReorderRate = 0, 0, 0
+	for _, id := range w.IDs() {
+		w.FailSave(id, 0)
+		w.SetDiskFaultRate(id, 0)
+		if w.Node(id).Paused() {
+			w.Resume(id)
+		}
+		if !w.Node(id).Up() {
+			_ = w.Restart(id)
+		}
+	}
+}
