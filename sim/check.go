@@ -44,19 +44,16 @@ func violation(c Checker, format string, args ...any) error {
 	return fmt.Errorf("checker %s: %s", c.Name(), fmt.Sprintf(format, args...))
 }
 
-// check runs the checkers that look at every node after every event.
-func (w *World) check() {
-	for _, id := range w.ids {
-		n := w.nodes[id]
-		if n.core == nil {
-			continue
-		}
-		bs := n.core.BasicStatus()
-		if bs.RaftState == raft.StateLeader {
-			if err := w.chk.election.Observe(bs.GetTerm(), id); err != nil {
-				w.fail(err)
-				return
-			}
+// checkNode runs the checkers that look at a node's role after every
+// event it handles (only a node that handled an event can have changed).
+func (w *World) checkNode(n *Node) {
+	if n.core == nil {
+		return
+	}
+	bs := n.core.BasicStatus()
+	if bs.RaftState == raft.StateLeader {
+		if err := w.chk.election.Observe(bs.GetTerm(), n.id); err != nil {
+			w.fail(err)
 		}
 	}
 }

@@ -213,6 +213,7 @@ func (n *Node) drive() {
 		}
 		n.w.observeApply(n, rd.CommittedEntries)
 	}
+	n.w.checkNode(n)
 }
 
 // persist saves one Ready as one synced batch, unless a disk fault is due.
@@ -223,6 +224,7 @@ func (n *Node) persist(rd core.Ready) error {
 		Snapshot:   rd.Snapshot,
 		ReplaceLog: rd.SnapshotReplacesLog,
 		Entries:    rd.Entries,
+		NoSync:     !rd.MustSync,
 	}
 	if b.HardState == nil && b.ConfState == nil && b.Snapshot == nil && len(b.Entries) == 0 {
 		return nil

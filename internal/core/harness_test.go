@@ -145,6 +145,7 @@ func (h *harness) process() {
 				Snapshot:   rd.Snapshot,
 				ReplaceLog: rd.SnapshotReplacesLog,
 				Entries:    rd.Entries,
+				NoSync:     !rd.MustSync,
 			})
 			if err != nil {
 				h.t.Fatalf("node %d: save: %v", id, err)

@@ -244,6 +244,12 @@ func (n *Node) Leader() (id, term uint64) { return n.lead, n.term }
 // Status is etcd raft's view of this node, with its peers' progress.
 func (n *Node) Status() raft.Status { return n.rn.Status() }
 
+// LastIndex is the index of the last entry in this node's log.
+func (n *Node) LastIndex() uint64 {
+	last, _ := n.log.LastIndex()
+	return last
+}
+
 // BasicStatus is etcd raft's view of this node, without allocating.
 func (n *Node) BasicStatus() raft.BasicStatus { return n.rn.BasicStatus() }
 

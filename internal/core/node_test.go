@@ -280,17 +280,33 @@ func TestRestartKeepsTermVoteLogAndState(t *testing.T) {
 			}
 			h.start(id)
 			after := h.nodes[id].node.Status()
-			if after.GetTerm() != before.GetTerm() || after.GetVote() != before.GetVote() || after.GetCommit() != before.GetCommit() {
-				t.Fatalf("hard state after restart = term %d vote %d commit %d, before term %d vote %d commit %d",
-					after.GetTerm(), after.GetVote(), after.GetCommit(), before.GetTerm(), before.GetVote(), before.GetCommit())
+			// Term, vote and log are always synced. The commit index is
+			// synced only when something else in its Ready had to be (raft
+			// does not need it durable), so a crash may take it back a little.
+			if after.GetTerm() != before.GetTerm() || after.GetVote() != before.GetVote() {
+				t.Fatalf("hard state after restart = term %d vote %d, before term %d vote %d",
+					after.GetTerm(), after.GetVote(), before.GetTerm(), before.GetVote())
 			}
-			// Without hearing from anyone, the node re-applies its own log.
+			if last := h.nodes[id].node.LastIndex(); last < before.GetCommit() {
+				t.Fatalf("log after restart ends at %d, before it held %d committed entries", last, before.GetCommit())
+			}
+			if mode == "clean stop" && after.GetCommit() != before.GetCommit() {
+				t.Fatalf("commit after a clean stop = %d, before %d", after.GetCommit(), before.GetCommit())
+			}
+			// Without hearing from anyone, the node re-applies its own log
+			// up to the commit index it knows.
 			h.process()
-			if got := h.nodes[id].node.State().AppliedIndex(); got != lastBefore {
-				t.Fatalf("applied %d after restart, %d before", got, lastBefore)
+			if got := h.nodes[id].node.State().AppliedIndex(); got != after.GetCommit() {
+				t.Fatalf("applied %d after restart, commit index %d", got, after.GetCommit())
 			}
-			if !bytes.Equal(h.stateBytes(id), stateBefore) {
+			if mode == "clean stop" && !bytes.Equal(h.stateBytes(id), stateBefore) {
 				t.Fatalf("state after restart differs from before")
+			}
+			// Once it hears from the leader, it is where the others are.
+			h.tick()
+			h.waitApplied(max(lastBefore, h.nodes[leader].node.State().AppliedIndex()))
+			if !bytes.Equal(h.stateBytes(id), h.stateBytes(leader)) {
+				t.Fatalf("state after catching up differs from the leader's")
 			}
 			// It rejoins as it was and keeps applying.
 			mustOK(t, h.do(leader, createVm("after", "vm-after", false)))

@@ -26,6 +26,10 @@ type Batch struct {
 	// Entries are appended. An entry at index i first deletes every stored
 	// entry with index >= i (Raft's truncation of a conflicting suffix).
 	Entries []*raftpb.Entry
+	// NoSync writes the batch without waiting for the disk: for a Ready
+	// that raft says need not be synced (MustSync false: only the commit
+	// index moved). A crash may lose it; raft learns the commit index again.
+	NoSync bool
 }
 
 // marshalOptions marshals everything the store writes, deterministically so
@@ -33,7 +37,7 @@ type Batch struct {
 var marshalOptions = proto.MarshalOptions{Deterministic: true}
 
 // Save persists b as one Pebble batch, synced (pebble.Sync) before Save
-// returns. It first checks b against the stored log (see ErrInvalidBatch)
+// returns unless b.NoSync. It first checks b against the stored log (see ErrInvalidBatch)
 // and writes nothing if b breaks an invariant.
 //
 // Any error — a rejected batch, a write or sync that failed, a cancelled
@@ -69,7 +73,11 @@ func (s *Store) Save(ctx context.Context, b Batch) (err error) {
 		return nil // nothing to write
 	}
 	defer pb.Close()
-	if err := s.db.Apply(pb, pebble.Sync); err != nil {
+	opts := pebble.Sync
+	if b.NoSync {
+		opts = pebble.NoSync
+	}
+	if err := s.db.Apply(pb, opts); err != nil {
 		return fmt.Errorf("store %q: save: %w", s.dir, err)
 	}
 	s.sum = p.next
