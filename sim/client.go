@@ -183,6 +183,10 @@ func (c *Client) finish(resp *apiv1.Response) {
 	op := c.op
 	op.Return = c.w.now
 	op.Resp = resp
+	unknown := resp.GetError().GetCode() == apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN
+	if op.Write && unknown {
+		op.Indeterminate = true // a Raw client's last word
+	}
 	if resp == nil {
 		if op.Write {
 			op.Indeterminate = true

@@ -19,8 +19,9 @@ type Op struct {
 	Resp         *apiv1.Response
 	Call, Return time.Duration
 	Attempts     int
-	// Indeterminate marks a write that got no definite answer: it may or may
-	// not have taken effect.
+	// Indeterminate marks a write that got no definite answer (none, or
+	// OUTCOME_UNKNOWN as a Raw client's last word): it may or may not have
+	// taken effect.
 	Indeterminate bool
 }
 

@@ -11,6 +11,9 @@ import (
 // SeedEnv names the environment variable that replays a seed.
 const SeedEnv = "BLIXARD_SIM_SEED"
 
+// TraceEnv, set to 1, makes NewT write every trace line to stderr.
+const TraceEnv = "BLIXARD_SIM_TRACE"
+
 // BaseSeed returns the seed a test derives all its seeds from: the value of
 // BLIXARD_SIM_SEED when set, else a fresh one. Either way it is logged.
 func BaseSeed(t testing.TB) uint64 {
@@ -35,6 +38,9 @@ func BaseSeed(t testing.TB) uint64 {
 func NewT(t *testing.T, seed uint64, opts Options) *World {
 	t.Helper()
 	cryptotest.SetGlobalRandom(t, seed)
+	if os.Getenv(TraceEnv) == "1" && opts.Trace == nil {
+		opts.Trace = os.Stderr
+	}
 	w, err := New(seed, opts)
 	if err != nil {
 		t.Fatalf("sim: seed=%d: %v", seed, err)
