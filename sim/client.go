@@ -22,6 +22,9 @@ type ClientOptions struct {
 	// Raw makes the first answer end the operation, whatever it says: no
 	// following of hints, no retries (to observe a node's own answers).
 	Raw bool
+	// NoKey sends writes without a client request id, as a broken client
+	// would (to see nodes refuse them).
+	NoKey bool
 }
 
 // Client is a simulated API client. It runs its operations one at a time,
@@ -89,7 +92,7 @@ func (c *Client) Idle() bool { return c.op == nil && len(c.queue) == 0 }
 // Do queues a request. A write without a client request id gets one, unique
 // to this client and operation, that all its retries reuse.
 func (c *Client) Do(req *apiv1.Request) {
-	if IsWrite(req) && ClientRequestID(req) == "" {
+	if IsWrite(req) && ClientRequestID(req) == "" && !c.opts.NoKey {
 		c.nextKey++
 		setClientRequestID(req, fmt.Sprintf("c%d-%d", c.id-clientIDBase, c.nextKey))
 	}

@@ -194,6 +194,9 @@ func (n *Network) sendRaft(from *Node, m *raftpb.Message) {
 			n.w.hashBytes(1, b)
 			n.w.tracef("deliver %s %d->%d term %d index %d entries %d", got.GetType(), from.id, to, got.GetTerm(), got.GetIndex(), len(got.GetEntries()))
 			dst.step(&got)
+			if isSnap {
+				dst.snapshotsReceived++
+			}
 			delivered = true
 		})
 	})

@@ -55,6 +55,8 @@ type Node struct {
 	nextReq core.RequestID
 
 	crashes, diskFaults int
+	// snapshotsReceived counts MsgSnap messages delivered to the node.
+	snapshotsReceived int
 }
 
 // route says where the answer to a request goes.
@@ -99,6 +101,10 @@ func (n *Node) Core() *core.Node { return n.core }
 
 // Crashes is how many times the node crashed (disk faults included).
 func (n *Node) Crashes() int { return n.crashes }
+
+// SnapshotsReceived is how many snapshots the leader sent the node that
+// reached it.
+func (n *Node) SnapshotsReceived() int { return n.snapshotsReceived }
 
 // DiskFaults is how many injected disk faults the node met.
 func (n *Node) DiskFaults() int { return n.diskFaults }
