@@ -11,6 +11,8 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 PROTOC_GEN_GO_VERSION := v1.36.11
 PROTO_FILES := api/v1/types.proto api/v1/api.proto api/v1/command.proto
+GRPC_PROTO_FILES := api/v1/apiv1grpc/services.proto internal/transport/transportpb/transport.proto
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # Where `go install` puts binaries (GOBIN, else GOPATH/bin). Recursively
 # expanded, so only `make proto` pays for the `go env` calls.
 GO_BIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
@@ -66,7 +68,10 @@ bench:
 proto:
 	@command -v protoc >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y protobuf-compiler; }
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH="$(GO_BIN_DIR):$$PATH" protoc -I . --go_out=. --go_opt=paths=source_relative $(PROTO_FILES)
+	PATH="$(GO_BIN_DIR):$$PATH" protoc -I . --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative $(GRPC_PROTO_FILES)
 
 clean:
 	rm -rf bin

@@ -100,10 +100,9 @@ func (w *World) observeApply(n *Node, entries []*raftpb.Entry) {
 			w.fail(err)
 			return
 		}
-		if fresh && e.GetType() == raftpb.EntryType_EntryNormal && len(e.GetData()) > 0 {
-			var cmd apiv1.Command
-			if proto.Unmarshal(e.GetData(), &cmd) == nil && cmd.GetClientRequestId() != "" {
-				w.chk.durability.Applied(cmd.GetClientRequestId(), e.GetIndex())
+		if fresh {
+			if key := entryKey(e); key != "" {
+				w.chk.durability.Applied(key, e.GetIndex())
 			}
 		}
 	}
@@ -120,6 +119,34 @@ func (w *World) observeApply(n *Node, entries []*raftpb.Entry) {
 	if err := w.chk.durability.Observe(n.id, st); err != nil {
 		w.fail(err)
 	}
+}
+
+// entryKey is the client request id an entry carries: a command's, or that
+// of a membership change's context.
+func entryKey(e *raftpb.Entry) string {
+	data := e.GetData()
+	switch e.GetType() {
+	case raftpb.EntryType_EntryConfChange:
+		var cc raftpb.ConfChange
+		if proto.Unmarshal(data, &cc) != nil {
+			return ""
+		}
+		data = cc.GetContext()
+	case raftpb.EntryType_EntryConfChangeV2:
+		var cc raftpb.ConfChangeV2
+		if proto.Unmarshal(data, &cc) != nil {
+			return ""
+		}
+		data = cc.GetContext()
+	}
+	if len(data) == 0 {
+		return ""
+	}
+	var cmd apiv1.Command
+	if proto.Unmarshal(data, &cmd) != nil {
+		return ""
+	}
+	return cmd.GetClientRequestId()
 }
 
 // onAck records an acknowledged write for the durability checker and checks

@@ -208,7 +208,7 @@ func (c *Client) finish(resp *apiv1.Response) {
 func IsWrite(req *apiv1.Request) bool {
 	switch req.GetKind().(type) {
 	case *apiv1.Request_CreateVm, *apiv1.Request_StartVm, *apiv1.Request_StopVm, *apiv1.Request_DeleteVm,
-		*apiv1.Request_SubmitTask, *apiv1.Request_CancelTask:
+		*apiv1.Request_SubmitTask, *apiv1.Request_CancelTask, *apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster:
 		return true
 	}
 	return false
@@ -229,6 +229,10 @@ func ClientRequestID(req *apiv1.Request) string {
 		return k.SubmitTask.GetClientRequestId()
 	case *apiv1.Request_CancelTask:
 		return k.CancelTask.GetClientRequestId()
+	case *apiv1.Request_JoinCluster:
+		return k.JoinCluster.GetClientRequestId()
+	case *apiv1.Request_LeaveCluster:
+		return k.LeaveCluster.GetClientRequestId()
 	}
 	return ""
 }
@@ -247,5 +251,9 @@ func setClientRequestID(req *apiv1.Request, key string) {
 		k.SubmitTask.ClientRequestId = key
 	case *apiv1.Request_CancelTask:
 		k.CancelTask.ClientRequestId = key
+	case *apiv1.Request_JoinCluster:
+		k.JoinCluster.ClientRequestId = key
+	case *apiv1.Request_LeaveCluster:
+		k.LeaveCluster.ClientRequestId = key
 	}
 }

@@ -1,6 +1,10 @@
 package sim
 
-import "fmt"
+import (
+	"fmt"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
 
 // Crash stops node id at once: its volatile state is gone and its disk keeps
 // what was synced plus a PRNG-drawn part of what was not.
@@ -11,8 +15,8 @@ func (w *World) Crash(id uint64) {
 // Restart reopens node id's store and starts a new core from it.
 func (w *World) Restart(id uint64) error {
 	n := w.nodes[id]
-	if n.Up() {
-		return fmt.Errorf("sim: restart node %d: it is up", id)
+	if n.Up() || n.left {
+		return fmt.Errorf("sim: restart node %d: it is up or has left", id)
 	}
 	if err := n.boot(); err != nil {
 		w.fail(err)
@@ -59,4 +63,32 @@ func (w *World) FailSave(id uint64, k int) {
 // SetDiskFaultRate makes each of node id's saves fail with probability p.
 func (w *World) SetDiskFaultRate(id uint64, p float64) {
 	w.nodes[id].diskFaultRate = p
+}
+
+// AddNode adds a machine with an empty disk that belongs to no cluster yet:
+// it waits for a leader to reach it. Its record (address, capacity) is the
+// one a JoinCluster request for it should carry: see JoinRequest.
+func (w *World) AddNode(id uint64, role apiv1.NodeRole) (*Node, error) {
+	if _, ok := w.nodes[id]; ok || id == 0 {
+		return nil, fmt.Errorf("sim: node %d exists", id)
+	}
+	n, err := newNode(w, id, nil)
+	if err != nil {
+		return nil, err
+	}
+	n.cfg.Role = role
+	w.nodes[id] = n
+	w.ids = append(w.ids, id)
+	if err := n.boot(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// JoinRequest is the JoinCluster request that node id would send.
+func (w *World) JoinRequest(id uint64) *apiv1.Request {
+	cfg := w.nodes[id].cfg
+	return &apiv1.Request{Kind: &apiv1.Request_JoinCluster{JoinCluster: &apiv1.JoinClusterRequest{
+		NodeId: id, Address: cfg.Address, Role: cfg.Role, Capacity: cfg.Capacity, Labels: cfg.Labels,
+	}}}
 }

@@ -192,6 +192,11 @@ func (n *Network) sendRaft(from *Node, m *raftpb.Message) {
 				return
 			}
 			n.w.hashBytes(1, b)
+			if dst.core.State().Removed(from.id) {
+				// A peer refuses a removed node's traffic and tells it so.
+				from.leave(fmt.Sprintf("node %d refused its message", to))
+				return
+			}
 			n.w.tracef("deliver %s %d->%d term %d index %d entries %d", got.GetType(), from.id, to, got.GetTerm(), got.GetIndex(), len(got.GetEntries()))
 			dst.step(&got)
 			if isSnap {

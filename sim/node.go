@@ -57,6 +57,28 @@ type Node struct {
 	crashes, diskFaults int
 	// snapshotsReceived counts MsgSnap messages delivered to the node.
 	snapshotsReceived int
+	// left is set once the node learned it was removed from the cluster,
+	// from its own log or from a peer that refused its messages; it stops
+	// for good, as the runtime does.
+	left bool
+}
+
+// Left reports whether the node was removed from the cluster and stopped.
+func (n *Node) Left() bool { return n.left }
+
+// leave stops a removed node for good.
+func (n *Node) leave(why string) {
+	if n.core == nil || n.left {
+		return
+	}
+	n.left = true
+	n.closeStore()
+	n.core = nil
+	n.paused = false
+	n.held = nil
+	n.incarnation++
+	clear(n.routes)
+	n.w.note("node %d stops: removed from the cluster (%s)", n.id, why)
 }
 
 // route says where the answer to a request goes.
@@ -65,10 +87,10 @@ type route struct {
 	attempt uint64
 }
 
-func newNode(w *World, id uint64) (*Node, error) {
+func newNode(w *World, id uint64, peers []uint64) (*Node, error) {
 	cfg := core.Config{
 		ID:        id,
-		Peers:     w.ids,
+		Peers:     peers,
 		ClusterID: fmt.Sprintf("sim-%d", w.seed),
 		Address:   fmt.Sprintf("sim-node-%d:7000", id),
 		Capacity:  &apiv1.Resources{Vcpus: 16, MemoryMib: 65536},
@@ -218,6 +240,10 @@ func (n *Node) drive() {
 			return
 		}
 		n.w.observeApply(n, rd.CommittedEntries)
+		if n.core != nil && n.core.Removed() {
+			n.leave("its own log says so")
+			return
+		}
 	}
 	n.w.checkNode(n)
 }

@@ -119,7 +119,7 @@ func New(seed uint64, opts Options) (*World, error) {
 		w.ids = append(w.ids, uint64(i))
 	}
 	for _, id := range w.ids {
-		n, err := newNode(w, id)
+		n, err := newNode(w, id, w.ids)
 		if err != nil {
 			return nil, err
 		}
@@ -324,7 +324,7 @@ func (w *World) StableLeader() uint64 {
 	}
 	for _, id := range w.ids {
 		n := w.nodes[id]
-		if !n.Up() || n.paused || w.net.cutOff(id) {
+		if !n.Up() || n.paused || n.left || w.net.cutOff(id) {
 			continue
 		}
 		if lead, _ := n.core.Leader(); lead != l {
@@ -332,6 +332,14 @@ func (w *World) StableLeader() uint64 {
 		}
 	}
 	return l
+}
+
+// StableLeaderOr returns StableLeader, or fallback when there is none.
+func (w *World) StableLeaderOr(fallback uint64) uint64 {
+	if l := w.StableLeader(); l != 0 {
+		return l
+	}
+	return fallback
 }
 
 // Converged reports whether every node is up, follows one leader and has
@@ -344,6 +352,9 @@ func (w *World) Converged() bool {
 	commit := w.nodes[l].core.BasicStatus().GetCommit()
 	for _, id := range w.ids {
 		n := w.nodes[id]
+		if n.left {
+			continue
+		}
 		if !n.Up() || n.paused || n.core.State().AppliedIndex() != commit {
 			return false
 		}

@@ -1211,23 +1211,120 @@ func (x *GetClusterStatusRequest) GetStale() bool {
 	return false
 }
 
+// ClusterMember is one member of the Raft group as the answering node sees
+// it; match_index is known only on the leader.
+type ClusterMember struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Role    NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
+	// True for a voting member, false for a learner.
+	Voter         bool       `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
+	MatchIndex    uint64     `protobuf:"varint,5,opt,name=match_index,json=matchIndex,proto3" json:"match_index,omitempty"`
+	Status        NodeStatus `protobuf:"varint,6,opt,name=status,proto3,enum=blixard.v1.NodeStatus" json:"status,omitempty"`
+	Capacity      *Resources `protobuf:"bytes,7,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_api_v1_api_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ClusterMember) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
+}
+
+func (x *ClusterMember) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *ClusterMember) GetMatchIndex() uint64 {
+	if x != nil {
+		return x.MatchIndex
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetStatus() NodeStatus {
+	if x != nil {
+		return x.Status
+	}
+	return NodeStatus_NODE_STATUS_UNSPECIFIED
+}
+
+func (x *ClusterMember) GetCapacity() *Resources {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
 type GetClusterStatusResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	Nodes   []*Node                `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// The node that answered and what its Raft instance knows.
-	NodeId        uint64 `protobuf:"varint,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	LeaderId      uint64 `protobuf:"varint,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Term          uint64 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex   uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex  uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	NodeId       uint64 `protobuf:"varint,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaderId     uint64 `protobuf:"varint,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Term         uint64 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex  uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The Raft members (voters, then learners, each by id).
+	Members       []*ClusterMember `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetClusterStatusResponse) Reset() {
 	*x = GetClusterStatusResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[22]
+	mi := &file_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1336,7 @@ func (x *GetClusterStatusResponse) String() string {
 func (*GetClusterStatusResponse) ProtoMessage() {}
 
 func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[22]
+	mi := &file_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1349,7 @@ func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetClusterStatusResponse) GetCluster() *Cluster {
@@ -1304,6 +1401,354 @@ func (x *GetClusterStatusResponse) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *GetClusterStatusResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// JoinClusterRequest asks the leader to add a node. A voter joins as a
+// learner and is promoted once caught up; a worker stays a learner.
+type JoinClusterRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	NodeId          uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Address         string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Role            NodeRole               `protobuf:"varint,4,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
+	Capacity        *Resources             `protobuf:"bytes,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Labels          map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JoinClusterRequest) Reset() {
+	*x = JoinClusterRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinClusterRequest) ProtoMessage() {}
+
+func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
+func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *JoinClusterRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *JoinClusterRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *JoinClusterRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *JoinClusterRequest) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
+}
+
+func (x *JoinClusterRequest) GetCapacity() *Resources {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
+func (x *JoinClusterRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type JoinClusterResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The membership as of the join (voters and learners).
+	Membership    *Membership `protobuf:"bytes,2,opt,name=membership,proto3" json:"membership,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinClusterResponse) Reset() {
+	*x = JoinClusterResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinClusterResponse) ProtoMessage() {}
+
+func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
+func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *JoinClusterResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *JoinClusterResponse) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+// LeaveClusterRequest removes a member; its id can never join again.
+type LeaveClusterRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	NodeId          uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LeaveClusterRequest) Reset() {
+	*x = LeaveClusterRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveClusterRequest) ProtoMessage() {}
+
+func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveClusterRequest.ProtoReflect.Descriptor instead.
+func (*LeaveClusterRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LeaveClusterRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *LeaveClusterRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+type LeaveClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveClusterResponse) Reset() {
+	*x = LeaveClusterResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveClusterResponse) ProtoMessage() {}
+
+func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveClusterResponse.ProtoReflect.Descriptor instead.
+func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{27}
+}
+
+type HealthCheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheckRequest) Reset() {
+	*x = HealthCheckRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheckRequest) ProtoMessage() {}
+
+func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
+func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+type HealthCheckResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	LeaderId     uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Term         uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// A leader is known and this node is a member.
+	Healthy       bool `protobuf:"varint,5,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheckResponse) Reset() {
+	*x = HealthCheckResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheckResponse) ProtoMessage() {}
+
+func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
+func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *HealthCheckResponse) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *HealthCheckResponse) GetLeaderId() uint64 {
+	if x != nil {
+		return x.LeaderId
+	}
+	return 0
+}
+
+func (x *HealthCheckResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *HealthCheckResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *HealthCheckResponse) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
 // Request is any request a node answers.
 type Request struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1320,6 +1765,9 @@ type Request struct {
 	//	*Request_GetTask
 	//	*Request_ListTasks
 	//	*Request_GetClusterStatus
+	//	*Request_JoinCluster
+	//	*Request_LeaveCluster
+	//	*Request_HealthCheck
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1327,7 +1775,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[23]
+	mi := &file_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1787,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[23]
+	mi := &file_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1800,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -1461,6 +1909,33 @@ func (x *Request) GetGetClusterStatus() *GetClusterStatusRequest {
 	return nil
 }
 
+func (x *Request) GetJoinCluster() *JoinClusterRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_JoinCluster); ok {
+			return x.JoinCluster
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetLeaveCluster() *LeaveClusterRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_LeaveCluster); ok {
+			return x.LeaveCluster
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetHealthCheck() *HealthCheckRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_HealthCheck); ok {
+			return x.HealthCheck
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -1509,6 +1984,18 @@ type Request_GetClusterStatus struct {
 	GetClusterStatus *GetClusterStatusRequest `protobuf:"bytes,11,opt,name=get_cluster_status,json=getClusterStatus,proto3,oneof"`
 }
 
+type Request_JoinCluster struct {
+	JoinCluster *JoinClusterRequest `protobuf:"bytes,12,opt,name=join_cluster,json=joinCluster,proto3,oneof"`
+}
+
+type Request_LeaveCluster struct {
+	LeaveCluster *LeaveClusterRequest `protobuf:"bytes,13,opt,name=leave_cluster,json=leaveCluster,proto3,oneof"`
+}
+
+type Request_HealthCheck struct {
+	HealthCheck *HealthCheckRequest `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
+}
+
 func (*Request_CreateVm) isRequest_Kind() {}
 
 func (*Request_StartVm) isRequest_Kind() {}
@@ -1531,6 +2018,12 @@ func (*Request_ListTasks) isRequest_Kind() {}
 
 func (*Request_GetClusterStatus) isRequest_Kind() {}
 
+func (*Request_JoinCluster) isRequest_Kind() {}
+
+func (*Request_LeaveCluster) isRequest_Kind() {}
+
+func (*Request_HealthCheck) isRequest_Kind() {}
+
 // Response answers a Request: exactly one of kind or error is set.
 type Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1547,6 +2040,9 @@ type Response struct {
 	//	*Response_GetTask
 	//	*Response_ListTasks
 	//	*Response_GetClusterStatus
+	//	*Response_JoinCluster
+	//	*Response_LeaveCluster
+	//	*Response_HealthCheck
 	Kind          isResponse_Kind `protobuf_oneof:"kind"`
 	Error         *Error          `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1555,7 +2051,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[24]
+	mi := &file_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +2063,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[24]
+	mi := &file_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +2076,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -1689,6 +2185,33 @@ func (x *Response) GetGetClusterStatus() *GetClusterStatusResponse {
 	return nil
 }
 
+func (x *Response) GetJoinCluster() *JoinClusterResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_JoinCluster); ok {
+			return x.JoinCluster
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetLeaveCluster() *LeaveClusterResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_LeaveCluster); ok {
+			return x.LeaveCluster
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetHealthCheck() *HealthCheckResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_HealthCheck); ok {
+			return x.HealthCheck
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetError() *Error {
 	if x != nil {
 		return x.Error
@@ -1744,6 +2267,18 @@ type Response_GetClusterStatus struct {
 	GetClusterStatus *GetClusterStatusResponse `protobuf:"bytes,11,opt,name=get_cluster_status,json=getClusterStatus,proto3,oneof"`
 }
 
+type Response_JoinCluster struct {
+	JoinCluster *JoinClusterResponse `protobuf:"bytes,12,opt,name=join_cluster,json=joinCluster,proto3,oneof"`
+}
+
+type Response_LeaveCluster struct {
+	LeaveCluster *LeaveClusterResponse `protobuf:"bytes,13,opt,name=leave_cluster,json=leaveCluster,proto3,oneof"`
+}
+
+type Response_HealthCheck struct {
+	HealthCheck *HealthCheckResponse `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
+}
+
 func (*Response_CreateVm) isResponse_Kind() {}
 
 func (*Response_StartVm) isResponse_Kind() {}
@@ -1765,6 +2300,12 @@ func (*Response_GetTask) isResponse_Kind() {}
 func (*Response_ListTasks) isResponse_Kind() {}
 
 func (*Response_GetClusterStatus) isResponse_Kind() {}
+
+func (*Response_JoinCluster) isResponse_Kind() {}
+
+func (*Response_LeaveCluster) isResponse_Kind() {}
+
+func (*Response_HealthCheck) isResponse_Kind() {}
 
 var File_api_v1_api_proto protoreflect.FileDescriptor
 
@@ -1832,7 +2373,16 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x11ListTasksResponse\x12&\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x10.blixard.v1.TaskR\x05tasks\"/\n" +
 	"\x17GetClusterStatusRequest\x12\x14\n" +
-	"\x05stale\x18\x01 \x01(\bR\x05stale\"\x83\x02\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"\xfd\x01\n" +
+	"\rClusterMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x14.blixard.v1.NodeRoleR\x04role\x12\x14\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x1f\n" +
+	"\vmatch_index\x18\x05 \x01(\x04R\n" +
+	"matchIndex\x12.\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x16.blixard.v1.NodeStatusR\x06status\x121\n" +
+	"\bcapacity\x18\a \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\"\xb8\x02\n" +
 	"\x18GetClusterStatusResponse\x12-\n" +
 	"\acluster\x18\x01 \x01(\v2\x13.blixard.v1.ClusterR\acluster\x12&\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x10.blixard.v1.NodeR\x05nodes\x12\x17\n" +
@@ -1840,7 +2390,35 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x05 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
-	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\"\xb5\x05\n" +
+	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x123\n" +
+	"\amembers\x18\b \x03(\v2\x19.blixard.v1.ClusterMemberR\amembers\"\xcf\x02\n" +
+	"\x12JoinClusterRequest\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12(\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x14.blixard.v1.NodeRoleR\x04role\x121\n" +
+	"\bcapacity\x18\x05 \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\x12B\n" +
+	"\x06labels\x18\x06 \x03(\v2*.blixard.v1.JoinClusterRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
+	"\x13JoinClusterResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x126\n" +
+	"\n" +
+	"membership\x18\x02 \x01(\v2\x16.blixard.v1.MembershipR\n" +
+	"membership\"Z\n" +
+	"\x13LeaveClusterRequest\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x16\n" +
+	"\x14LeaveClusterResponse\"\x14\n" +
+	"\x12HealthCheckRequest\"\x9e\x01\n" +
+	"\x13HealthCheckResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x18\n" +
+	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\x87\a\n" +
 	"\aRequest\x12:\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1b.blixard.v1.CreateVmRequestH\x00R\bcreateVm\x127\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1a.blixard.v1.StartVmRequestH\x00R\astartVm\x124\n" +
@@ -1856,8 +2434,11 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"list_tasks\x18\n" +
 	" \x01(\v2\x1c.blixard.v1.ListTasksRequestH\x00R\tlistTasks\x12S\n" +
-	"\x12get_cluster_status\x18\v \x01(\v2#.blixard.v1.GetClusterStatusRequestH\x00R\x10getClusterStatusB\x06\n" +
-	"\x04kind\"\xea\x05\n" +
+	"\x12get_cluster_status\x18\v \x01(\v2#.blixard.v1.GetClusterStatusRequestH\x00R\x10getClusterStatus\x12C\n" +
+	"\fjoin_cluster\x18\f \x01(\v2\x1e.blixard.v1.JoinClusterRequestH\x00R\vjoinCluster\x12F\n" +
+	"\rleave_cluster\x18\r \x01(\v2\x1f.blixard.v1.LeaveClusterRequestH\x00R\fleaveCluster\x12C\n" +
+	"\fhealth_check\x18\x0e \x01(\v2\x1e.blixard.v1.HealthCheckRequestH\x00R\vhealthCheckB\x06\n" +
+	"\x04kind\"\xbf\a\n" +
 	"\bResponse\x12;\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1c.blixard.v1.CreateVmResponseH\x00R\bcreateVm\x128\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1b.blixard.v1.StartVmResponseH\x00R\astartVm\x125\n" +
@@ -1873,7 +2454,10 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"list_tasks\x18\n" +
 	" \x01(\v2\x1d.blixard.v1.ListTasksResponseH\x00R\tlistTasks\x12T\n" +
-	"\x12get_cluster_status\x18\v \x01(\v2$.blixard.v1.GetClusterStatusResponseH\x00R\x10getClusterStatus\x12'\n" +
+	"\x12get_cluster_status\x18\v \x01(\v2$.blixard.v1.GetClusterStatusResponseH\x00R\x10getClusterStatus\x12D\n" +
+	"\fjoin_cluster\x18\f \x01(\v2\x1f.blixard.v1.JoinClusterResponseH\x00R\vjoinCluster\x12G\n" +
+	"\rleave_cluster\x18\r \x01(\v2 .blixard.v1.LeaveClusterResponseH\x00R\fleaveCluster\x12D\n" +
+	"\fhealth_check\x18\x0e \x01(\v2\x1f.blixard.v1.HealthCheckResponseH\x00R\vhealthCheck\x12'\n" +
 	"\x05error\x18\x0f \x01(\v2\x11.blixard.v1.ErrorR\x05errorB\x06\n" +
 	"\x04kind*\x9f\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
@@ -1900,7 +2484,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -1925,60 +2509,86 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*ListTasksRequest)(nil),         // 20: blixard.v1.ListTasksRequest
 	(*ListTasksResponse)(nil),        // 21: blixard.v1.ListTasksResponse
 	(*GetClusterStatusRequest)(nil),  // 22: blixard.v1.GetClusterStatusRequest
-	(*GetClusterStatusResponse)(nil), // 23: blixard.v1.GetClusterStatusResponse
-	(*Request)(nil),                  // 24: blixard.v1.Request
-	(*Response)(nil),                 // 25: blixard.v1.Response
-	(*VmSpec)(nil),                   // 26: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 27: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 28: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 29: blixard.v1.Task
-	(*Cluster)(nil),                  // 30: blixard.v1.Cluster
-	(*Node)(nil),                     // 31: blixard.v1.Node
+	(*ClusterMember)(nil),            // 23: blixard.v1.ClusterMember
+	(*GetClusterStatusResponse)(nil), // 24: blixard.v1.GetClusterStatusResponse
+	(*JoinClusterRequest)(nil),       // 25: blixard.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),      // 26: blixard.v1.JoinClusterResponse
+	(*LeaveClusterRequest)(nil),      // 27: blixard.v1.LeaveClusterRequest
+	(*LeaveClusterResponse)(nil),     // 28: blixard.v1.LeaveClusterResponse
+	(*HealthCheckRequest)(nil),       // 29: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 30: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 31: blixard.v1.Request
+	(*Response)(nil),                 // 32: blixard.v1.Response
+	nil,                              // 33: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 34: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 35: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 36: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 37: blixard.v1.Task
+	(NodeRole)(0),                    // 38: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 39: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 40: blixard.v1.Resources
+	(*Cluster)(nil),                  // 41: blixard.v1.Cluster
+	(*Node)(nil),                     // 42: blixard.v1.Node
+	(*Membership)(nil),               // 43: blixard.v1.Membership
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	26, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	27, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	27, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	27, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	27, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	28, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	29, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	29, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	27, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	27, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	29, // 11: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	29, // 12: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	30, // 13: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	31, // 14: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
-	2,  // 15: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 16: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 17: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 18: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 19: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 20: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 21: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 22: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	18, // 23: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	20, // 24: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	22, // 25: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	3,  // 26: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 27: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 28: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 29: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 30: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 31: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 32: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 33: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	19, // 34: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	21, // 35: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	23, // 36: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	1,  // 37: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	34, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	35, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	35, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	35, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	35, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	36, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	37, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	37, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	35, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	35, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	37, // 11: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	37, // 12: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	38, // 13: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	39, // 14: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	40, // 15: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	41, // 16: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	42, // 17: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	23, // 18: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
+	38, // 19: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	40, // 20: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	33, // 21: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	43, // 22: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	2,  // 23: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 24: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 25: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 26: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 27: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 28: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 29: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 30: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	18, // 31: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	20, // 32: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	22, // 33: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	25, // 34: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	27, // 35: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	29, // 36: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	3,  // 37: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 38: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 39: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 40: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 41: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 42: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 43: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 44: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	19, // 45: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	21, // 46: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	24, // 47: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	26, // 48: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	28, // 49: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	30, // 50: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	1,  // 51: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }
@@ -1987,7 +2597,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[23].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[30].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -1999,8 +2609,11 @@ func file_api_v1_api_proto_init() {
 		(*Request_GetTask)(nil),
 		(*Request_ListTasks)(nil),
 		(*Request_GetClusterStatus)(nil),
+		(*Request_JoinCluster)(nil),
+		(*Request_LeaveCluster)(nil),
+		(*Request_HealthCheck)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[24].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[31].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -2012,6 +2625,9 @@ func file_api_v1_api_proto_init() {
 		(*Response_GetTask)(nil),
 		(*Response_ListTasks)(nil),
 		(*Response_GetClusterStatus)(nil),
+		(*Response_JoinCluster)(nil),
+		(*Response_LeaveCluster)(nil),
+		(*Response_HealthCheck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2019,7 +2635,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

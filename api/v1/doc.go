@@ -6,4 +6,4 @@
 // This package imports no gRPC: the service stubs live in their own package.
 package apiv1
 
-//go:generate protoc -I ../.. --go_out=../.. --go_opt=paths=source_relative api/v1/types.proto api/v1/api.proto api/v1/command.proto
+//go:generate sh -c "cd ../.. && make proto"

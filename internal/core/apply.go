@@ -32,53 +32,12 @@ func (n *Node) applyEntry(e *raftpb.Entry) {
 			return
 		}
 		resp, _ := n.st.Apply(index, cmd)
-		if id := cmd.GetClientRequestId(); id != "" {
-			if p, ok := n.proposals[id]; ok {
-				delete(n.proposals, id)
-				for _, w := range p.waiters {
-					n.respond(w, proto.CloneOf(resp))
-				}
-			}
-		}
+		n.answerWaiters(cmd.GetClientRequestId(), resp)
 	case raftpb.EntryType_EntryConfChange, raftpb.EntryType_EntryConfChangeV2:
 		n.applyConfChange(e)
 	default:
 		n.st.ApplyEmpty(index)
 	}
-}
-
-// applyConfChange applies a membership change, unless it would bring back a
-// removed id: ids are never reused.
-func (n *Node) applyConfChange(e *raftpb.Entry) {
-	var cc raftpb.ConfChangeI
-	if e.GetType() == raftpb.EntryType_EntryConfChange {
-		var v1 raftpb.ConfChange
-		if err := proto.Unmarshal(e.GetData(), &v1); err != nil {
-			n.cfg.Logger.Errorf("core: conf change %d does not decode, skipped: %v", e.GetIndex(), err)
-			n.st.ApplyEmpty(e.GetIndex())
-			return
-		}
-		cc = &v1
-	} else {
-		var v2 raftpb.ConfChangeV2
-		if err := proto.Unmarshal(e.GetData(), &v2); err != nil {
-			n.cfg.Logger.Errorf("core: conf change %d does not decode, skipped: %v", e.GetIndex(), err)
-			n.st.ApplyEmpty(e.GetIndex())
-			return
-		}
-		cc = &v2
-	}
-	for _, ch := range cc.AsV2().GetChanges() {
-		adds := ch.GetType() == raftpb.ConfChangeType_ConfChangeAddNode || ch.GetType() == raftpb.ConfChangeType_ConfChangeAddLearnerNode
-		if adds && n.st.Removed(ch.GetNodeId()) {
-			n.cfg.Logger.Warningf("core: conf change %d re-adds removed node %d, rejected", e.GetIndex(), ch.GetNodeId())
-			n.st.ApplyEmpty(e.GetIndex())
-			return
-		}
-	}
-	n.confState = n.rn.ApplyConfChange(cc)
-	n.confToSave = true
-	n.st.ApplyMembership(e.GetIndex(), n.confState.GetVoters(), n.confState.GetLearners())
 }
 
 // installSnapshot replaces the state machine with the leader's snapshot.
@@ -107,9 +66,10 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 // entries and compacts the in-memory log behind it.
 func (n *Node) maybeSnapshot() error {
 	applied := n.st.AppliedIndex()
-	if applied-n.lastSnapshot < n.cfg.SnapshotEntries {
+	if applied-n.lastSnapshot < n.cfg.SnapshotEntries && !(n.snapshotWanted && applied > n.lastSnapshot) {
 		return nil
 	}
+	n.snapshotWanted = false
 	data, err := n.st.Snapshot()
 	if err != nil {
 		return fmt.Errorf("core: snapshot at index %d: %w", applied, err)

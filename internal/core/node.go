@@ -75,6 +75,9 @@ type Node struct {
 	confState *raftpb.ConfState
 	// Invariant: lastSnapshot <= st.AppliedIndex().
 	lastSnapshot uint64
+	// snapshotWanted: raft asked for a snapshot that the stored one could
+	// not serve; the next Advance takes one.
+	snapshotWanted bool
 
 	ticks uint64
 	// now is the driver's clock at the last tick, in Unix nanoseconds; it is
@@ -147,7 +150,7 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		ID:                        c.ID,
 		ElectionTick:              c.ElectionTicks,
 		HeartbeatTick:             c.HeartbeatTicks,
-		Storage:                   n.log,
+		Storage:                   logStorage{MemoryStorage: n.log, n: n},
 		Applied:                   n.st.AppliedIndex(),
 		MaxSizePerMsg:             c.MaxSizePerMsgBytes,
 		MaxCommittedSizePerReady:  4 * c.MaxSizePerMsgBytes,

@@ -26,6 +26,12 @@ func (n *Node) Request(id RequestID, req *apiv1.Request) {
 		n.respond(id, &apiv1.Response{Error: perr})
 	case cmd != nil:
 		n.write(id, cmd)
+	case req.GetJoinCluster() != nil:
+		n.join(id, req.GetJoinCluster())
+	case req.GetLeaveCluster() != nil:
+		n.leave(id, req.GetLeaveCluster())
+	case req.GetHealthCheck() != nil:
+		n.respond(id, n.answer(req)) // this node's own view, at once
 	default:
 		n.read(id, req)
 	}
@@ -164,6 +170,7 @@ func (n *Node) register() {
 		return
 	}
 	n.nextRegister = n.ticks + uint64(n.cfg.RegisterEveryTicks)
+	n.promote()
 	if n.isLeader && n.cfg.ClusterID != "" && n.st.Cluster().GetId() == "" {
 		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_InitCluster{InitCluster: &apiv1.InitClusterCommand{ClusterId: n.cfg.ClusterID}}})
 	}

@@ -34,7 +34,8 @@ func commandFor(req *apiv1.Request) (*apiv1.Command, *apiv1.Error) {
 	case *apiv1.Request_CancelTask:
 		key = k.CancelTask.GetClientRequestId()
 		cmd.Op = &apiv1.Command_CancelTask{CancelTask: &apiv1.CancelTaskCommand{Id: k.CancelTask.GetId()}}
-	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus:
+	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus,
+		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck:
 		return nil, nil
 	default:
 		return nil, &apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Field: "kind", Message: "kind: request of no known kind"}
@@ -88,6 +89,15 @@ func (n *Node) answer(req *apiv1.Request) *apiv1.Response {
 			Term:         bs.GetTerm(),
 			CommitIndex:  bs.GetCommit(),
 			AppliedIndex: n.st.AppliedIndex(),
+			Members:      n.members(),
+		}}}
+	case *apiv1.Request_HealthCheck:
+		return &apiv1.Response{Kind: &apiv1.Response_HealthCheck{HealthCheck: &apiv1.HealthCheckResponse{
+			NodeId:       n.cfg.ID,
+			LeaderId:     n.lead,
+			Term:         n.rn.BasicStatus().GetTerm(),
+			AppliedIndex: n.st.AppliedIndex(),
+			Healthy:      n.lead != 0 && !n.Removed(),
 		}}}
 	}
 	return errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "kind", "not a read")

@@ -106,10 +106,68 @@ func (s *State) ApplyEmpty(index uint64) { s.advance(index) }
 // ApplyMembership records the Raft configuration that index made current.
 // Members that disappear from it are remembered as removed, for good.
 func (s *State) ApplyMembership(index uint64, voters, learners []uint64) {
+	s.ApplyMembershipChange(index, MembershipChange{Voters: voters, Learners: learners})
+}
+
+// MembershipChange is a Raft configuration change as the state records it.
+type MembershipChange struct {
+	// Voters and Learners are the configuration after the change.
+	Voters, Learners []uint64
+	// Join is the record of a node that joined with this change; it is
+	// registered as if by its own RegisterNode.
+	Join *apiv1.RegisterNodeCommand
+	// ClientRequestID and Response are remembered like a command's, so a
+	// retried join or leave gets the first answer.
+	ClientRequestID string
+	Response        *apiv1.Response
+}
+
+// CheckJoin reports why a node may not join: an id that is a member or was
+// ever removed, or a record that RegisterNode would refuse.
+func (s *State) CheckJoin(join *apiv1.RegisterNodeCommand) error {
+	id := join.GetId()
+	if slices.Contains(s.membership.GetVoters(), id) || slices.Contains(s.membership.GetLearners(), id) {
+		return exists("node_id", "node %d is already a member", id)
+	}
+	if err := s.checkRegisterNode(join); err != nil {
+		if err.Field == "id" {
+			err.Field = "node_id"
+		}
+		return err
+	}
+	return nil
+}
+
+// CheckLeave reports why node id may not be removed.
+func (s *State) CheckLeave(id uint64) error {
+	if id == 0 {
+		return invalid("node_id", "must not be 0")
+	}
+	if !slices.Contains(s.membership.GetVoters(), id) && !slices.Contains(s.membership.GetLearners(), id) {
+		return notFound("node_id", "node %d is not a member", id)
+	}
+	return nil
+}
+
+// ApplyRefused records, at index, that a membership change was refused: the
+// log moves on, and the requester's id remembers the refusal.
+func (s *State) ApplyRefused(index uint64, clientRequestID string, err error) *apiv1.Response {
+	s.advance(index)
+	resp := errorResponse(err)
+	if clientRequestID != "" {
+		if _, seen := s.requests[clientRequestID]; !seen {
+			s.remember(index, clientRequestID, resp)
+		}
+	}
+	return proto.CloneOf(resp)
+}
+
+// ApplyMembershipChange records a configuration change at index.
+func (s *State) ApplyMembershipChange(index uint64, c MembershipChange) {
 	s.advance(index)
 	next := &apiv1.Membership{
-		Voters:   sortedIDs(voters),
-		Learners: sortedIDs(learners),
+		Voters:   sortedIDs(c.Voters),
+		Learners: sortedIDs(c.Learners),
 		Removed:  append([]uint64(nil), s.membership.GetRemoved()...),
 	}
 	member := map[uint64]bool{}
@@ -130,6 +188,19 @@ func (s *State) ApplyMembership(index uint64, voters, learners []uint64) {
 	}
 	next.Removed = sortedIDs(next.Removed)
 	s.membership = next
+	if c.Join != nil {
+		s.registerNode(at{index: index}, c.Join)
+	}
+	if c.ClientRequestID != "" && c.Response != nil {
+		s.remember(index, c.ClientRequestID, c.Response)
+	}
+}
+
+func errorResponse(err error) *apiv1.Response {
+	if se, ok := err.(*Error); ok {
+		return &apiv1.Response{Error: se.Proto()}
+	}
+	return &apiv1.Response{Error: &apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, Message: err.Error()}}
 }
 
 // Removed reports whether node id was a member and was removed.

@@ -1,0 +1,269 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/state"
+)
+
+// PromoteWithinEntries: a learner that wants to vote is promoted once its
+// log is within this many entries of the leader's.
+const PromoteWithinEntries = 1000
+
+// join handles JoinCluster on the leader: the node enters as a learner, its
+// record carried in the conf change's context so that every node learns its
+// address at the same index.
+func (n *Node) join(id RequestID, req *apiv1.JoinClusterRequest) {
+	key := req.GetClientRequestId()
+	rec := &apiv1.RegisterNodeCommand{
+		Id:       req.GetNodeId(),
+		Address:  req.GetAddress(),
+		Role:     req.GetRole(),
+		Capacity: req.GetCapacity(),
+		Labels:   req.GetLabels(),
+	}
+	if rec.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
+		rec.Role = apiv1.NodeRole_NODE_ROLE_VOTER
+	}
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{
+		Type:   raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(),
+		NodeId: proto.Uint64(rec.GetId()),
+	}}}
+	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key, Op: &apiv1.Command_RegisterNode{RegisterNode: rec}})
+}
+
+// leave handles LeaveCluster on the leader.
+func (n *Node) leave(id RequestID, req *apiv1.LeaveClusterRequest) {
+	key := req.GetClientRequestId()
+	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{
+		Type:   raftpb.ConfChangeType_ConfChangeRemoveNode.Enum(),
+		NodeId: proto.Uint64(req.GetNodeId()),
+	}}}
+	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key})
+}
+
+// proposeConfChange is write() for membership changes.
+func (n *Node) proposeConfChange(id RequestID, key string, cc *raftpb.ConfChangeV2, ctx *apiv1.Command) {
+	if key == "" {
+		n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_request_id", "must be set on every write"))
+		return
+	}
+	if resp, ok := n.st.Response(key); ok {
+		n.respond(id, resp)
+		return
+	}
+	if !n.isLeader {
+		n.respond(id, n.notLeader())
+		return
+	}
+	if p, ok := n.proposals[key]; ok {
+		p.waiters = append(p.waiters, id)
+		return
+	}
+	if node := cc.GetChanges()[0].GetNodeId(); node == 0 {
+		n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "node_id", "must not be 0"))
+		return
+	}
+	if reg := ctx.GetRegisterNode(); reg != nil {
+		if reg.GetAddress() == "" {
+			n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "address", "must not be empty"))
+			return
+		}
+		if reg.GetCapacity() == nil {
+			n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "capacity", "must be set"))
+			return
+		}
+	}
+	data, err := deterministic.Marshal(ctx)
+	if err != nil {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, fmt.Sprintf("request does not encode: %v", err)))
+		return
+	}
+	cc.Context = data
+	if err := n.rn.ProposeConfChange(cc); err != nil {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Sprintf("membership change not accepted: %v; retry", err)))
+		return
+	}
+	n.proposals[key] = &proposal{waiters: []RequestID{id}, deadline: n.ticks + uint64(n.cfg.RequestTimeoutTicks)}
+}
+
+// applyConfChange applies a committed membership change, or refuses it
+// (without telling raft) when the state says no: a join of a member or of a
+// removed id, a leave of a non-member, a second copy of the same request.
+func (n *Node) applyConfChange(e *raftpb.Entry) {
+	index := e.GetIndex()
+	var cc raftpb.ConfChangeI
+	if e.GetType() == raftpb.EntryType_EntryConfChange {
+		var v1 raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &v1); err != nil {
+			n.cfg.Logger.Errorf("core: conf change %d does not decode, skipped: %v", index, err)
+			n.st.ApplyEmpty(index)
+			return
+		}
+		cc = &v1
+	} else {
+		var v2 raftpb.ConfChangeV2
+		if err := proto.Unmarshal(e.GetData(), &v2); err != nil {
+			n.cfg.Logger.Errorf("core: conf change %d does not decode, skipped: %v", index, err)
+			n.st.ApplyEmpty(index)
+			return
+		}
+		cc = &v2
+	}
+	v2 := cc.AsV2()
+	ctx := &apiv1.Command{}
+	if len(v2.GetContext()) > 0 {
+		if err := proto.Unmarshal(v2.GetContext(), ctx); err != nil {
+			ctx = &apiv1.Command{}
+		}
+	}
+	key := ctx.GetClientRequestId()
+	if key != "" {
+		if resp, ok := n.st.Response(key); ok {
+			n.st.ApplyEmpty(index)
+			n.answerWaiters(key, resp)
+			return
+		}
+	}
+	if err := n.checkConfChange(v2, ctx); err != nil {
+		n.cfg.Logger.Warningf("core: membership change %d refused: %v", index, err)
+		n.answerWaiters(key, n.st.ApplyRefused(index, key, err))
+		return
+	}
+	n.confState = n.rn.ApplyConfChange(cc)
+	n.confToSave = true
+	// The response is remembered in the state, so it holds only what every
+	// node agrees on at this index.
+	var resp *apiv1.Response
+	switch {
+	case ctx.GetRegisterNode() != nil:
+		resp = &apiv1.Response{Kind: &apiv1.Response_JoinCluster{JoinCluster: &apiv1.JoinClusterResponse{
+			ClusterId:  n.st.Cluster().GetId(),
+			Membership: &apiv1.Membership{Voters: n.confState.GetVoters(), Learners: n.confState.GetLearners()},
+		}}}
+	case key != "":
+		resp = &apiv1.Response{Kind: &apiv1.Response_LeaveCluster{LeaveCluster: &apiv1.LeaveClusterResponse{}}}
+	}
+	n.st.ApplyMembershipChange(index, state.MembershipChange{
+		Voters:          n.confState.GetVoters(),
+		Learners:        n.confState.GetLearners(),
+		Join:            ctx.GetRegisterNode(),
+		ClientRequestID: key,
+		Response:        resp,
+	})
+	if resp != nil {
+		n.answerWaiters(key, resp)
+	}
+}
+
+// checkConfChange is the state's verdict on a membership change.
+func (n *Node) checkConfChange(cc *raftpb.ConfChangeV2, ctx *apiv1.Command) error {
+	voters, learners := n.confState.GetVoters(), n.confState.GetLearners()
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		switch ch.GetType() {
+		case raftpb.ConfChangeType_ConfChangeAddLearnerNode:
+			if reg := ctx.GetRegisterNode(); reg != nil && reg.GetId() == id {
+				if err := n.st.CheckJoin(reg); err != nil {
+					return err
+				}
+			} else if n.st.Removed(id) || slices.Contains(voters, id) || slices.Contains(learners, id) {
+				return fmt.Errorf("node %d cannot become a learner", id)
+			}
+		case raftpb.ConfChangeType_ConfChangeAddNode:
+			// Promotion of a learner (or a voter already: a no-op change).
+			if !slices.Contains(learners, id) && !slices.Contains(voters, id) {
+				return fmt.Errorf("node %d is not a member to promote", id)
+			}
+		case raftpb.ConfChangeType_ConfChangeRemoveNode:
+			if err := n.st.CheckLeave(id); err != nil {
+				return err
+			}
+			if slices.Contains(voters, id) && len(voters) == 1 {
+				return fmt.Errorf("node %d is the last voter", id)
+			}
+		default:
+			return fmt.Errorf("membership change of type %s is not supported", ch.GetType())
+		}
+	}
+	return nil
+}
+
+// answerWaiters responds to the writes waiting on key.
+func (n *Node) answerWaiters(key string, resp *apiv1.Response) {
+	if key == "" {
+		return
+	}
+	if p, ok := n.proposals[key]; ok {
+		delete(n.proposals, key)
+		for _, w := range p.waiters {
+			n.respond(w, proto.CloneOf(resp))
+		}
+	}
+}
+
+// promote is the leader's membership controller: a learner whose record
+// says voter is promoted once its log is within PromoteWithinEntries of the
+// leader's. One change at a time; workers stay learners.
+func (n *Node) promote() {
+	if !n.isLeader || len(n.confState.GetLearners()) == 0 {
+		return
+	}
+	// Called every RegisterEveryTicks; raft itself turns a second change
+	// proposed while one is pending into an empty entry.
+	st := n.rn.Status()
+	last := n.LastIndex()
+	for _, id := range n.confState.GetLearners() {
+		rec, ok := n.st.Node(id)
+		if !ok || rec.GetRole() != apiv1.NodeRole_NODE_ROLE_VOTER {
+			continue
+		}
+		pr, ok := st.Progress[id]
+		if !ok || pr.Match+PromoteWithinEntries < last || pr.Match == 0 {
+			continue
+		}
+		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{
+			Type:   raftpb.ConfChangeType_ConfChangeAddNode.Enum(),
+			NodeId: proto.Uint64(id),
+		}}}
+		if err := n.rn.ProposeConfChange(cc); err != nil {
+			n.cfg.Logger.Warningf("core: promote learner %d: %v", id, err)
+		}
+		return
+	}
+}
+
+// Removed reports whether this node has been removed from the cluster; the
+// driver should stop it.
+func (n *Node) Removed() bool { return n.st.Removed(n.cfg.ID) }
+
+// members lists the Raft members as this node sees them.
+func (n *Node) members() []*apiv1.ClusterMember {
+	var progress map[uint64]uint64
+	if n.isLeader {
+		progress = map[uint64]uint64{}
+		for id, pr := range n.rn.Status().Progress {
+			progress[id] = pr.Match
+		}
+	}
+	var out []*apiv1.ClusterMember
+	add := func(id uint64, voter bool) {
+		m := &apiv1.ClusterMember{Id: id, Voter: voter, MatchIndex: progress[id]}
+		if rec, ok := n.st.Node(id); ok {
+			m.Address, m.Role, m.Status, m.Capacity = rec.GetAddress(), rec.GetRole(), rec.GetStatus(), rec.GetCapacity()
+		}
+		out = append(out, m)
+	}
+	for _, id := range n.confState.GetVoters() {
+		add(id, true)
+	}
+	for _, id := range n.confState.GetLearners() {
+		add(id, false)
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package sim
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+func membershipOf(w *World, id uint64) *apiv1.Membership {
+	return w.Node(id).Core().State().Cluster().GetMembership()
+}
+
+func lastFinished(t *testing.T, w *World) *Op {
+	t.Helper()
+	ops := w.History().Ops()
+	if len(ops) == 0 {
+		t.Fatal("no operation finished")
+	}
+	return ops[len(ops)-1]
+}
+
+// A voter joins as a learner and is promoted once caught up; a worker stays
+// a learner; a node that leaves is removed for good and stops itself.
+func TestMembershipJoinPromoteLeave(t *testing.T) {
+	w := NewT(t, BaseSeed(t), Options{Nodes: 3})
+	leader := runToLeader(t, w)
+	c := w.NewClient(ClientOptions{})
+
+	// Some history first, so the joiner must catch up.
+	for i := 0; i < 50; i++ {
+		c.Do(task("warm-up"))
+	}
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+
+	_, err := w.AddNode(4, apiv1.NodeRole_NODE_ROLE_VOTER)
+	w.Must(t, err)
+	c.Do(w.JoinRequest(4))
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+	if op := lastFinished(t, w); !op.Acked() {
+		t.Fatalf("join of node 4 answered %v", op.Resp)
+	}
+	w.Must(t, w.RunUntil(func() bool {
+		m := membershipOf(w, w.StableLeaderOr(leader))
+		return slices.Contains(m.GetVoters(), 4)
+	}, 60*time.Second))
+
+	_, err = w.AddNode(5, apiv1.NodeRole_NODE_ROLE_WORKER)
+	w.Must(t, err)
+	c.Do(w.JoinRequest(5))
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+	if op := lastFinished(t, w); !op.Acked() {
+		t.Fatalf("join of worker 5 answered %v", op.Resp)
+	}
+	w.Must(t, w.RunUntil(w.Converged, 60*time.Second))
+	w.Must(t, w.RunFor(30*time.Second))
+	m := membershipOf(w, w.StableLeaderOr(leader))
+	if !slices.Contains(m.GetLearners(), 5) || slices.Contains(m.GetVoters(), 5) {
+		t.Fatalf("worker 5: membership %v, want it a learner for good", m)
+	}
+	if got := len(w.Node(5).Core().State().Tasks(0)); got != 50 {
+		t.Fatalf("worker 5 holds %d tasks, want the cluster's 50", got)
+	}
+
+	c.Do(&apiv1.Request{Kind: &apiv1.Request_LeaveCluster{LeaveCluster: &apiv1.LeaveClusterRequest{NodeId: 4}}})
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+	if op := lastFinished(t, w); !op.Acked() {
+		t.Fatalf("leave of node 4 answered %v", op.Resp)
+	}
+	w.Must(t, w.RunUntil(func() bool { return w.Node(4).Left() }, 30*time.Second))
+	m = membershipOf(w, w.StableLeaderOr(leader))
+	if !slices.Contains(m.GetRemoved(), 4) || slices.Contains(m.GetVoters(), 4) {
+		t.Fatalf("after leave: membership %v", m)
+	}
+
+	// Its id can never come back.
+	c.Do(w.JoinRequest(4))
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+	op := lastFinished(t, w)
+	if e := op.Resp.GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION || e.GetField() != "node_id" {
+		t.Fatalf("rejoin of removed node 4 answered %v, want FAILED_PRECONDITION on node_id", op.Resp)
+	}
+	// A join of a node that is already a member is refused too.
+	c.Do(w.JoinRequest(5))
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+	if e := lastFinished(t, w).Resp.GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_ALREADY_EXISTS {
+		t.Fatalf("second join of node 5 answered %v, want ALREADY_EXISTS", e)
+	}
+}
