@@ -1,6 +1,13 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
 
 // rootLong is the help text of the root command. Its second paragraph says what
 // this build can do; update it whenever a command that reaches a node or a
@@ -13,11 +20,16 @@ leader places VMs and tasks on nodes that have room, each node boots what was
 placed on it with a real hypervisor and reports back through Raft, and when a
 node dies its VMs restart elsewhere.
 
-Today this build ships the foundations only: the deterministic core, the
-replicated state machine and the durable store, exercised by the test suite.
-It cannot start a node or reach a cluster yet. The node, cluster, vm and task
-commands arrive with later work; until then this binary offers only what is
-listed below.`
+"blixard node" runs one node in the foreground; "blixard dev" runs a local
+cluster of several nodes on loopback, each a child process.
+
+The cluster, vm and task commands talk to a running cluster over gRPC, through
+any of its nodes (--addr, or BLIXARD_ADDR): they show the cluster's members and
+Raft state, remove members, and create, start, stop, delete, list and inspect
+VMs and submit, list, inspect and cancel tasks. Writes reach the leader and are
+retried safely. In this build VMs and tasks are stored and replicated but not
+yet run: no node boots a VM or runs a task yet, so a VM that should run stays
+pending and a task stays pending until it is cancelled.`
 
 // NewRootCommand returns the blixard root command with every subcommand
 // attached. Each call builds a fresh tree, so tests can run it in isolation.
@@ -26,16 +38,47 @@ func NewRootCommand() *cobra.Command {
 		Use:   "blixard",
 		Short: "Blixard: a distributed orchestrator for microVMs",
 		Long:  rootLong,
-		// A failing command prints its error, not a usage dump; a bad flag or
-		// an unknown command still names the problem.
-		SilenceUsage: true,
+		// A failing command prints one line, not a usage dump; Execute prints
+		// it (see errorLine), so cobra prints nothing itself.
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	g := &globalFlags{}
+	g.register(root)
+	// One line per command: commands that run a node locally take no
+	// globalFlags.
+	root.AddCommand(
+		newVersionCommand(),
+		newNodeCommand(),
+		newDevCommand(),
+		newClusterCommand(g),
+		newVMCommand(g),
+		newTaskCommand(g),
+	)
 	return root
 }
 
-// Execute runs the root command with the process's arguments. Cobra has
-// already printed the returned error to stderr.
+// Execute runs the root command with the process's arguments until it ends or
+// the process is interrupted (SIGINT, SIGTERM cancel the command's context).
+// It prints a failure as one line on stderr and returns it.
 func Execute() error {
-	return NewRootCommand().Execute()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// After the first signal, restore the default handling: a second one
+	// ends a command that does not stop in time.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return execute(ctx, NewRootCommand())
+}
+
+// execute runs root with ctx and prints its error, if any, on root's stderr.
+func execute(ctx context.Context, root *cobra.Command) error {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		root.PrintErrln(errorLine(cmd, err))
+	}
+	return err
 }

@@ -2,22 +2,66 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/blixard/blixard/client/clienttest"
 )
 
-// run executes a fresh root command with args and returns what it wrote to
-// stdout and stderr.
+// run executes a fresh root command with args, as Execute does, and returns
+// what it wrote to stdout and stderr.
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return runContext(t, context.Background(), args...)
+}
+
+func runContext(t *testing.T, ctx context.Context, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	root := NewRootCommand()
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&errOut)
-	err = root.Execute()
+	err = execute(ctx, root)
 	return out.String(), errOut.String(), err
+}
+
+// runAt runs the command line against the fake node n.
+func runAt(t *testing.T, n *clienttest.Node, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return run(t, append([]string{"--addr", n.Addr}, args...)...)
+}
+
+// mustRunAt runs the command line against n and fails the test if it fails
+// or writes to stderr.
+func mustRunAt(t *testing.T, n *clienttest.Node, args ...string) string {
+	t.Helper()
+	stdout, stderr, err := runAt(t, n, args...)
+	if err != nil || stderr != "" {
+		t.Fatalf("blixard %s: err %v, stderr %q", strings.Join(args, " "), err, stderr)
+	}
+	return stdout
+}
+
+// failAt runs the command line against n, wants it to fail with one line on
+// stderr containing want, and returns that line.
+func failAt(t *testing.T, n *clienttest.Node, want string, args ...string) string {
+	t.Helper()
+	stdout, stderr, err := runAt(t, n, args...)
+	if err == nil {
+		t.Fatalf("blixard %s: no error; stdout %q", strings.Join(args, " "), stdout)
+	}
+	if !strings.HasPrefix(stderr, "error: ") || strings.Count(stderr, "\n") != 1 || !strings.HasSuffix(stderr, "\n") {
+		t.Errorf("blixard %s: stderr %q, want one line starting with \"error: \"", strings.Join(args, " "), stderr)
+	}
+	if !strings.Contains(stderr, want) {
+		t.Errorf("blixard %s: stderr %q does not contain %q", strings.Join(args, " "), stderr, want)
+	}
+	return stderr
 }
 
 func TestRootHelp(t *testing.T) {
@@ -28,11 +72,15 @@ func TestRootHelp(t *testing.T) {
 	for _, want := range []string{
 		"Blixard is a distributed orchestrator for microVMs.",
 		"Raft",
-		"the deterministic core, the",
-		"durable store",
-		"arrive with later work",
+		"--addr, or BLIXARD_ADDR",
+		"stored and replicated but not\nyet run",
 		"Usage:\n  blixard [command]",
 		"\n  version ",
+		"\n  cluster ",
+		"\n  vm ",
+		"\n  task ",
+		"--addr host:port",
+		"-o, --output format",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("blixard --help output lacks %q; got:\n%s", want, stdout)
@@ -62,13 +110,56 @@ func TestVersionRejectsArguments(t *testing.T) {
 }
 
 func TestUnknownCommandFails(t *testing.T) {
-	_, stderr, err := run(t, "vm", "list")
-	if err == nil {
-		t.Fatal("blixard vm list: got no error; a command that does not exist must fail")
+	for _, args := range [][]string{{"frobnicate"}, {"vm", "frobnicate"}, {"cluster", "frobnicate"}, {"task", "frobnicate"}} {
+		_, stderr, err := run(t, args...)
+		if err == nil {
+			t.Errorf("blixard %s: got no error; a command that does not exist must fail", strings.Join(args, " "))
+			continue
+		}
+		if !strings.Contains(stderr, `unknown command "frobnicate"`) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("blixard %s: stderr %q, want one line naming the unknown command", strings.Join(args, " "), stderr)
+		}
 	}
-	if !strings.Contains(stderr, `unknown command "vm"`) {
-		t.Errorf("stderr %q does not name the unknown command", stderr)
+}
+
+func TestUnknownSubcommandSuggests(t *testing.T) {
+	_, stderr, _ := run(t, "vm", "creat")
+	want := `error: unknown command "creat" for "blixard vm"; did you mean create? (see 'blixard vm --help')` + "\n"
+	if stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
 	}
+}
+
+func TestGroupCommandsShowHelp(t *testing.T) {
+	for _, group := range []string{"cluster", "vm", "task"} {
+		stdout, stderr, err := run(t, group)
+		if err != nil || stderr != "" {
+			t.Errorf("blixard %s: err %v, stderr %q", group, err, stderr)
+		}
+		if !strings.Contains(stdout, "Available Commands:") {
+			t.Errorf("blixard %s printed %q, want its help", group, stdout)
+		}
+	}
+}
+
+func TestEveryCommandHasAnExample(t *testing.T) {
+	var walk func(prefix string, cmds []*cobra.Command)
+	walk = func(prefix string, cmds []*cobra.Command) {
+		for _, c := range cmds {
+			path := prefix + " " + c.Name()
+			if c.HasSubCommands() {
+				walk(path, c.Commands())
+				continue
+			}
+			if c.Name() == "help" || c.Name() == "completion" || c.Name() == "version" {
+				continue
+			}
+			if c.Example == "" {
+				t.Errorf("%s has no --help example", path)
+			}
+		}
+	}
+	walk("blixard", NewRootCommand().Commands())
 }
 
 func TestModuleVersion(t *testing.T) {

@@ -1,0 +1,92 @@
+package clienttest
+
+import (
+	"context"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/api/v1/apiv1grpc"
+)
+
+type clusterService struct {
+	apiv1grpc.UnimplementedClusterServiceServer
+	n *Node
+}
+
+func (s clusterService) GetClusterStatus(context.Context, *apiv1.GetClusterStatusRequest) (*apiv1.GetClusterStatusResponse, error) {
+	return read(s.n, func() (*apiv1.GetClusterStatusResponse, error) {
+		resp := proto.CloneOf(s.n.cluster)
+		resp.CommitIndex = s.n.index
+		resp.AppliedIndex = s.n.index
+		if resp.Cluster != nil {
+			resp.Cluster.AppliedIndex = s.n.index
+		}
+		return resp, nil
+	})
+}
+
+func (s clusterService) JoinCluster(_ context.Context, req *apiv1.JoinClusterRequest) (*apiv1.JoinClusterResponse, error) {
+	n := s.n
+	return write(n, req.GetClientRequestId(), func() (*apiv1.JoinClusterResponse, error) {
+		if req.GetNodeId() == 0 {
+			return nil, fieldError(invalid, "node_id", "must be set")
+		}
+		if slices.ContainsFunc(n.cluster.Members, func(m *apiv1.ClusterMember) bool { return m.GetId() == req.GetNodeId() }) {
+			return nil, fieldError(apiv1.ErrorCode_ERROR_CODE_ALREADY_EXISTS, "node_id", "node %d is already a member", req.GetNodeId())
+		}
+		index, _ := n.tick()
+		// It joins as a learner, and the fake never promotes it.
+		n.cluster.Members = append(n.cluster.Members, &apiv1.ClusterMember{
+			Id: req.GetNodeId(), Address: req.GetAddress(), Role: req.GetRole(),
+			Status: apiv1.NodeStatus_NODE_STATUS_READY, Capacity: proto.CloneOf(req.GetCapacity()),
+		})
+		n.cluster.Nodes = append(n.cluster.Nodes, &apiv1.Node{
+			Id: req.GetNodeId(), Address: req.GetAddress(), Role: req.GetRole(),
+			Capacity: proto.CloneOf(req.GetCapacity()), Labels: req.GetLabels(),
+			Status: apiv1.NodeStatus_NODE_STATUS_READY, RegisteredIndex: index, UpdatedIndex: index,
+		})
+		m := n.cluster.GetCluster().GetMembership()
+		if m != nil {
+			m.Learners = append(m.Learners, req.GetNodeId())
+		}
+		return &apiv1.JoinClusterResponse{ClusterId: n.cluster.GetCluster().GetId(), Membership: proto.CloneOf(m)}, nil
+	})
+}
+
+func (s clusterService) LeaveCluster(_ context.Context, req *apiv1.LeaveClusterRequest) (*apiv1.LeaveClusterResponse, error) {
+	n := s.n
+	return write(n, req.GetClientRequestId(), func() (*apiv1.LeaveClusterResponse, error) {
+		i := slices.IndexFunc(n.cluster.Members, func(m *apiv1.ClusterMember) bool { return m.GetId() == req.GetNodeId() })
+		if i < 0 {
+			return nil, fieldError(apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, "node_id", "node %d is not a member", req.GetNodeId())
+		}
+		n.tick()
+		n.cluster.Members = slices.Delete(n.cluster.Members, i, i+1)
+		if m := n.cluster.GetCluster().GetMembership(); m != nil {
+			drop := func(id uint64) bool { return id == req.GetNodeId() }
+			m.Voters = slices.DeleteFunc(m.Voters, drop)
+			m.Learners = slices.DeleteFunc(m.Learners, drop)
+			m.Removed = append(m.Removed, req.GetNodeId())
+		}
+		for _, node := range n.cluster.Nodes {
+			if node.GetId() == req.GetNodeId() {
+				node.Status = apiv1.NodeStatus_NODE_STATUS_LEFT
+			}
+		}
+		return &apiv1.LeaveClusterResponse{}, nil
+	})
+}
+
+func (s clusterService) HealthCheck(context.Context, *apiv1.HealthCheckRequest) (*apiv1.HealthCheckResponse, error) {
+	return read(s.n, func() (*apiv1.HealthCheckResponse, error) {
+		return &apiv1.HealthCheckResponse{
+			NodeId:       s.n.ID,
+			LeaderId:     s.n.cluster.GetLeaderId(),
+			Term:         s.n.cluster.GetTerm(),
+			AppliedIndex: s.n.index,
+			Healthy:      s.n.cluster.GetLeaderId() != 0,
+		}, nil
+	})
+}

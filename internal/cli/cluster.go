@@ -1,0 +1,17 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+func newClusterCommand(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the cluster and manage its members",
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(
+		newClusterStatusCommand(g),
+		newClusterLeaveCommand(g),
+	)
+	return cmd
+}

@@ -1,0 +1,127 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// Config is what a node is started with.
+type Config struct {
+	// ID is the node's id: operator-chosen, non-zero, never reused.
+	ID uint64
+	// Listen is the gRPC listen address (host:port; port 0 picks one).
+	Listen string
+	// Advertise is the address peers and clients reach this node at;
+	// default: the address Listen bound.
+	Advertise string
+	// DataDir holds the node's store.
+	DataDir string
+	// Join lists addresses of cluster members to ask to add this node; used
+	// only when DataDir holds nothing yet.
+	Join []string
+	// Role is voter (default) or worker.
+	Role apiv1.NodeRole
+	// Capacity is what this node offers; zero fields are detected.
+	Capacity *apiv1.Resources
+	Labels   map[string]string
+	// TickInterval is one core tick (default 100 ms); ElectionTicks and
+	// HeartbeatTicks default to 10 and 1.
+	TickInterval                  time.Duration
+	ElectionTicks, HeartbeatTicks int
+	// SnapshotEntries: snapshot every this many applied entries (default
+	// the core's, 10,000).
+	SnapshotEntries uint64
+	// InboxSize bounds the queue of events waiting for the core; peer
+	// messages beyond it are dropped (raft tolerates loss). Default 4096.
+	InboxSize int
+	Logger    *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.ID == 0 {
+		return c, errors.New("--id must be a non-zero integer")
+	}
+	if c.DataDir == "" {
+		return c, errors.New("--data-dir must be set")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return c, fmt.Errorf("--listen %q is not host:port: %w", c.Listen, err)
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			return c, fmt.Errorf("--advertise %q is not host:port: %w", c.Advertise, err)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return c, fmt.Errorf("--join %q is not host:port: %w", j, err)
+		}
+	}
+	switch c.Role {
+	case apiv1.NodeRole_NODE_ROLE_UNSPECIFIED:
+		c.Role = apiv1.NodeRole_NODE_ROLE_VOTER
+	case apiv1.NodeRole_NODE_ROLE_VOTER, apiv1.NodeRole_NODE_ROLE_WORKER:
+	default:
+		return c, fmt.Errorf("role %v is neither voter nor worker", c.Role)
+	}
+	capacity := &apiv1.Resources{}
+	if c.Capacity != nil {
+		capacity.Vcpus, capacity.MemoryMib, capacity.DiskMib, capacity.Features =
+			c.Capacity.GetVcpus(), c.Capacity.GetMemoryMib(), c.Capacity.GetDiskMib(), c.Capacity.GetFeatures()
+	}
+	if capacity.Vcpus == 0 {
+		capacity.Vcpus = uint32(goruntime.NumCPU())
+	}
+	if capacity.MemoryMib == 0 {
+		mem, err := hostMemoryMiB()
+		if err != nil {
+			return c, fmt.Errorf("detect memory (set --capacity-memory): %w", err)
+		}
+		capacity.MemoryMib = mem
+	}
+	c.Capacity = capacity
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.InboxSize == 0 {
+		c.InboxSize = 4096
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// hostMemoryMiB reads MemTotal from /proc/meminfo.
+func hostMemoryMiB() (uint64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kib, err := strconv.ParseUint(fields[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse MemTotal %q: %w", fields[1], err)
+			}
+			return kib / 1024, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no MemTotal in /proc/meminfo")
+}

@@ -1,0 +1,325 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/core"
+	"github.com/blixard/blixard/internal/server"
+	"github.com/blixard/blixard/internal/store"
+	"github.com/blixard/blixard/internal/transport"
+)
+
+// ErrRemoved is what Run returns when the node learns it was removed from
+// the cluster.
+var ErrRemoved = errors.New("this node was removed from the cluster")
+
+// Node is one running node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	core  *core.Node
+	tr    *transport.Transport
+	grpc  *grpc.Server
+	lis   net.Listener
+	addr  string
+	fresh bool // nothing was persisted: bootstrap or join
+
+	// events feeds the owner goroutine; see Run.
+	events chan func()
+	// stopped is closed when Run's loop ends: requests still waiting get
+	// server.ErrStopping.
+	stopped chan struct{}
+
+	// Owned by the Run goroutine.
+	// fatal, once set by an event, stops Run with it.
+	fatal   error
+	nextReq core.RequestID
+	waiting map[core.RequestID]chan *apiv1.Response
+	peers   map[uint64]string
+}
+
+// Start opens the node's store, makes its core, and starts listening. Run
+// drives it.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("node", cfg.ID)
+	st, loaded, err := store.Open(ctx, store.Options{FS: vfs.Default, Dir: filepath.Join(cfg.DataDir, "raft"), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open the store in %s: %w", cfg.DataDir, err)
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	addr := cfg.Advertise
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+	n := &Node{
+		cfg: cfg, log: log, store: st, lis: lis, addr: addr,
+		fresh:   loaded.Empty(),
+		events:  make(chan func(), cfg.InboxSize),
+		stopped: make(chan struct{}),
+		waiting: map[core.RequestID]chan *apiv1.Response{},
+		peers:   map[uint64]string{},
+	}
+	var peers []uint64
+	if n.fresh && len(cfg.Join) == 0 {
+		peers = []uint64{cfg.ID} // bootstrap a new cluster of one
+	}
+	c, err := core.New(core.Config{
+		ID:              cfg.ID,
+		Peers:           peers,
+		ClusterID:       fmt.Sprintf("blixard-%d-%d", cfg.ID, time.Now().UnixNano()),
+		Address:         addr,
+		Role:            cfg.Role,
+		Capacity:        cfg.Capacity,
+		Labels:          cfg.Labels,
+		ElectionTicks:   cfg.ElectionTicks,
+		HeartbeatTicks:  cfg.HeartbeatTicks,
+		SnapshotEntries: cfg.SnapshotEntries,
+		Logger:          raftLogger{log: log},
+	}, core.Persisted{HardState: loaded.HardState, Snapshot: loaded.Snapshot, Entries: loaded.Entries})
+	if err != nil {
+		_ = lis.Close()
+		_ = st.Close()
+		return nil, fmt.Errorf("start the core: %w", err)
+	}
+	n.core = c
+	tr, err := transport.New(transport.Config{
+		ID:             cfg.ID,
+		Address:        addr,
+		Deliver:        n.deliver,
+		SnapshotStatus: func(peer uint64, ok bool) { n.post(func() { n.core.ReportSnapshot(peer, ok) }) },
+		Unreachable:    func(peer uint64) { n.post(func() { n.core.ReportUnreachable(peer) }) },
+		Learned:        func(peer uint64, a string) { n.post(func() { n.learned(peer, a) }) },
+		Logger:         log,
+	})
+	if err != nil {
+		_ = lis.Close()
+		_ = st.Close()
+		return nil, fmt.Errorf("start the transport: %w", err)
+	}
+	n.tr = tr
+	// A peer batch may be as large as the transport's batch limit.
+	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(2 * transport.DefaultMaxBatchBytes))
+	tr.Register(n.grpc)
+	server.Register(n.grpc, n)
+	return n, nil
+}
+
+// Addr is the address the node advertises.
+func (n *Node) Addr() string { return n.addr }
+
+// Run drives the node until ctx ends, the store fails, or the node is
+// removed. It always shuts the node down before it returns.
+func (n *Node) Run(ctx context.Context) (err error) {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- n.grpc.Serve(n.lis) }()
+	n.log.Info("node started", "addr", n.addr, "data_dir", n.cfg.DataDir, "role", n.cfg.Role, "fresh", n.fresh)
+	if n.fresh && len(n.cfg.Join) > 0 {
+		go n.joinLoop(ctx)
+	}
+	go n.removalWatch(ctx)
+	defer func() { n.shutdown() }()
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	n.syncPeers()
+	for {
+		select {
+		case <-ctx.Done():
+			n.log.Info("stopping", "reason", context.Cause(ctx))
+			return nil
+		case err := <-serveErr:
+			return fmt.Errorf("grpc server: %w", err)
+		case now := <-ticker.C:
+			n.core.Tick(now)
+			n.syncPeers()
+		case ev := <-n.events:
+			ev()
+		}
+		if n.fatal != nil {
+			return n.fatal
+		}
+		if err := n.drive(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// drive carries out the core's Readys: persist, send, answer, advance.
+func (n *Node) drive(ctx context.Context) error {
+	for n.core.HasReady() {
+		rd := n.core.Ready()
+		err := n.store.Save(ctx, store.Batch{
+			HardState:  rd.HardState,
+			ConfState:  rd.ConfState,
+			Snapshot:   rd.Snapshot,
+			ReplaceLog: rd.SnapshotReplacesLog,
+			Entries:    rd.Entries,
+			NoSync:     !rd.MustSync,
+		})
+		if err != nil {
+			// Fail-stop: nothing of this Ready may leave the node.
+			n.log.Error("store failed; stopping", "err", err)
+			return fmt.Errorf("persist: %w", err)
+		}
+		n.tr.Send(rd.Messages)
+		for _, r := range rd.Responses {
+			if ch, ok := n.waiting[r.ID]; ok {
+				delete(n.waiting, r.ID)
+				ch <- r.Response
+			}
+		}
+		if err := n.core.Advance(); err != nil {
+			n.log.Error("core cannot go on; stopping", "err", err)
+			return err
+		}
+		if n.core.Removed() {
+			n.log.Warn("removed from the cluster; stopping")
+			return ErrRemoved
+		}
+	}
+	return nil
+}
+
+// Do hands a request to the core and waits for its answer (server.Backend).
+func (n *Node) Do(ctx context.Context, req *apiv1.Request) (*apiv1.Response, error) {
+	reply := make(chan *apiv1.Response, 1)
+	ev := func() {
+		n.nextReq++
+		n.waiting[n.nextReq] = reply
+		n.core.Request(n.nextReq, req)
+	}
+	select {
+	case n.events <- ev:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.stopped:
+		return nil, server.ErrStopping
+	}
+	select {
+	case r := <-reply:
+		return r, nil
+	case <-ctx.Done():
+		// The core still answers; the reply channel is buffered and dropped.
+		return nil, ctx.Err()
+	case <-n.stopped:
+		return nil, server.ErrStopping
+	}
+}
+
+// post queues an event for the owner goroutine without blocking; when the
+// inbox is full the event is dropped (a peer message or report: raft
+// recovers from both).
+func (n *Node) post(ev func()) bool {
+	select {
+	case n.events <- ev:
+		return true
+	default:
+		return false
+	}
+}
+
+// deliver is the transport's hand-off of a peer message.
+func (n *Node) deliver(m *raftpb.Message) {
+	if !n.post(func() {
+		if err := n.core.Step(m); err != nil {
+			n.log.Debug("step", "err", err)
+		}
+	}) {
+		n.log.Debug("inbox full; dropped a peer message", "from", m.GetFrom(), "type", m.GetType())
+	}
+}
+
+// learned records a peer address from an incoming stream, for peers the
+// replicated state does not know yet (a joiner hearing from its leader).
+func (n *Node) learned(peer uint64, addr string) {
+	if _, ok := n.core.State().Node(peer); ok || peer == n.cfg.ID {
+		return
+	}
+	if n.peers[peer] != addr {
+		n.peers[peer] = addr
+		n.tr.SetPeer(peer, addr)
+	}
+}
+
+// syncPeers points the transport at every member's address as recorded in
+// the replicated state.
+func (n *Node) syncPeers() {
+	for _, rec := range n.core.State().Nodes() {
+		id := rec.GetId()
+		if id == n.cfg.ID {
+			continue
+		}
+		if rec.GetStatus() == apiv1.NodeStatus_NODE_STATUS_LEFT {
+			if _, ok := n.peers[id]; ok {
+				delete(n.peers, id)
+				n.tr.RemovePeer(id)
+			}
+			continue
+		}
+		if n.peers[id] != rec.GetAddress() {
+			n.peers[id] = rec.GetAddress()
+			n.tr.SetPeer(id, rec.GetAddress())
+		}
+	}
+}
+
+// peerAddrs are the addresses of the peers this node knows.
+func (n *Node) peerAddrs() []string {
+	out := make(chan []string, 1)
+	if !n.post(func() {
+		var addrs []string
+		for _, a := range n.peers {
+			addrs = append(addrs, a)
+		}
+		addrs = append(addrs, n.cfg.Join...)
+		out <- addrs
+	}) {
+		return nil
+	}
+	select {
+	case a := <-out:
+		return a
+	case <-n.stopped:
+		return nil
+	}
+}
+
+// shutdown stops accepting, answers waiters, closes transport and store.
+// The transport closes first: it ends the peer streams that a graceful
+// stop would otherwise wait on.
+func (n *Node) shutdown() {
+	close(n.stopped)
+	if err := n.tr.Close(); err != nil {
+		n.log.Warn("close transport", "err", err)
+	}
+	done := make(chan struct{})
+	go func() { n.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		n.grpc.Stop()
+	}
+	if err := n.store.Close(); err != nil {
+		n.log.Warn("close store", "err", err)
+	}
+	n.log.Info("stopped")
+}

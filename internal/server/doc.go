@@ -1,0 +1,24 @@
+// Package server holds Blixard's gRPC API services: ClusterService,
+// VmService and TaskService. Each handler only translates: it wraps the
+// request message in an apiv1.Request, hands it to the node through the
+// Backend the runtime provides, waits for the core's answer, and turns a
+// core error into a gRPC status. The logic — who may accept a write,
+// NotLeader with a leader hint, validation, idempotency — is the core's, so
+// the simulator exercises it.
+//
+// Error mapping (every error status carries the *apiv1.Error as a detail,
+// so clients can read its code, field and leader hint):
+//
+//	INVALID_ARGUMENT    → codes.InvalidArgument
+//	NOT_FOUND           → codes.NotFound
+//	ALREADY_EXISTS      → codes.AlreadyExists
+//	FAILED_PRECONDITION → codes.FailedPrecondition
+//	NOT_LEADER          → codes.FailedPrecondition (leader id and address in the detail)
+//	UNAVAILABLE         → codes.Unavailable
+//	OUTCOME_UNKNOWN     → codes.Unavailable ("outcome unknown")
+//	RESOURCE_EXHAUSTED  → codes.ResourceExhausted
+//
+// A caller's deadline or cancellation ends the wait with
+// codes.DeadlineExceeded or codes.Canceled; a write already proposed may
+// still apply, which a retry with the same client request id resolves.
+package server

@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/blixard/blixard/internal/transport/transportpb"
+)
+
+// snapshotPreallocBytes bounds the buffer reserved up front for an incoming
+// snapshot, so that a claimed total_bytes alone cannot reserve a GiB.
+const snapshotPreallocBytes = 64 << 20
+
+var errClosed = status.Error(codes.Unavailable, "transport closed")
+
+// receiver implements the RaftTransport service for a Transport.
+type receiver struct {
+	transportpb.UnimplementedRaftTransportServer
+	t *Transport
+}
+
+// received is one result of a stream's Recv.
+type received[T any] struct {
+	msg *T
+	err error
+}
+
+// pump calls recv in its own goroutine and hands each result over the
+// returned channel, so that a handler can wait for the next message and for
+// the transport's Close at once. The goroutine ends after the first error,
+// or when ctx (the stream's context, cancelled once the handler returns)
+// is done.
+func pump[T any](ctx context.Context, recv func() (*T, error)) <-chan received[T] {
+	ch := make(chan received[T])
+	go func() {
+		for {
+			msg, err := recv()
+			select {
+			case ch <- received[T]{msg: msg, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// Stream receives one peer's batches for as long as the peer keeps the
+// stream open, and delivers each message addressed to this node.
+func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, transportpb.Ack]) error {
+	t := r.t
+	if !t.enter() {
+		return errClosed
+	}
+	defer t.wg.Done()
+
+	in := pump(stream.Context(), stream.Recv)
+	first := true
+	dropped := 0
+	for {
+		var next received[transportpb.Batch]
+		select {
+		case <-t.ctx.Done():
+			return errClosed
+		case next = <-in:
+		}
+		if errors.Is(next.err, io.EOF) {
+			return stream.SendAndClose(&transportpb.Ack{})
+		}
+		if next.err != nil {
+			return next.err
+		}
+		batch := next.msg
+		from := batch.GetFrom()
+		if first {
+			first = false
+			if addr := batch.GetFromAddress(); addr != "" && from != 0 && from != t.cfg.ID {
+				t.cfg.Learned(from, addr)
+			}
+		}
+		for _, raw := range batch.GetMessages() {
+			m := &raftpb.Message{}
+			reason := ""
+			switch err := proto.Unmarshal(raw, m); {
+			case err != nil:
+				reason = "undecodable: " + err.Error()
+			case m.GetTo() != t.cfg.ID:
+				reason = "addressed to another node"
+			case m.GetFrom() != from:
+				reason = "sender differs from the stream's"
+			}
+			if reason != "" {
+				// Logged once per stream: a misaddressed peer sends at tick rate.
+				if dropped == 0 {
+					t.log.Warn("dropping received message", "from", from, "to", m.GetTo(),
+						"type", m.GetType(), "reason", reason)
+				}
+				dropped++
+				continue
+			}
+			t.cfg.Deliver(m)
+		}
+	}
+}
+
+// Snapshot reassembles one MsgSnap from its chunks, delivers it, and then
+// answers Ack.
+func (r receiver) Snapshot(stream grpc.ClientStreamingServer[transportpb.SnapshotChunk, transportpb.Ack]) error {
+	t := r.t
+	if !t.enter() {
+		return errClosed
+	}
+	defer t.wg.Done()
+
+	in := pump(stream.Context(), stream.Recv)
+	var (
+		m     *raftpb.Message // decoded from the first chunk's header
+		data  []byte
+		total uint64
+	)
+	for {
+		var next received[transportpb.SnapshotChunk]
+		select {
+		case <-t.ctx.Done():
+			return errClosed
+		case next = <-in:
+		}
+		if errors.Is(next.err, io.EOF) {
+			break
+		}
+		if next.err != nil {
+			return next.err
+		}
+		chunk := next.msg
+		if m == nil {
+			var err error
+			if m, err = t.snapshotHeader(chunk); err != nil {
+				t.log.Warn("refusing snapshot", "from", chunk.GetFrom(), "err", err)
+				return err
+			}
+			total = chunk.GetTotalBytes()
+			data = make([]byte, 0, min(total, snapshotPreallocBytes))
+		} else if len(chunk.GetHeader()) != 0 || chunk.GetTotalBytes() != 0 {
+			return status.Error(codes.InvalidArgument, "header on a chunk after the first")
+		}
+		if uint64(len(data))+uint64(len(chunk.GetData())) > total {
+			return status.Errorf(codes.InvalidArgument, "snapshot data exceeds total_bytes %d", total)
+		}
+		data = append(data, chunk.GetData()...)
+	}
+	if m == nil {
+		return status.Error(codes.InvalidArgument, "snapshot stream without chunks")
+	}
+	if uint64(len(data)) != total {
+		return status.Errorf(codes.InvalidArgument, "snapshot data is %d bytes, total_bytes says %d", len(data), total)
+	}
+	if t.ctx.Err() != nil {
+		return errClosed
+	}
+	if m.Snapshot == nil {
+		m.Snapshot = &raftpb.Snapshot{}
+	}
+	m.Snapshot.Data = data
+	t.cfg.Deliver(m)
+	return stream.SendAndClose(&transportpb.Ack{})
+}
+
+// snapshotHeader checks a snapshot's first chunk and decodes its message.
+func (t *Transport) snapshotHeader(chunk *transportpb.SnapshotChunk) (*raftpb.Message, error) {
+	if total := chunk.GetTotalBytes(); total > MaxSnapshotBytes {
+		return nil, status.Errorf(codes.ResourceExhausted, "snapshot of %d bytes exceeds the limit of %d", total, MaxSnapshotBytes)
+	}
+	if len(chunk.GetHeader()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "first chunk has no header")
+	}
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(chunk.GetHeader(), m); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "undecodable header: %v", err)
+	}
+	switch {
+	case m.GetType() != raftpb.MessageType_MsgSnap:
+		return nil, status.Errorf(codes.InvalidArgument, "header is a %v, not a MsgSnap", m.GetType())
+	case m.GetTo() != t.cfg.ID:
+		return nil, status.Errorf(codes.FailedPrecondition, "snapshot for node %d sent to node %d", m.GetTo(), t.cfg.ID)
+	case m.GetFrom() != chunk.GetFrom():
+		return nil, status.Errorf(codes.InvalidArgument, "header from %d on a stream from %d", m.GetFrom(), chunk.GetFrom())
+	}
+	return m, nil
+}
