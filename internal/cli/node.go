@@ -99,6 +99,7 @@ join again. SIGINT or SIGTERM stops the node cleanly.`,
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "Raft tick `interval`")
 	f.IntVar(&electionTicks, "election-ticks", 10, "election timeout in ticks")
 	f.IntVar(&hbTick, "heartbeat-ticks", 1, "leader heartbeat interval in ticks")
+	f.Uint64Var(&cfg.SnapshotEntries, "snapshot-entries", 0, "snapshot the state every this many applied entries (default 10000)")
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd
