@@ -49,20 +49,7 @@ func (n *Node) leave(id RequestID, req *apiv1.LeaveClusterRequest) {
 
 // proposeConfChange is write() for membership changes.
 func (n *Node) proposeConfChange(id RequestID, key string, cc *raftpb.ConfChangeV2, ctx *apiv1.Command) {
-	if key == "" {
-		n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_request_id", "must be set on every write"))
-		return
-	}
-	if resp, ok := n.st.Response(key); ok {
-		n.respond(id, resp)
-		return
-	}
-	if !n.isLeader {
-		n.respond(id, n.notLeader())
-		return
-	}
-	if p, ok := n.proposals[key]; ok {
-		p.waiters = append(p.waiters, id)
+	if !n.admit(id, key) {
 		return
 	}
 	if node := cc.GetChanges()[0].GetNodeId(); node == 0 {

@@ -37,24 +37,34 @@ func (n *Node) Request(id RequestID, req *apiv1.Request) {
 	}
 }
 
-// write handles a mutating request on its way to the log.
-func (n *Node) write(id RequestID, cmd *apiv1.Command) {
-	key := cmd.GetClientRequestId()
+// admit settles what every write settles before it is proposed: a missing
+// client request id, a retry of a write already applied (answered from the
+// state, wherever we are), a follower (NotLeader), a copy of a write in
+// flight (it waits with the first). It reports whether the write goes on.
+func (n *Node) admit(id RequestID, key string) bool {
 	if key == "" {
 		n.respond(id, errorField(apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_request_id", "must be set on every write"))
-		return
+		return false
 	}
-	// Applied before: the remembered response, wherever we are.
 	if resp, ok := n.st.Response(key); ok {
 		n.respond(id, resp)
-		return
+		return false
 	}
 	if !n.isLeader {
 		n.respond(id, n.notLeader())
-		return
+		return false
 	}
 	if p, ok := n.proposals[key]; ok {
 		p.waiters = append(p.waiters, id)
+		return false
+	}
+	return true
+}
+
+// write handles a mutating request on its way to the log.
+func (n *Node) write(id RequestID, cmd *apiv1.Command) {
+	key := cmd.GetClientRequestId()
+	if !n.admit(id, key) {
 		return
 	}
 	// Refuse at once what no state could accept. Refusals that depend on
