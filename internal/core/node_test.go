@@ -4,338 +4,447 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/core"
+	"github.com/blixard/blixard/sim"
 )
 
+// The node's behaviour as its callers see it, on whole simulated clusters
+// (see world_test.go). Each test holds for every seed.
+
 func TestSingleNodeElectsItselfAndApplies(t *testing.T) {
-	h := newHarness(t, 1, 1, nil)
-	if l := h.waitLeader(); l != 1 {
-		t.Fatalf("leader = %d, want 1", l)
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 1})
+	if l := awaitLeader(t, w); l != 1 {
+		fail(t, w, "leader = %d, want 1", l)
 	}
-	resp := mustOK(t, h.do(1, createVm("c1", "web", true)))
-	vm := resp.GetCreateVm().GetVm()
+
+	// A write is applied and answered with what it made.
+	c := w.NewClient(sim.ClientOptions{})
+	vm := mustOK(t, w, do(t, w, c, createVm("", "web", true))).GetCreateVm().GetVm()
 	if vm.GetName() != "web" || vm.GetState() != apiv1.VmState_VM_STATE_PENDING || vm.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING {
-		t.Fatalf("created VM = %v", vm)
+		fail(t, w, "created VM = %v", vm)
 	}
+
+	// Linearizable and stale reads both see it.
 	for _, stale := range []bool{false, true} {
-		got := mustOK(t, h.do(1, getVm("web", stale))).GetGetVm().GetVm()
+		got := mustOK(t, w, do(t, w, c, getVm("web", stale))).GetGetVm().GetVm()
 		if !proto.Equal(got, vm) {
-			t.Fatalf("get (stale=%v) = %v, want %v", stale, got, vm)
+			fail(t, w, "get (stale=%v) = %v, want %v", stale, got, vm)
 		}
 	}
-	h.waitApplied(h.nodes[1].node.State().AppliedIndex() + 1) // registration and cluster id
-	for i := 0; i < 3*core.DefaultRegisterEveryTicks; i++ {
-		h.tick()
-	}
-	st := mustOK(t, h.do(1, &apiv1.Request{Kind: &apiv1.Request_GetClusterStatus{GetClusterStatus: &apiv1.GetClusterStatusRequest{}}})).GetGetClusterStatus()
-	if st.GetLeaderId() != 1 || st.GetCluster().GetId() != "test-cluster" || len(st.GetNodes()) != 1 || st.GetNodes()[0].GetAddress() != "127.0.0.1:7001" {
-		t.Fatalf("cluster status = %v", st)
+
+	// Once the node has recorded itself and the cluster its id, the cluster
+	// status says so.
+	awaitSettled(t, w)
+	st := mustOK(t, w, do(t, w, c, clusterStatus())).GetGetClusterStatus()
+	if st.GetLeaderId() != 1 || st.GetCluster().GetId() != fmt.Sprintf("sim-%d", w.Seed()) ||
+		len(st.GetNodes()) != 1 || st.GetNodes()[0].GetAddress() != "sim-node-1:7000" {
+		fail(t, w, "cluster status = %v", st)
 	}
 }
 
 func TestThreeNodesElectOneLeaderAndApplyInSameOrder(t *testing.T) {
-	h := newHarness(t, 2, 3, nil)
-	leader := h.waitLeader()
-	leaders := 0
-	for _, id := range h.ids {
-		if h.nodes[id].node.Status().RaftState == raft.StateLeader {
-			leaders++
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3})
+	leader := awaitLeader(t, w)
+	if ls := leaders(w); len(ls) != 1 || ls[0] != leader {
+		fail(t, w, "leaders %v, want exactly [%d]", ls, leader)
+	}
+
+	// Twenty clients at once, each through any node: create a VM, submit
+	// two tasks, then (the VM made) stop it. Eighty writes, many in flight
+	// at any moment.
+	const vms = 20
+	for i := 0; i < vms; i++ {
+		c := w.NewClient(sim.ClientOptions{})
+		name := fmt.Sprintf("vm-%d", i)
+		c.Do(createVm("", name, i%2 == 0))
+		c.Do(submitTask(""))
+		c.Do(submitTask(""))
+		c.Do(stopVm("", name))
+	}
+	await(t, w, "eighty writes answered", w.ClientsIdle, time.Minute)
+	for _, op := range w.History().Ops() {
+		if !op.Acked() {
+			fail(t, w, "write %q answered %v", op.Key, op.Resp)
 		}
 	}
-	if leaders != 1 {
-		t.Fatalf("%d leaders, want 1", leaders)
-	}
-	// Writes pipelined through the leader: creates and submits first, then
-	// (once the VMs exist) stops, each round many requests in flight at once.
-	for round := 0; round < 2; round++ {
-		var rids []core.RequestID
-		for i := 0; i < 60; i++ {
-			var req *apiv1.Request
-			switch {
-			case round == 1 && i%3 == 0:
-				req = &apiv1.Request{Kind: &apiv1.Request_StopVm{StopVm: &apiv1.StopVmRequest{ClientRequestId: fmt.Sprintf("s%d", i), Name: fmt.Sprintf("vm-%d", i)}}}
-			case round == 1:
-				continue
-			case i%3 == 0:
-				req = createVm(fmt.Sprintf("c%d", i), fmt.Sprintf("vm-%d", i), i%2 == 0)
-			default:
-				req = submitTask(fmt.Sprintf("t%d", i))
-			}
-			rids = append(rids, h.send(leader, req))
-		}
-		for _, rid := range rids {
-			mustOK(t, h.await(rid))
-		}
-	}
-	target := h.nodes[leader].node.State().AppliedIndex()
-	h.waitApplied(target)
-	for i := 0; i < 5; i++ {
-		h.tick()
-	}
+
 	// Same commands in the same order give the same state, byte for byte,
 	// including the request table that records each write's log index.
-	want := h.stateBytes(leader)
-	for _, id := range h.ids {
-		if got := h.stateBytes(id); !bytes.Equal(got, want) {
-			t.Fatalf("node %d state differs from leader %d's", id, leader)
+	leader = awaitConverged(t, w)
+	for _, id := range w.IDs() {
+		assertSameStateAs(t, w, id, leader)
+	}
+	st := coreOf(w, leader).State()
+	if got := len(st.Vms(0)); got != vms {
+		fail(t, w, "%d VMs, want %d", got, vms)
+	}
+	for _, vm := range st.Vms(0) {
+		if vm.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_STOPPED {
+			fail(t, w, "VM %s wants %s after its stop", vm.GetName(), vm.GetDesiredState())
 		}
 	}
-	if got := len(h.nodes[leader].node.State().Vms(0)); got != 20 {
-		t.Fatalf("%d VMs, want 20", got)
+	if got := len(st.Tasks(0)); got != 2*vms {
+		fail(t, w, "%d tasks, want %d", got, 2*vms)
 	}
 }
 
 func TestFollowerAnswersNotLeaderWithLeaderAddress(t *testing.T) {
-	h := newHarness(t, 3, 3, nil)
-	leader := h.waitLeader()
-	for i := 0; i < 2*core.DefaultRegisterEveryTicks; i++ { // let every node register
-		h.tick()
-	}
-	follower := h.ids[0]
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3})
+	leader := awaitLeader(t, w)
+	awaitSettled(t, w) // every node knows every address
+	follower := w.IDs()[0]
 	if follower == leader {
-		follower = h.ids[1]
+		follower = w.IDs()[1]
 	}
-	resp := h.do(follower, createVm("c1", "web", false))
+
+	// A write sent straight to a follower is refused with the leader's id
+	// and address.
+	resp := do(t, w, rawTo(w, follower), createVm("c1", "web", false))
 	e := resp.GetError()
 	if e.GetCode() != apiv1.ErrorCode_ERROR_CODE_NOT_LEADER || e.GetLeaderId() != leader ||
-		e.GetLeaderAddress() != fmt.Sprintf("127.0.0.1:%d", 7000+leader) {
-		t.Fatalf("write on follower = %v, want NOT_LEADER naming %d", resp, leader)
+		e.GetLeaderAddress() != fmt.Sprintf("sim-node-%d:7000", leader) {
+		fail(t, w, "write on follower %d = %v, want NOT_LEADER naming %d", follower, resp, leader)
 	}
-	if _, ok := h.nodes[follower].node.State().Vm("web"); ok {
-		t.Fatalf("a refused write changed the state")
+
+	// It changed nothing, anywhere.
+	awaitConverged(t, w)
+	for _, id := range w.IDs() {
+		if _, ok := coreOf(w, id).State().Vm("web"); ok {
+			fail(t, w, "a refused write made VM web on node %d", id)
+		}
+		if r, ok := coreOf(w, id).State().Response("c1"); ok {
+			fail(t, w, "node %d remembers the refused write as %v", id, r)
+		}
 	}
-	// Reads are served on followers, linearizable by default.
-	mustOK(t, h.do(leader, createVm("c2", "web", false)))
-	got := mustOK(t, h.do(follower, getVm("web", false)))
+
+	// Reads are served on followers, linearizable by default: a read there
+	// sees a write the leader has acknowledged.
+	mustOK(t, w, do(t, w, rawTo(w, leader), createVm("c2", "web", false)))
+	got := mustOK(t, w, do(t, w, rawTo(w, follower), getVm("web", false)))
 	if got.GetGetVm().GetVm().GetName() != "web" {
-		t.Fatalf("linearizable read on follower = %v", got)
+		fail(t, w, "linearizable read on follower %d = %v", follower, got)
 	}
 }
 
 func TestRetriedRequestIDReturnsFirstResponseAndChangesNothing(t *testing.T) {
-	h := newHarness(t, 4, 3, nil)
-	leader := h.waitLeader()
-	first := mustOK(t, h.do(leader, submitTask("sub-1")))
-	applied := h.nodes[leader].node.State().AppliedIndex()
-	before := h.stateBytes(leader)
-	second := h.do(leader, submitTask("sub-1"))
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3})
+	leader := awaitLeader(t, w)
+	awaitSettled(t, w) // from here on only the clients propose
+	toLeader := rawTo(w, leader)
+
+	// A retry after the write applied gets the first answer and is not
+	// proposed again.
+	first := mustOK(t, w, do(t, w, toLeader, submitTask("sub-1")))
+	applied, last := coreOf(w, leader).State().AppliedIndex(), coreOf(w, leader).LastIndex()
+	before := stateBytes(t, w, leader)
+	second := do(t, w, rawTo(w, leader), submitTask("sub-1"))
 	if !proto.Equal(first, second) {
-		t.Fatalf("retry answered %v, first answer was %v", second, first)
+		fail(t, w, "retry answered %v, first answer was %v", second, first)
 	}
-	if got := h.nodes[leader].node.State().AppliedIndex(); got != applied {
-		t.Fatalf("retry was proposed: applied %d -> %d", applied, got)
+	if got, gotLast := coreOf(w, leader).State().AppliedIndex(), coreOf(w, leader).LastIndex(); got != applied || gotLast != last {
+		fail(t, w, "retry was proposed: applied %d -> %d, last index %d -> %d", applied, got, last, gotLast)
 	}
-	if !bytes.Equal(before, h.stateBytes(leader)) {
-		t.Fatalf("retry changed the state")
+	if !bytes.Equal(before, stateBytes(t, w, leader)) {
+		fail(t, w, "retry changed the state")
 	}
-	// Two copies in flight at once: one entry, one task, the same answer.
-	a := h.send(leader, submitTask("sub-2"))
-	b := h.send(leader, submitTask("sub-2"))
-	ra, rb := mustOK(t, h.await(a)), mustOK(t, h.await(b))
+
+	// Two copies in flight at once, from two clients at the same instant:
+	// one entry, one task, the same answer to both.
+	a, b := rawTo(w, leader), rawTo(w, leader)
+	a.Do(submitTask("sub-2"))
+	b.Do(submitTask("sub-2"))
+	ra, rb := mustOK(t, w, awaitAnswer(t, w, a)), mustOK(t, w, awaitAnswer(t, w, b))
 	if !proto.Equal(ra, rb) {
-		t.Fatalf("concurrent copies answered differently: %v vs %v", ra, rb)
+		fail(t, w, "concurrent copies answered differently: %v vs %v", ra, rb)
 	}
-	tasks := mustOK(t, h.do(leader, listTasks())).GetListTasks().GetTasks()
+	if got := coreOf(w, leader).LastIndex(); got != last+1 {
+		fail(t, w, "two copies of one write took %d entries, want 1", got-last)
+	}
+	tasks := mustOK(t, w, do(t, w, toLeader, listTasks())).GetListTasks().GetTasks()
 	if len(tasks) != 2 {
-		t.Fatalf("%d tasks, want 2", len(tasks))
+		fail(t, w, "%d tasks, want 2", len(tasks))
 	}
-	// A retry that reaches a different node after the write applied gets the
-	// remembered response there too.
-	for _, id := range h.ids {
-		h.waitApplied(h.nodes[leader].node.State().AppliedIndex())
-		if got := h.do(id, submitTask("sub-1")); !proto.Equal(got, first) {
-			t.Fatalf("retry on node %d answered %v", id, got)
+
+	// A retry that reaches a different node after the write applied there
+	// gets the remembered response too.
+	for _, id := range w.IDs() {
+		await(t, w, fmt.Sprintf("node %d applied the writes", id), func() bool {
+			return coreOf(w, id).State().AppliedIndex() >= coreOf(w, leader).State().AppliedIndex()
+		}, convergeBound)
+		if got := do(t, w, rawTo(w, id), submitTask("sub-1")); !proto.Equal(got, first) {
+			fail(t, w, "retry on node %d answered %v, first answer was %v", id, got, first)
 		}
+	}
+	if got := coreOf(w, leader).LastIndex(); got != last+1 {
+		fail(t, w, "retries on other nodes were proposed: last index %d, want %d", got, last+1)
 	}
 }
 
 func TestInvalidWriteIsRejectedAndNotProposed(t *testing.T) {
-	h := newHarness(t, 5, 1, nil)
-	h.waitLeader()
-	applied := h.nodes[1].node.State().AppliedIndex()
-	req := createVm("bad", "web", true)
-	req.GetCreateVm().Spec.MemoryMib = 0
-	e := h.do(1, req).GetError()
-	if e.GetCode() != apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT || e.GetField() != "spec.memory_mib" {
-		t.Fatalf("error = %v, want INVALID_ARGUMENT on spec.memory_mib", e)
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 1})
+	awaitLeader(t, w)
+	awaitSettled(t, w) // from here on only the clients propose
+	node := coreOf(w, 1)
+	applied, last := node.State().AppliedIndex(), node.LastIndex()
+
+	// A spec no state could accept is refused at once, naming the field.
+	bad := createVm("bad", "web", true)
+	bad.GetCreateVm().Spec.MemoryMib = 0
+	if e := do(t, w, rawTo(w, 1), bad).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT || e.GetField() != "spec.memory_mib" {
+		fail(t, w, "error = %v, want INVALID_ARGUMENT on spec.memory_mib", e)
 	}
-	if got := h.nodes[1].node.State().AppliedIndex(); got != applied {
-		t.Fatalf("an invalid write was proposed: applied %d -> %d", applied, got)
+
+	// A write without a client request id (from a client that sends none).
+	noKey := w.NewClient(sim.ClientOptions{Target: 1, Raw: true, MaxAttempts: 1, AttemptTimeout: answerBound, NoKey: true})
+	if e := do(t, w, noKey, createVm("", "web", true)).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT || e.GetField() != "client_request_id" {
+		fail(t, w, "write without a client request id: %v, want INVALID_ARGUMENT on client_request_id", e)
 	}
-	noKey := createVm("", "web", true)
-	if e := h.do(1, noKey).GetError(); e.GetField() != "client_request_id" {
-		t.Fatalf("write without a client request id: %v", e)
+
+	// A request that asks for nothing.
+	if e := do(t, w, rawTo(w, 1), &apiv1.Request{}).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
+		fail(t, w, "empty request: %v, want INVALID_ARGUMENT", e)
 	}
-	if e := h.do(1, &apiv1.Request{}).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT {
-		t.Fatalf("empty request: %v", e)
+
+	// None of them was proposed.
+	if gotApplied, gotLast := node.State().AppliedIndex(), node.LastIndex(); gotApplied != applied || gotLast != last {
+		fail(t, w, "refused writes were proposed: applied %d -> %d, last index %d -> %d", applied, gotApplied, last, gotLast)
+	}
+	if _, ok := node.State().Vm("web"); ok {
+		fail(t, w, "a refused write made VM web")
 	}
 }
 
 func TestDroppedProposalAnswersUnavailable(t *testing.T) {
-	// A leader whose uncommitted log is full drops proposals.
-	h := newHarness(t, 6, 1, func(c *core.Config) { c.MaxUncommittedBytes = 1 })
-	h.waitLeader()
-	a := h.send(1, submitTask("a"))
-	b := h.send(1, submitTask("b"))
-	if e := h.await(b).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
-		t.Fatalf("second proposal = %v, want UNAVAILABLE", e)
+	// A leader whose uncommitted log is full drops proposals: with a limit
+	// of one byte, any entry waiting for its quorum fills it. Every message
+	// takes exactly 5 ms, so requests sent at one instant reach the leader
+	// at one instant, the second while the first waits for its quorum (a
+	// round trip of 10 ms).
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{
+		Nodes:      3,
+		MinLatency: 5 * time.Millisecond, MaxLatency: 5 * time.Millisecond,
+		Core: func(c *core.Config) { c.MaxUncommittedBytes = 1 },
+	})
+	leader := awaitLeader(t, w)
+	awaitSettled(t, w) // nothing uncommitted, nothing else proposed
+
+	a, b := rawTo(w, leader), rawTo(w, leader)
+	a.Do(submitTask("a"))
+	b.Do(submitTask("b"))
+	ra, rb := awaitAnswer(t, w, a), awaitAnswer(t, w, b)
+	accepted, dropped, droppedKey := ra, rb, "b"
+	if ra.GetError() != nil {
+		accepted, dropped, droppedKey = rb, ra, "a"
 	}
-	mustOK(t, h.await(a))
-	// Nothing of the dropped one was applied; a retry goes through.
-	mustOK(t, h.do(1, submitTask("b")))
-	if n := len(mustOK(t, h.do(1, listTasks())).GetListTasks().GetTasks()); n != 2 {
-		t.Fatalf("%d tasks, want 2", n)
+	mustOK(t, w, accepted)
+	if e := dropped.GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		fail(t, w, "of two writes at once, one answered %v, the other %v; want one OK and one UNAVAILABLE", ra, rb)
+	}
+
+	// Nothing of the dropped one was applied anywhere; a retry goes through.
+	awaitConverged(t, w)
+	for _, id := range w.IDs() {
+		if r, ok := coreOf(w, id).State().Response(droppedKey); ok {
+			fail(t, w, "node %d applied dropped write %q: %v", id, droppedKey, r)
+		}
+	}
+	mustOK(t, w, do(t, w, rawTo(w, leader), submitTask(droppedKey)))
+	if n := len(mustOK(t, w, do(t, w, rawTo(w, leader), listTasks())).GetListTasks().GetTasks()); n != 2 {
+		fail(t, w, "%d tasks, want 2", n)
 	}
 }
 
 func TestLeadershipLossAnswersOutcomeUnknown(t *testing.T) {
-	h := newHarness(t, 7, 3, nil)
-	leader := h.waitLeader()
-	h.isolate(leader)
-	rid := h.send(leader, submitTask("lost"))
-	e := h.await(rid).GetError()
-	if e.GetCode() != apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN {
-		t.Fatalf("write on a cut-off leader = %v, want OUTCOME_UNKNOWN", e)
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3})
+	old := awaitLeader(t, w)
+	others := make([]uint64, 0, 2)
+	for _, id := range w.IDs() {
+		if id != old {
+			others = append(others, id)
+		}
 	}
+
+	// The leader loses its peers; its client still reaches it. The write it
+	// takes cannot commit, and when it steps down (CheckQuorum) it cannot
+	// say whether the write will yet apply.
+	w.Net().Partition([]uint64{old})
+	stubborn := rawTo(w, old)
+	if e := do(t, w, stubborn, submitTask("lost")).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN {
+		fail(t, w, "write on a cut-off leader = %v, want OUTCOME_UNKNOWN", e)
+	}
+	if bs := status(w, old); bs.RaftState == raft.StateLeader {
+		fail(t, w, "node %d answered OUTCOME_UNKNOWN while still leading term %d", old, bs.GetTerm())
+	}
+
 	// A read on a node with no leader answers UNAVAILABLE, not silence.
-	if e := h.do(leader, listTasks()).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
-		t.Fatalf("read on a cut-off node = %v, want UNAVAILABLE", e)
+	if e := do(t, w, stubborn, listTasks()).GetError(); e.GetCode() != apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE {
+		fail(t, w, "read on a cut-off node = %v, want UNAVAILABLE", e)
 	}
-	h.heal()
-	newLeader := h.waitLeader()
-	// The retry is applied at most once, whatever happened to the first try.
-	mustOK(t, h.do(newLeader, submitTask("lost")))
-	if n := len(mustOK(t, h.do(newLeader, listTasks())).GetListTasks().GetTasks()); n != 1 {
-		t.Fatalf("%d tasks, want 1", n)
+
+	// The others elect a new leader; the cut heals.
+	await(t, w, "a new leader of the others", func() bool { return leaderOf(w, others...) != 0 }, electionBound)
+	w.Net().Heal()
+	leader := awaitConverged(t, w)
+
+	// The retry on the new leader is applied at most once, whatever became
+	// of the first try.
+	mustOK(t, w, do(t, w, w.NewClient(sim.ClientOptions{Target: leader}), submitTask("lost")))
+	if n := len(mustOK(t, w, do(t, w, rawTo(w, leader), listTasks())).GetListTasks().GetTasks()); n != 1 {
+		fail(t, w, "%d tasks, want 1", n)
+	}
+	awaitConverged(t, w)
+	for _, id := range w.IDs() {
+		if n := len(coreOf(w, id).State().Tasks(0)); n != 1 {
+			fail(t, w, "node %d holds %d tasks, want 1", id, n)
+		}
 	}
 }
 
 func TestLaggingFollowerCatchesUpThroughSnapshot(t *testing.T) {
-	h := newHarness(t, 8, 3, nil)
-	leader := h.waitLeader()
-	lagging := h.ids[0]
+	start := time.Now()
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3})
+	leader := awaitLeader(t, w)
+	awaitSettled(t, w) // from here on only the clients propose
+	lagging := w.IDs()[0]
 	if lagging == leader {
-		lagging = h.ids[1]
+		lagging = w.IDs()[1]
 	}
-	h.isolate(lagging)
-	const writes = 20000
-	const batch = 1000
-	for done := 0; done < writes; done += batch {
-		rids := make([]core.RequestID, 0, batch)
-		for i := done; i < done+batch; i++ {
-			rids = append(rids, h.send(leader, submitTask(fmt.Sprintf("w%d", i))))
+
+	// The follower is cut off while the leader commits twice as many
+	// entries as it snapshots after (core.DefaultSnapshotEntries), far more
+	// than it keeps behind a snapshot (core.DefaultTrailingEntries).
+	w.Net().Partition([]uint64{lagging})
+	const clients, each = 20, 1000
+	for i := 0; i < clients; i++ {
+		c := w.NewClient(sim.ClientOptions{Target: leader})
+		for j := 0; j < each; j++ {
+			c.Do(submitTask(""))
 		}
-		for _, rid := range rids {
-			mustOK(t, h.await(rid))
-		}
 	}
-	leaderApplied := h.nodes[leader].node.State().AppliedIndex()
-	if lagApplied := h.nodes[lagging].node.State().AppliedIndex(); leaderApplied-lagApplied < writes {
-		t.Fatalf("follower is only %d entries behind", leaderApplied-lagApplied)
+	await(t, w, "twenty thousand writes answered", w.ClientsIdle, 10*time.Minute)
+	if acked, _, _, _, _ := w.History().Summary(); acked != clients*each {
+		fail(t, w, "%d of %d writes acknowledged", acked, clients*each)
 	}
-	h.heal()
-	h.waitApplied(leaderApplied)
-	if h.snapsDelivered[lagging] == 0 {
-		t.Fatalf("follower caught up without a snapshot")
+	leaderApplied := coreOf(w, leader).State().AppliedIndex()
+	if behind := leaderApplied - coreOf(w, lagging).State().AppliedIndex(); behind < clients*each {
+		fail(t, w, "follower is only %d entries behind", behind)
 	}
-	h.settle()
-	if !bytes.Equal(h.stateBytes(lagging), h.stateBytes(leader)) {
-		t.Fatalf("caught-up follower's state differs from the leader's")
+
+	// Healed, it catches up through a snapshot, into the leader's state.
+	w.Net().Heal()
+	leader = awaitConverged(t, w)
+	if w.Node(lagging).SnapshotsReceived() == 0 {
+		fail(t, w, "follower %d caught up without a snapshot", lagging)
 	}
+	assertSameStateAs(t, w, lagging, leader)
+
 	// And it keeps up from there: a new write applies everywhere.
-	mustOK(t, h.do(leader, submitTask("after")))
-	h.waitApplied(h.nodes[leader].node.State().AppliedIndex())
-	// The caught-up node restarts from its own disk into the same state.
-	want := h.stateBytes(lagging)
-	h.stop(lagging)
-	h.start(lagging)
-	h.settle()
-	if !bytes.Equal(h.stateBytes(lagging), want) {
-		t.Fatalf("state after restart differs")
+	mustOK(t, w, do(t, w, w.NewClient(sim.ClientOptions{Target: leader}), submitTask("after")))
+	leader = awaitConverged(t, w)
+	assertSameStateAs(t, w, lagging, leader)
+
+	// The caught-up node restarts from its own disk into the same state,
+	// the leader's.
+	want := stateBytes(t, w, lagging)
+	w.Crash(lagging)
+	w.Must(t, w.Restart(lagging))
+	leader = awaitConverged(t, w)
+	if !bytes.Equal(stateBytes(t, w, lagging), want) {
+		fail(t, w, "node %d's state after its restart differs from before", lagging)
 	}
+	assertSameStateAs(t, w, lagging, leader)
+	t.Logf("%d writes, snapshot catch-up and restart in %s of wall time", clients*each, time.Since(start))
 }
 
 func TestRestartKeepsTermVoteLogAndState(t *testing.T) {
-	for _, mode := range []string{"clean stop", "crash"} {
-		t.Run(mode, func(t *testing.T) {
-			h := newHarness(t, 9, 3, func(c *core.Config) { c.SnapshotEntries = 25 })
-			leader := h.waitLeader()
-			for i := 0; i < 40; i++ {
-				mustOK(t, h.do(leader, createVm(fmt.Sprintf("c%d", i), fmt.Sprintf("vm-%d", i), true)))
-			}
-			h.waitApplied(h.nodes[leader].node.State().AppliedIndex())
-			id := h.ids[2]
-			before := h.nodes[id].node.Status()
-			lastBefore := h.nodes[id].node.State().AppliedIndex()
-			stateBefore := h.stateBytes(id)
-			if mode == "crash" {
-				h.crash(id)
-			} else {
-				h.stop(id)
-			}
-			h.start(id)
-			after := h.nodes[id].node.Status()
-			// Term, vote and log are always synced. The commit index is
-			// synced only when something else in its Ready had to be (raft
-			// does not need it durable), so a crash may take it back a little.
-			if after.GetTerm() != before.GetTerm() || after.GetVote() != before.GetVote() {
-				t.Fatalf("hard state after restart = term %d vote %d, before term %d vote %d",
-					after.GetTerm(), after.GetVote(), before.GetTerm(), before.GetVote())
-			}
-			if last := h.nodes[id].node.LastIndex(); last < before.GetCommit() {
-				t.Fatalf("log after restart ends at %d, before it held %d committed entries", last, before.GetCommit())
-			}
-			if mode == "clean stop" && after.GetCommit() != before.GetCommit() {
-				t.Fatalf("commit after a clean stop = %d, before %d", after.GetCommit(), before.GetCommit())
-			}
-			// Without hearing from anyone, the node re-applies its own log
-			// up to the commit index it knows.
-			h.process()
-			if got := h.nodes[id].node.State().AppliedIndex(); got != after.GetCommit() {
-				t.Fatalf("applied %d after restart, commit index %d", got, after.GetCommit())
-			}
-			if mode == "clean stop" && !bytes.Equal(h.stateBytes(id), stateBefore) {
-				t.Fatalf("state after restart differs from before")
-			}
-			// Once it hears from the leader, it is where the others are.
-			h.tick()
-			h.waitApplied(max(lastBefore, h.nodes[leader].node.State().AppliedIndex()))
-			if !bytes.Equal(h.stateBytes(id), h.stateBytes(leader)) {
-				t.Fatalf("state after catching up differs from the leader's")
-			}
-			// It rejoins as it was and keeps applying.
-			mustOK(t, h.do(leader, createVm("after", "vm-after", false)))
-			h.waitApplied(h.nodes[leader].node.State().AppliedIndex())
-			if _, ok := h.nodes[id].node.State().Vm("vm-after"); !ok {
-				t.Fatalf("restarted node did not apply new writes")
-			}
-		})
+	// Snapshots every 25 entries, so that the restart loads a snapshot and
+	// the log after it.
+	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3, Core: func(c *core.Config) { c.SnapshotEntries = 25 }})
+	awaitLeader(t, w)
+	c := w.NewClient(sim.ClientOptions{})
+	for i := 0; i < 40; i++ {
+		c.Do(createVm("", fmt.Sprintf("vm-%d", i), true))
+	}
+	await(t, w, "forty writes answered", c.Idle, time.Minute)
+	awaitConverged(t, w)
+
+	// Node 3 (a follower or the leader, as the seed has it) crashes and
+	// restarts from its store.
+	const id = 3
+	before := status(w, id)
+	lastBefore := coreOf(w, id).LastIndex()
+	w.Crash(id)
+	w.Must(t, w.Restart(id))
+	after := status(w, id)
+
+	// Term, vote and log are always synced. The commit index is synced only
+	// when something else in its Ready had to be (raft does not need it
+	// durable), so a crash may take it back a little.
+	if after.GetTerm() != before.GetTerm() || after.GetVote() != before.GetVote() {
+		fail(t, w, "hard state after restart = term %d vote %d, before term %d vote %d",
+			after.GetTerm(), after.GetVote(), before.GetTerm(), before.GetVote())
+	}
+	if last := coreOf(w, id).LastIndex(); last != lastBefore {
+		fail(t, w, "log after restart ends at %d, before at %d", last, lastBefore)
+	}
+	if after.GetCommit() > before.GetCommit() {
+		fail(t, w, "commit after restart %d, beyond the %d it had", after.GetCommit(), before.GetCommit())
+	}
+
+	// Without hearing from anyone, the node has re-applied its own log up
+	// to the commit index it knows.
+	if got := coreOf(w, id).State().AppliedIndex(); got != after.GetCommit() {
+		fail(t, w, "applied %d after restart, commit index %d", got, after.GetCommit())
+	}
+
+	// Once it hears from the leader, it is where the others are.
+	leader := awaitConverged(t, w)
+	assertSameStateAs(t, w, id, leader)
+
+	// It rejoins as it was and keeps applying.
+	mustOK(t, w, do(t, w, c, createVm("", "vm-after", false)))
+	awaitConverged(t, w)
+	if _, ok := coreOf(w, id).State().Vm("vm-after"); !ok {
+		fail(t, w, "restarted node %d did not apply a new write", id)
 	}
 }
 
 func TestSameSeedSameRun(t *testing.T) {
-	run := func() [32]byte {
-		h := newHarness(t, 42, 3, nil)
-		leader := h.waitLeader()
-		for i := 0; i < 20; i++ {
-			h.send(leader, submitTask(fmt.Sprintf("k%d", i)))
-			h.tick()
+	// Writes, a cut-off leader and a heal, run twice from one seed, leave
+	// the same trace hash: every message, batch, response and applied state.
+	run := func(t *testing.T, seed uint64) string {
+		w := sim.NewT(t, seed, sim.Options{Nodes: 3})
+		leader := awaitLeader(t, w)
+		c := w.NewClient(sim.ClientOptions{})
+		for i := 0; i < 10; i++ {
+			c.Do(submitTask(""))
 		}
-		h.isolate(leader)
-		for i := 0; i < 40; i++ {
-			h.tick()
+		w.Must(t, w.RunFor(time.Second))
+		w.Net().Partition([]uint64{leader})
+		for i := 0; i < 10; i++ {
+			c.Do(submitTask(""))
 		}
-		h.heal()
-		h.waitLeader()
-		return h.digest
+		w.Must(t, w.RunFor(4*time.Second))
+		w.Net().Heal()
+		await(t, w, "the writes answered", w.ClientsIdle, time.Minute)
+		awaitConverged(t, w)
+		return w.TraceHash()
 	}
-	a, b := run(), run()
-	if a != b {
-		t.Fatalf("two runs from seed 42 differ: %x vs %x", a, b)
+	seed := sim.BaseSeed(t)
+	var hashes [2]string
+	for i := range hashes {
+		t.Run(fmt.Sprintf("run-%d", i+1), func(t *testing.T) { hashes[i] = run(t, seed) })
+	}
+	if hashes[0] == "" || hashes[1] == "" {
+		return // a run failed and said why
+	}
+	if hashes[0] != hashes[1] {
+		t.Fatalf("two runs from seed %d differ: trace hash %s, then %s", seed, hashes[0], hashes[1])
 	}
 }
