@@ -40,3 +40,13 @@ func (c *Client) ListTasks(ctx context.Context, req *apiv1.ListTasksRequest) (*a
 		return apiv1grpc.NewTaskServiceClient(cc).ListTasks(ctx, req)
 	})
 }
+
+// WatchTask opens a stream of a task's records, one per change, that ends
+// once the task has ended. Like WatchVms, it is not retried.
+func (c *Client) WatchTask(ctx context.Context, req *apiv1.WatchTaskRequest) (grpc.ServerStreamingClient[apiv1.TaskWatchEvent], error) {
+	_, cc, err := c.pick()
+	if err != nil {
+		return nil, err
+	}
+	return apiv1grpc.NewTaskServiceClient(cc).WatchTask(ctx, req)
+}

@@ -56,3 +56,14 @@ func (c *Client) ListVms(ctx context.Context, req *apiv1.ListVmsRequest) (*apiv1
 		return apiv1grpc.NewVmServiceClient(cc).ListVms(ctx, req)
 	})
 }
+
+// WatchVms opens a stream of VM changes as one node applies them (the node
+// the client would ask next). The stream lives as long as ctx; it is not
+// retried: open a new one, from the last revision seen, if it breaks.
+func (c *Client) WatchVms(ctx context.Context, req *apiv1.WatchVmsRequest) (grpc.ServerStreamingClient[apiv1.VmWatchEvent], error) {
+	_, cc, err := c.pick()
+	if err != nil {
+		return nil, err
+	}
+	return apiv1grpc.NewVmServiceClient(cc).WatchVms(ctx, req)
+}

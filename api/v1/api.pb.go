@@ -974,6 +974,224 @@ func (x *ListVmsResponse) GetVms() []*Vm {
 	return nil
 }
 
+// WatchVmsRequest asks for a stream of VM changes.
+type WatchVmsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this VM; empty for all.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Send VMs changed after this revision (an applied log index); 0 sends
+	// every VM first.
+	FromRevision  uint64 `protobuf:"varint,2,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchVmsRequest) Reset() {
+	*x = WatchVmsRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchVmsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchVmsRequest) ProtoMessage() {}
+
+func (x *WatchVmsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchVmsRequest.ProtoReflect.Descriptor instead.
+func (*WatchVmsRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WatchVmsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchVmsRequest) GetFromRevision() uint64 {
+	if x != nil {
+		return x.FromRevision
+	}
+	return 0
+}
+
+// VmWatchEvent is one VM's new record, or its removal.
+type VmWatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The applied index at which the change was seen.
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Vm       *Vm    `protobuf:"bytes,2,opt,name=vm,proto3" json:"vm,omitempty"`
+	// The VM is gone (deleted). Deletions are reported for VMs this stream
+	// has seen; a VM created and deleted between two looks is not.
+	Deleted       bool `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VmWatchEvent) Reset() {
+	*x = VmWatchEvent{}
+	mi := &file_api_v1_api_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VmWatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VmWatchEvent) ProtoMessage() {}
+
+func (x *VmWatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VmWatchEvent.ProtoReflect.Descriptor instead.
+func (*VmWatchEvent) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *VmWatchEvent) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *VmWatchEvent) GetVm() *Vm {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *VmWatchEvent) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+// WatchTaskRequest asks for a task's changes until it ends.
+type WatchTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTaskRequest) Reset() {
+	*x = WatchTaskRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTaskRequest) ProtoMessage() {}
+
+func (x *WatchTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTaskRequest.ProtoReflect.Descriptor instead.
+func (*WatchTaskRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchTaskRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+// TaskWatchEvent is the task's record after a change.
+type TaskWatchEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Task          *Task                  `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskWatchEvent) Reset() {
+	*x = TaskWatchEvent{}
+	mi := &file_api_v1_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskWatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskWatchEvent) ProtoMessage() {}
+
+func (x *TaskWatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskWatchEvent.ProtoReflect.Descriptor instead.
+func (*TaskWatchEvent) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TaskWatchEvent) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *TaskWatchEvent) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 type GetTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -984,7 +1202,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[17]
+	mi := &file_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1214,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[17]
+	mi := &file_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1227,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{17}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetTaskRequest) GetId() uint64 {
@@ -1035,7 +1253,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[18]
+	mi := &file_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1265,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[18]
+	mi := &file_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1278,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{18}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -1081,7 +1299,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[19]
+	mi := &file_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1311,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[19]
+	mi := &file_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1324,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListTasksRequest) GetStale() bool {
@@ -1132,7 +1350,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[20]
+	mi := &file_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1362,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[20]
+	mi := &file_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1375,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1176,7 +1394,7 @@ type GetClusterStatusRequest struct {
 
 func (x *GetClusterStatusRequest) Reset() {
 	*x = GetClusterStatusRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[21]
+	mi := &file_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1406,7 @@ func (x *GetClusterStatusRequest) String() string {
 func (*GetClusterStatusRequest) ProtoMessage() {}
 
 func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[21]
+	mi := &file_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1419,7 @@ func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetClusterStatusRequest) GetStale() bool {
@@ -1229,7 +1447,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_api_v1_api_proto_msgTypes[22]
+	mi := &file_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1459,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[22]
+	mi := &file_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1472,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClusterMember) GetId() uint64 {
@@ -1324,7 +1542,7 @@ type GetClusterStatusResponse struct {
 
 func (x *GetClusterStatusResponse) Reset() {
 	*x = GetClusterStatusResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[23]
+	mi := &file_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1554,7 @@ func (x *GetClusterStatusResponse) String() string {
 func (*GetClusterStatusResponse) ProtoMessage() {}
 
 func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[23]
+	mi := &file_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1567,7 @@ func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetClusterStatusResponse) GetCluster() *Cluster {
@@ -1424,7 +1642,7 @@ type JoinClusterRequest struct {
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[24]
+	mi := &file_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1654,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[24]
+	mi := &file_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1667,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinClusterRequest) GetClientRequestId() string {
@@ -1505,7 +1723,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[25]
+	mi := &file_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1735,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[25]
+	mi := &file_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1748,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JoinClusterResponse) GetClusterId() string {
@@ -1558,7 +1776,7 @@ type LeaveClusterRequest struct {
 
 func (x *LeaveClusterRequest) Reset() {
 	*x = LeaveClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[26]
+	mi := &file_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1788,7 @@ func (x *LeaveClusterRequest) String() string {
 func (*LeaveClusterRequest) ProtoMessage() {}
 
 func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[26]
+	mi := &file_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1801,7 @@ func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterRequest.ProtoReflect.Descriptor instead.
 func (*LeaveClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LeaveClusterRequest) GetClientRequestId() string {
@@ -1608,7 +1826,7 @@ type LeaveClusterResponse struct {
 
 func (x *LeaveClusterResponse) Reset() {
 	*x = LeaveClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[27]
+	mi := &file_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1838,7 @@ func (x *LeaveClusterResponse) String() string {
 func (*LeaveClusterResponse) ProtoMessage() {}
 
 func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[27]
+	mi := &file_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1851,7 @@ func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterResponse.ProtoReflect.Descriptor instead.
 func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 type HealthCheckRequest struct {
@@ -1644,7 +1862,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[28]
+	mi := &file_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1874,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[28]
+	mi := &file_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1887,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 type HealthCheckResponse struct {
@@ -1686,7 +1904,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[29]
+	mi := &file_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1916,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[29]
+	mi := &file_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1929,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HealthCheckResponse) GetNodeId() uint64 {
@@ -1775,7 +1993,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[30]
+	mi := &file_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2005,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[30]
+	mi := &file_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2018,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -2051,7 +2269,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[31]
+	mi := &file_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2281,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[31]
+	mi := &file_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2294,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -2361,7 +2579,19 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x05stale\x18\x01 \x01(\bR\x05stale\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"3\n" +
 	"\x0fListVmsResponse\x12 \n" +
-	"\x03vms\x18\x01 \x03(\v2\x0e.blixard.v1.VmR\x03vms\"6\n" +
+	"\x03vms\x18\x01 \x03(\v2\x0e.blixard.v1.VmR\x03vms\"J\n" +
+	"\x0fWatchVmsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rfrom_revision\x18\x02 \x01(\x04R\ffromRevision\"d\n" +
+	"\fVmWatchEvent\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1e\n" +
+	"\x02vm\x18\x02 \x01(\v2\x0e.blixard.v1.VmR\x02vm\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"\"\n" +
+	"\x10WatchTaskRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"R\n" +
+	"\x0eTaskWatchEvent\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12$\n" +
+	"\x04task\x18\x02 \x01(\v2\x10.blixard.v1.TaskR\x04task\"6\n" +
 	"\x0eGetTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05stale\x18\x02 \x01(\bR\x05stale\"7\n" +
@@ -2484,7 +2714,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -2504,91 +2734,97 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*GetVmResponse)(nil),            // 15: blixard.v1.GetVmResponse
 	(*ListVmsRequest)(nil),           // 16: blixard.v1.ListVmsRequest
 	(*ListVmsResponse)(nil),          // 17: blixard.v1.ListVmsResponse
-	(*GetTaskRequest)(nil),           // 18: blixard.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),          // 19: blixard.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),         // 20: blixard.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 21: blixard.v1.ListTasksResponse
-	(*GetClusterStatusRequest)(nil),  // 22: blixard.v1.GetClusterStatusRequest
-	(*ClusterMember)(nil),            // 23: blixard.v1.ClusterMember
-	(*GetClusterStatusResponse)(nil), // 24: blixard.v1.GetClusterStatusResponse
-	(*JoinClusterRequest)(nil),       // 25: blixard.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),      // 26: blixard.v1.JoinClusterResponse
-	(*LeaveClusterRequest)(nil),      // 27: blixard.v1.LeaveClusterRequest
-	(*LeaveClusterResponse)(nil),     // 28: blixard.v1.LeaveClusterResponse
-	(*HealthCheckRequest)(nil),       // 29: blixard.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),      // 30: blixard.v1.HealthCheckResponse
-	(*Request)(nil),                  // 31: blixard.v1.Request
-	(*Response)(nil),                 // 32: blixard.v1.Response
-	nil,                              // 33: blixard.v1.JoinClusterRequest.LabelsEntry
-	(*VmSpec)(nil),                   // 34: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 35: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 36: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 37: blixard.v1.Task
-	(NodeRole)(0),                    // 38: blixard.v1.NodeRole
-	(NodeStatus)(0),                  // 39: blixard.v1.NodeStatus
-	(*Resources)(nil),                // 40: blixard.v1.Resources
-	(*Cluster)(nil),                  // 41: blixard.v1.Cluster
-	(*Node)(nil),                     // 42: blixard.v1.Node
-	(*Membership)(nil),               // 43: blixard.v1.Membership
+	(*WatchVmsRequest)(nil),          // 18: blixard.v1.WatchVmsRequest
+	(*VmWatchEvent)(nil),             // 19: blixard.v1.VmWatchEvent
+	(*WatchTaskRequest)(nil),         // 20: blixard.v1.WatchTaskRequest
+	(*TaskWatchEvent)(nil),           // 21: blixard.v1.TaskWatchEvent
+	(*GetTaskRequest)(nil),           // 22: blixard.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),          // 23: blixard.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),         // 24: blixard.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 25: blixard.v1.ListTasksResponse
+	(*GetClusterStatusRequest)(nil),  // 26: blixard.v1.GetClusterStatusRequest
+	(*ClusterMember)(nil),            // 27: blixard.v1.ClusterMember
+	(*GetClusterStatusResponse)(nil), // 28: blixard.v1.GetClusterStatusResponse
+	(*JoinClusterRequest)(nil),       // 29: blixard.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),      // 30: blixard.v1.JoinClusterResponse
+	(*LeaveClusterRequest)(nil),      // 31: blixard.v1.LeaveClusterRequest
+	(*LeaveClusterResponse)(nil),     // 32: blixard.v1.LeaveClusterResponse
+	(*HealthCheckRequest)(nil),       // 33: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 34: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 35: blixard.v1.Request
+	(*Response)(nil),                 // 36: blixard.v1.Response
+	nil,                              // 37: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 38: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 39: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 40: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 41: blixard.v1.Task
+	(NodeRole)(0),                    // 42: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 43: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 44: blixard.v1.Resources
+	(*Cluster)(nil),                  // 45: blixard.v1.Cluster
+	(*Node)(nil),                     // 46: blixard.v1.Node
+	(*Membership)(nil),               // 47: blixard.v1.Membership
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	34, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	35, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	35, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	35, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	35, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	36, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	37, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	37, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	35, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	35, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	37, // 11: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	37, // 12: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	38, // 13: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
-	39, // 14: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
-	40, // 15: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	41, // 16: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	42, // 17: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
-	23, // 18: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	38, // 19: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	40, // 20: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	33, // 21: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	43, // 22: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
-	2,  // 23: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 24: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 25: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 26: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 27: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 28: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 29: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 30: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	18, // 31: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	20, // 32: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	22, // 33: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	25, // 34: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	27, // 35: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	29, // 36: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
-	3,  // 37: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 38: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 39: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 40: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 41: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 42: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 43: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 44: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	19, // 45: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	21, // 46: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	24, // 47: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	26, // 48: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	28, // 49: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	30, // 50: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
-	1,  // 51: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	38, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	39, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	39, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	39, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	39, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	40, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	41, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	41, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	39, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	39, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	39, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
+	41, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
+	41, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	41, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	42, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	43, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	44, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	45, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	46, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	27, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
+	42, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	44, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	37, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	47, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	2,  // 25: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 26: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 27: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 28: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 29: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 30: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 31: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 32: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	22, // 33: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	24, // 34: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	26, // 35: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	29, // 36: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	31, // 37: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	33, // 38: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	3,  // 39: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 40: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 41: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 42: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 43: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 44: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 45: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 46: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	23, // 47: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	25, // 48: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	28, // 49: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	30, // 50: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	32, // 51: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	34, // 52: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	1,  // 53: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }
@@ -2597,7 +2833,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[30].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[34].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -2613,7 +2849,7 @@ func file_api_v1_api_proto_init() {
 		(*Request_LeaveCluster)(nil),
 		(*Request_HealthCheck)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[31].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[35].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -2635,7 +2871,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +42,12 @@ type Node struct {
 	// stopped is closed when Run's loop ends: requests still waiting get
 	// server.ErrStopping.
 	stopped chan struct{}
+
+	// applied is the core's applied index, published for watchers; changed
+	// is closed (and replaced) each time it moves.
+	appliedMu sync.Mutex
+	applied   uint64
+	changed   chan struct{}
 
 	// Owned by the Run goroutine.
 	// fatal, once set by an event, stops Run with it.
@@ -78,6 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		stopped: make(chan struct{}),
 		waiting: map[core.RequestID]chan *apiv1.Response{},
 		peers:   map[uint64]string{},
+		changed: make(chan struct{}),
 	}
 	var peers []uint64
 	if n.fresh && len(cfg.Join) == 0 {
@@ -191,12 +199,43 @@ func (n *Node) drive(ctx context.Context) error {
 			n.log.Error("core cannot go on; stopping", "err", err)
 			return err
 		}
+		n.publishApplied(n.core.State().AppliedIndex())
 		if n.core.Removed() {
 			n.log.Warn("removed from the cluster; stopping")
 			return ErrRemoved
 		}
 	}
 	return nil
+}
+
+func (n *Node) publishApplied(index uint64) {
+	n.appliedMu.Lock()
+	defer n.appliedMu.Unlock()
+	if index != n.applied {
+		n.applied = index
+		close(n.changed)
+		n.changed = make(chan struct{})
+	}
+}
+
+// WaitApplied blocks until the node has applied past index, and returns
+// its applied index (server.Watcher).
+func (n *Node) WaitApplied(ctx context.Context, index uint64) (uint64, error) {
+	for {
+		n.appliedMu.Lock()
+		applied, changed := n.applied, n.changed
+		n.appliedMu.Unlock()
+		if applied > index {
+			return applied, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-n.stopped:
+			return 0, server.ErrStopping
+		}
+	}
 }
 
 // Do hands a request to the core and waits for its answer (server.Backend).

@@ -35,21 +35,23 @@ const file_api_v1_apiv1grpc_services_proto_rawDesc = "" +
 	"\vJoinCluster\x12\x1e.blixard.v1.JoinClusterRequest\x1a\x1f.blixard.v1.JoinClusterResponse\x12Q\n" +
 	"\fLeaveCluster\x12\x1f.blixard.v1.LeaveClusterRequest\x1a .blixard.v1.LeaveClusterResponse\x12]\n" +
 	"\x10GetClusterStatus\x12#.blixard.v1.GetClusterStatusRequest\x1a$.blixard.v1.GetClusterStatusResponse\x12N\n" +
-	"\vHealthCheck\x12\x1e.blixard.v1.HealthCheckRequest\x1a\x1f.blixard.v1.HealthCheckResponse2\xa0\x03\n" +
+	"\vHealthCheck\x12\x1e.blixard.v1.HealthCheckRequest\x1a\x1f.blixard.v1.HealthCheckResponse2\xe5\x03\n" +
 	"\tVmService\x12E\n" +
 	"\bCreateVm\x12\x1b.blixard.v1.CreateVmRequest\x1a\x1c.blixard.v1.CreateVmResponse\x12B\n" +
 	"\aStartVm\x12\x1a.blixard.v1.StartVmRequest\x1a\x1b.blixard.v1.StartVmResponse\x12?\n" +
 	"\x06StopVm\x12\x19.blixard.v1.StopVmRequest\x1a\x1a.blixard.v1.StopVmResponse\x12E\n" +
 	"\bDeleteVm\x12\x1b.blixard.v1.DeleteVmRequest\x1a\x1c.blixard.v1.DeleteVmResponse\x12<\n" +
 	"\x05GetVm\x12\x18.blixard.v1.GetVmRequest\x1a\x19.blixard.v1.GetVmResponse\x12B\n" +
-	"\aListVms\x12\x1a.blixard.v1.ListVmsRequest\x1a\x1b.blixard.v1.ListVmsResponse2\xb5\x02\n" +
+	"\aListVms\x12\x1a.blixard.v1.ListVmsRequest\x1a\x1b.blixard.v1.ListVmsResponse\x12C\n" +
+	"\bWatchVms\x12\x1b.blixard.v1.WatchVmsRequest\x1a\x18.blixard.v1.VmWatchEvent0\x012\xfe\x02\n" +
 	"\vTaskService\x12K\n" +
 	"\n" +
 	"SubmitTask\x12\x1d.blixard.v1.SubmitTaskRequest\x1a\x1e.blixard.v1.SubmitTaskResponse\x12B\n" +
 	"\aGetTask\x12\x1a.blixard.v1.GetTaskRequest\x1a\x1b.blixard.v1.GetTaskResponse\x12H\n" +
 	"\tListTasks\x12\x1c.blixard.v1.ListTasksRequest\x1a\x1d.blixard.v1.ListTasksResponse\x12K\n" +
 	"\n" +
-	"CancelTask\x12\x1d.blixard.v1.CancelTaskRequest\x1a\x1e.blixard.v1.CancelTaskResponseB7Z5github.com/blixard/blixard/api/v1/apiv1grpc;apiv1grpcb\x06proto3"
+	"CancelTask\x12\x1d.blixard.v1.CancelTaskRequest\x1a\x1e.blixard.v1.CancelTaskResponse\x12G\n" +
+	"\tWatchTask\x12\x1c.blixard.v1.WatchTaskRequest\x1a\x1a.blixard.v1.TaskWatchEvent0\x01B7Z5github.com/blixard/blixard/api/v1/apiv1grpc;apiv1grpcb\x06proto3"
 
 var file_api_v1_apiv1grpc_services_proto_goTypes = []any{
 	(*v1.JoinClusterRequest)(nil),       // 0: blixard.v1.JoinClusterRequest
@@ -62,24 +64,28 @@ var file_api_v1_apiv1grpc_services_proto_goTypes = []any{
 	(*v1.DeleteVmRequest)(nil),          // 7: blixard.v1.DeleteVmRequest
 	(*v1.GetVmRequest)(nil),             // 8: blixard.v1.GetVmRequest
 	(*v1.ListVmsRequest)(nil),           // 9: blixard.v1.ListVmsRequest
-	(*v1.SubmitTaskRequest)(nil),        // 10: blixard.v1.SubmitTaskRequest
-	(*v1.GetTaskRequest)(nil),           // 11: blixard.v1.GetTaskRequest
-	(*v1.ListTasksRequest)(nil),         // 12: blixard.v1.ListTasksRequest
-	(*v1.CancelTaskRequest)(nil),        // 13: blixard.v1.CancelTaskRequest
-	(*v1.JoinClusterResponse)(nil),      // 14: blixard.v1.JoinClusterResponse
-	(*v1.LeaveClusterResponse)(nil),     // 15: blixard.v1.LeaveClusterResponse
-	(*v1.GetClusterStatusResponse)(nil), // 16: blixard.v1.GetClusterStatusResponse
-	(*v1.HealthCheckResponse)(nil),      // 17: blixard.v1.HealthCheckResponse
-	(*v1.CreateVmResponse)(nil),         // 18: blixard.v1.CreateVmResponse
-	(*v1.StartVmResponse)(nil),          // 19: blixard.v1.StartVmResponse
-	(*v1.StopVmResponse)(nil),           // 20: blixard.v1.StopVmResponse
-	(*v1.DeleteVmResponse)(nil),         // 21: blixard.v1.DeleteVmResponse
-	(*v1.GetVmResponse)(nil),            // 22: blixard.v1.GetVmResponse
-	(*v1.ListVmsResponse)(nil),          // 23: blixard.v1.ListVmsResponse
-	(*v1.SubmitTaskResponse)(nil),       // 24: blixard.v1.SubmitTaskResponse
-	(*v1.GetTaskResponse)(nil),          // 25: blixard.v1.GetTaskResponse
-	(*v1.ListTasksResponse)(nil),        // 26: blixard.v1.ListTasksResponse
-	(*v1.CancelTaskResponse)(nil),       // 27: blixard.v1.CancelTaskResponse
+	(*v1.WatchVmsRequest)(nil),          // 10: blixard.v1.WatchVmsRequest
+	(*v1.SubmitTaskRequest)(nil),        // 11: blixard.v1.SubmitTaskRequest
+	(*v1.GetTaskRequest)(nil),           // 12: blixard.v1.GetTaskRequest
+	(*v1.ListTasksRequest)(nil),         // 13: blixard.v1.ListTasksRequest
+	(*v1.CancelTaskRequest)(nil),        // 14: blixard.v1.CancelTaskRequest
+	(*v1.WatchTaskRequest)(nil),         // 15: blixard.v1.WatchTaskRequest
+	(*v1.JoinClusterResponse)(nil),      // 16: blixard.v1.JoinClusterResponse
+	(*v1.LeaveClusterResponse)(nil),     // 17: blixard.v1.LeaveClusterResponse
+	(*v1.GetClusterStatusResponse)(nil), // 18: blixard.v1.GetClusterStatusResponse
+	(*v1.HealthCheckResponse)(nil),      // 19: blixard.v1.HealthCheckResponse
+	(*v1.CreateVmResponse)(nil),         // 20: blixard.v1.CreateVmResponse
+	(*v1.StartVmResponse)(nil),          // 21: blixard.v1.StartVmResponse
+	(*v1.StopVmResponse)(nil),           // 22: blixard.v1.StopVmResponse
+	(*v1.DeleteVmResponse)(nil),         // 23: blixard.v1.DeleteVmResponse
+	(*v1.GetVmResponse)(nil),            // 24: blixard.v1.GetVmResponse
+	(*v1.ListVmsResponse)(nil),          // 25: blixard.v1.ListVmsResponse
+	(*v1.VmWatchEvent)(nil),             // 26: blixard.v1.VmWatchEvent
+	(*v1.SubmitTaskResponse)(nil),       // 27: blixard.v1.SubmitTaskResponse
+	(*v1.GetTaskResponse)(nil),          // 28: blixard.v1.GetTaskResponse
+	(*v1.ListTasksResponse)(nil),        // 29: blixard.v1.ListTasksResponse
+	(*v1.CancelTaskResponse)(nil),       // 30: blixard.v1.CancelTaskResponse
+	(*v1.TaskWatchEvent)(nil),           // 31: blixard.v1.TaskWatchEvent
 }
 var file_api_v1_apiv1grpc_services_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.ClusterService.JoinCluster:input_type -> blixard.v1.JoinClusterRequest
@@ -92,26 +98,30 @@ var file_api_v1_apiv1grpc_services_proto_depIdxs = []int32{
 	7,  // 7: blixard.v1.VmService.DeleteVm:input_type -> blixard.v1.DeleteVmRequest
 	8,  // 8: blixard.v1.VmService.GetVm:input_type -> blixard.v1.GetVmRequest
 	9,  // 9: blixard.v1.VmService.ListVms:input_type -> blixard.v1.ListVmsRequest
-	10, // 10: blixard.v1.TaskService.SubmitTask:input_type -> blixard.v1.SubmitTaskRequest
-	11, // 11: blixard.v1.TaskService.GetTask:input_type -> blixard.v1.GetTaskRequest
-	12, // 12: blixard.v1.TaskService.ListTasks:input_type -> blixard.v1.ListTasksRequest
-	13, // 13: blixard.v1.TaskService.CancelTask:input_type -> blixard.v1.CancelTaskRequest
-	14, // 14: blixard.v1.ClusterService.JoinCluster:output_type -> blixard.v1.JoinClusterResponse
-	15, // 15: blixard.v1.ClusterService.LeaveCluster:output_type -> blixard.v1.LeaveClusterResponse
-	16, // 16: blixard.v1.ClusterService.GetClusterStatus:output_type -> blixard.v1.GetClusterStatusResponse
-	17, // 17: blixard.v1.ClusterService.HealthCheck:output_type -> blixard.v1.HealthCheckResponse
-	18, // 18: blixard.v1.VmService.CreateVm:output_type -> blixard.v1.CreateVmResponse
-	19, // 19: blixard.v1.VmService.StartVm:output_type -> blixard.v1.StartVmResponse
-	20, // 20: blixard.v1.VmService.StopVm:output_type -> blixard.v1.StopVmResponse
-	21, // 21: blixard.v1.VmService.DeleteVm:output_type -> blixard.v1.DeleteVmResponse
-	22, // 22: blixard.v1.VmService.GetVm:output_type -> blixard.v1.GetVmResponse
-	23, // 23: blixard.v1.VmService.ListVms:output_type -> blixard.v1.ListVmsResponse
-	24, // 24: blixard.v1.TaskService.SubmitTask:output_type -> blixard.v1.SubmitTaskResponse
-	25, // 25: blixard.v1.TaskService.GetTask:output_type -> blixard.v1.GetTaskResponse
-	26, // 26: blixard.v1.TaskService.ListTasks:output_type -> blixard.v1.ListTasksResponse
-	27, // 27: blixard.v1.TaskService.CancelTask:output_type -> blixard.v1.CancelTaskResponse
-	14, // [14:28] is the sub-list for method output_type
-	0,  // [0:14] is the sub-list for method input_type
+	10, // 10: blixard.v1.VmService.WatchVms:input_type -> blixard.v1.WatchVmsRequest
+	11, // 11: blixard.v1.TaskService.SubmitTask:input_type -> blixard.v1.SubmitTaskRequest
+	12, // 12: blixard.v1.TaskService.GetTask:input_type -> blixard.v1.GetTaskRequest
+	13, // 13: blixard.v1.TaskService.ListTasks:input_type -> blixard.v1.ListTasksRequest
+	14, // 14: blixard.v1.TaskService.CancelTask:input_type -> blixard.v1.CancelTaskRequest
+	15, // 15: blixard.v1.TaskService.WatchTask:input_type -> blixard.v1.WatchTaskRequest
+	16, // 16: blixard.v1.ClusterService.JoinCluster:output_type -> blixard.v1.JoinClusterResponse
+	17, // 17: blixard.v1.ClusterService.LeaveCluster:output_type -> blixard.v1.LeaveClusterResponse
+	18, // 18: blixard.v1.ClusterService.GetClusterStatus:output_type -> blixard.v1.GetClusterStatusResponse
+	19, // 19: blixard.v1.ClusterService.HealthCheck:output_type -> blixard.v1.HealthCheckResponse
+	20, // 20: blixard.v1.VmService.CreateVm:output_type -> blixard.v1.CreateVmResponse
+	21, // 21: blixard.v1.VmService.StartVm:output_type -> blixard.v1.StartVmResponse
+	22, // 22: blixard.v1.VmService.StopVm:output_type -> blixard.v1.StopVmResponse
+	23, // 23: blixard.v1.VmService.DeleteVm:output_type -> blixard.v1.DeleteVmResponse
+	24, // 24: blixard.v1.VmService.GetVm:output_type -> blixard.v1.GetVmResponse
+	25, // 25: blixard.v1.VmService.ListVms:output_type -> blixard.v1.ListVmsResponse
+	26, // 26: blixard.v1.VmService.WatchVms:output_type -> blixard.v1.VmWatchEvent
+	27, // 27: blixard.v1.TaskService.SubmitTask:output_type -> blixard.v1.SubmitTaskResponse
+	28, // 28: blixard.v1.TaskService.GetTask:output_type -> blixard.v1.GetTaskResponse
+	29, // 29: blixard.v1.TaskService.ListTasks:output_type -> blixard.v1.ListTasksResponse
+	30, // 30: blixard.v1.TaskService.CancelTask:output_type -> blixard.v1.CancelTaskResponse
+	31, // 31: blixard.v1.TaskService.WatchTask:output_type -> blixard.v1.TaskWatchEvent
+	16, // [16:32] is the sub-list for method output_type
+	0,  // [0:16] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

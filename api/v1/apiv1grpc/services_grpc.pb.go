@@ -250,6 +250,7 @@ const (
 	VmService_DeleteVm_FullMethodName = "/blixard.v1.VmService/DeleteVm"
 	VmService_GetVm_FullMethodName    = "/blixard.v1.VmService/GetVm"
 	VmService_ListVms_FullMethodName  = "/blixard.v1.VmService/ListVms"
+	VmService_WatchVms_FullMethodName = "/blixard.v1.VmService/WatchVms"
 )
 
 // VmServiceClient is the client API for VmService service.
@@ -264,6 +265,9 @@ type VmServiceClient interface {
 	DeleteVm(ctx context.Context, in *v1.DeleteVmRequest, opts ...grpc.CallOption) (*v1.DeleteVmResponse, error)
 	GetVm(ctx context.Context, in *v1.GetVmRequest, opts ...grpc.CallOption) (*v1.GetVmResponse, error)
 	ListVms(ctx context.Context, in *v1.ListVmsRequest, opts ...grpc.CallOption) (*v1.ListVmsResponse, error)
+	// WatchVms streams VM changes as this node applies them (stale reads of
+	// its own state), from a revision.
+	WatchVms(ctx context.Context, in *v1.WatchVmsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.VmWatchEvent], error)
 }
 
 type vmServiceClient struct {
@@ -334,6 +338,25 @@ func (c *vmServiceClient) ListVms(ctx context.Context, in *v1.ListVmsRequest, op
 	return out, nil
 }
 
+func (c *vmServiceClient) WatchVms(ctx context.Context, in *v1.WatchVmsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.VmWatchEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &VmService_ServiceDesc.Streams[0], VmService_WatchVms_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.WatchVmsRequest, v1.VmWatchEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type VmService_WatchVmsClient = grpc.ServerStreamingClient[v1.VmWatchEvent]
+
 // VmServiceServer is the server API for VmService service.
 // All implementations must embed UnimplementedVmServiceServer
 // for forward compatibility.
@@ -346,6 +369,9 @@ type VmServiceServer interface {
 	DeleteVm(context.Context, *v1.DeleteVmRequest) (*v1.DeleteVmResponse, error)
 	GetVm(context.Context, *v1.GetVmRequest) (*v1.GetVmResponse, error)
 	ListVms(context.Context, *v1.ListVmsRequest) (*v1.ListVmsResponse, error)
+	// WatchVms streams VM changes as this node applies them (stale reads of
+	// its own state), from a revision.
+	WatchVms(*v1.WatchVmsRequest, grpc.ServerStreamingServer[v1.VmWatchEvent]) error
 	mustEmbedUnimplementedVmServiceServer()
 }
 
@@ -373,6 +399,9 @@ func (UnimplementedVmServiceServer) GetVm(context.Context, *v1.GetVmRequest) (*v
 }
 func (UnimplementedVmServiceServer) ListVms(context.Context, *v1.ListVmsRequest) (*v1.ListVmsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListVms not implemented")
+}
+func (UnimplementedVmServiceServer) WatchVms(*v1.WatchVmsRequest, grpc.ServerStreamingServer[v1.VmWatchEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method WatchVms not implemented")
 }
 func (UnimplementedVmServiceServer) mustEmbedUnimplementedVmServiceServer() {}
 func (UnimplementedVmServiceServer) testEmbeddedByValue()                   {}
@@ -503,6 +532,17 @@ func _VmService_ListVms_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VmService_WatchVms_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.WatchVmsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(VmServiceServer).WatchVms(m, &grpc.GenericServerStream[v1.WatchVmsRequest, v1.VmWatchEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type VmService_WatchVmsServer = grpc.ServerStreamingServer[v1.VmWatchEvent]
+
 // VmService_ServiceDesc is the grpc.ServiceDesc for VmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -535,7 +575,13 @@ var VmService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _VmService_ListVms_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchVms",
+			Handler:       _VmService_WatchVms_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api/v1/apiv1grpc/services.proto",
 }
 
@@ -544,6 +590,7 @@ const (
 	TaskService_GetTask_FullMethodName    = "/blixard.v1.TaskService/GetTask"
 	TaskService_ListTasks_FullMethodName  = "/blixard.v1.TaskService/ListTasks"
 	TaskService_CancelTask_FullMethodName = "/blixard.v1.TaskService/CancelTask"
+	TaskService_WatchTask_FullMethodName  = "/blixard.v1.TaskService/WatchTask"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -556,6 +603,9 @@ type TaskServiceClient interface {
 	GetTask(ctx context.Context, in *v1.GetTaskRequest, opts ...grpc.CallOption) (*v1.GetTaskResponse, error)
 	ListTasks(ctx context.Context, in *v1.ListTasksRequest, opts ...grpc.CallOption) (*v1.ListTasksResponse, error)
 	CancelTask(ctx context.Context, in *v1.CancelTaskRequest, opts ...grpc.CallOption) (*v1.CancelTaskResponse, error)
+	// WatchTask streams a task's record each time it changes, and ends once
+	// the task has ended.
+	WatchTask(ctx context.Context, in *v1.WatchTaskRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.TaskWatchEvent], error)
 }
 
 type taskServiceClient struct {
@@ -606,6 +656,25 @@ func (c *taskServiceClient) CancelTask(ctx context.Context, in *v1.CancelTaskReq
 	return out, nil
 }
 
+func (c *taskServiceClient) WatchTask(ctx context.Context, in *v1.WatchTaskRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.TaskWatchEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TaskService_ServiceDesc.Streams[0], TaskService_WatchTask_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.WatchTaskRequest, v1.TaskWatchEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskService_WatchTaskClient = grpc.ServerStreamingClient[v1.TaskWatchEvent]
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -616,6 +685,9 @@ type TaskServiceServer interface {
 	GetTask(context.Context, *v1.GetTaskRequest) (*v1.GetTaskResponse, error)
 	ListTasks(context.Context, *v1.ListTasksRequest) (*v1.ListTasksResponse, error)
 	CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error)
+	// WatchTask streams a task's record each time it changes, and ends once
+	// the task has ended.
+	WatchTask(*v1.WatchTaskRequest, grpc.ServerStreamingServer[v1.TaskWatchEvent]) error
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -637,6 +709,9 @@ func (UnimplementedTaskServiceServer) ListTasks(context.Context, *v1.ListTasksRe
 }
 func (UnimplementedTaskServiceServer) CancelTask(context.Context, *v1.CancelTaskRequest) (*v1.CancelTaskResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelTask not implemented")
+}
+func (UnimplementedTaskServiceServer) WatchTask(*v1.WatchTaskRequest, grpc.ServerStreamingServer[v1.TaskWatchEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method WatchTask not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -731,6 +806,17 @@ func _TaskService_CancelTask_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_WatchTask_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.WatchTaskRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TaskServiceServer).WatchTask(m, &grpc.GenericServerStream[v1.WatchTaskRequest, v1.TaskWatchEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskService_WatchTaskServer = grpc.ServerStreamingServer[v1.TaskWatchEvent]
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -755,6 +841,12 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _TaskService_CancelTask_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchTask",
+			Handler:       _TaskService_WatchTask_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api/v1/apiv1grpc/services.proto",
 }
