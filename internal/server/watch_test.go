@@ -79,7 +79,9 @@ func sortedVmNames(m map[string]*apiv1.Vm) []string {
 
 func TestWatchVmsSendsChangesAndDeletions(t *testing.T) {
 	b := newWatchedBackend()
-	b.apply(func(i uint64) { b.vms["web"] = &apiv1.Vm{Name: "web", State: apiv1.VmState_VM_STATE_PENDING, UpdatedIndex: i} })
+	b.apply(func(i uint64) {
+		b.vms["web"] = &apiv1.Vm{Name: "web", State: apiv1.VmState_VM_STATE_PENDING, UpdatedIndex: i}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := apiv1grpc.NewVmServiceClient(serve(t, b)).WatchVms(ctx, &apiv1.WatchVmsRequest{})
@@ -90,7 +92,9 @@ func TestWatchVmsSendsChangesAndDeletions(t *testing.T) {
 	if err != nil || ev.GetVm().GetName() != "web" || ev.GetDeleted() {
 		t.Fatalf("first event = %v, %v; want web", ev, err)
 	}
-	b.apply(func(i uint64) { b.vms["web"] = &apiv1.Vm{Name: "web", State: apiv1.VmState_VM_STATE_STOPPED, UpdatedIndex: i} })
+	b.apply(func(i uint64) {
+		b.vms["web"] = &apiv1.Vm{Name: "web", State: apiv1.VmState_VM_STATE_STOPPED, UpdatedIndex: i}
+	})
 	ev, err = stream.Recv()
 	if err != nil || ev.GetVm().GetState() != apiv1.VmState_VM_STATE_STOPPED {
 		t.Fatalf("second event = %v, %v; want web stopped", ev, err)
@@ -120,7 +124,9 @@ func TestWatchVmsFromRevisionSkipsOlderChanges(t *testing.T) {
 
 func TestWatchTaskEndsWhenTheTaskEnds(t *testing.T) {
 	b := newWatchedBackend()
-	b.apply(func(i uint64) { b.task = &apiv1.Task{Id: 7, Status: apiv1.TaskStatus_TASK_STATUS_PENDING, UpdatedIndex: i} })
+	b.apply(func(i uint64) {
+		b.task = &apiv1.Task{Id: 7, Status: apiv1.TaskStatus_TASK_STATUS_PENDING, UpdatedIndex: i}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := apiv1grpc.NewTaskServiceClient(serve(t, b)).WatchTask(ctx, &apiv1.WatchTaskRequest{Id: 7})
@@ -130,7 +136,9 @@ func TestWatchTaskEndsWhenTheTaskEnds(t *testing.T) {
 	if ev, err := stream.Recv(); err != nil || ev.GetTask().GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING {
 		t.Fatalf("first event = %v, %v", ev, err)
 	}
-	b.apply(func(i uint64) { b.task = &apiv1.Task{Id: 7, Status: apiv1.TaskStatus_TASK_STATUS_CANCELLED, UpdatedIndex: i} })
+	b.apply(func(i uint64) {
+		b.task = &apiv1.Task{Id: 7, Status: apiv1.TaskStatus_TASK_STATUS_CANCELLED, UpdatedIndex: i}
+	})
 	if ev, err := stream.Recv(); err != nil || ev.GetTask().GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
 		t.Fatalf("second event = %v, %v", ev, err)
 	}
