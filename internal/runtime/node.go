@@ -161,21 +161,41 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			n.syncPeers()
 		case ev := <-n.events:
 			ev()
+			// Group commit: take what else is already waiting (up to a
+			// bound) so that one Ready, and one fsync, carries it all.
+			n.drain(maxEventsPerReady - 1)
 		}
 		if n.fatal != nil {
 			return n.fatal
 		}
-		if err := n.drive(ctx); err != nil {
+		if err := n.drive(); err != nil {
 			return err
 		}
 	}
 }
 
-// drive carries out the core's Readys: persist, send, answer, advance.
-func (n *Node) drive(ctx context.Context) error {
+// maxEventsPerReady bounds how many queued events (requests, peer messages)
+// one Ready gathers before it is persisted.
+const maxEventsPerReady = 256
+
+// drain runs up to max events that are already queued, without waiting.
+func (n *Node) drain(max int) {
+	for i := 0; i < max; i++ {
+		select {
+		case ev := <-n.events:
+			ev()
+		default:
+			return
+		}
+	}
+}
+
+// drive carries out the core's Readys: persist, send, answer, advance. The
+// save is not cancelled by shutdown: a Ready in hand is finished first.
+func (n *Node) drive() error {
 	for n.core.HasReady() {
 		rd := n.core.Ready()
-		err := n.store.Save(ctx, store.Batch{
+		err := n.store.Save(context.Background(), store.Batch{
 			HardState:  rd.HardState,
 			ConfState:  rd.ConfState,
 			Snapshot:   rd.Snapshot,
