@@ -15,15 +15,6 @@ type taskService struct {
 	n *Node
 }
 
-func taskEnded(st apiv1.TaskStatus) bool {
-	switch st {
-	case apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED,
-		apiv1.TaskStatus_TASK_STATUS_CANCELLED, apiv1.TaskStatus_TASK_STATUS_LOST:
-		return true
-	}
-	return false
-}
-
 func (n *Node) lookupTask(id uint64) (*apiv1.Task, error) {
 	t, ok := n.tasks[id]
 	if !ok {
@@ -71,7 +62,7 @@ func (s taskService) CancelTask(_ context.Context, req *apiv1.CancelTaskRequest)
 		if err != nil {
 			return nil, err
 		}
-		if taskEnded(t.GetStatus()) {
+		if t.GetStatus().Ended() {
 			return nil, fieldError(apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "id", "task %d has already ended: %s", t.GetId(), t.GetStatus())
 		}
 		index, _ := n.tick()

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	apiv1 "github.com/blixard/blixard/api/v1"
 )
 
 func newTaskCommand(g *globalFlags) *cobra.Command {
@@ -25,14 +23,4 @@ pending until it is cancelled.`,
 		newTaskCancelCommand(g),
 	)
 	return cmd
-}
-
-// taskEnded reports whether a task in status st will not change again.
-func taskEnded(st apiv1.TaskStatus) bool {
-	switch st {
-	case apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED,
-		apiv1.TaskStatus_TASK_STATUS_CANCELLED, apiv1.TaskStatus_TASK_STATUS_LOST:
-		return true
-	}
-	return false
 }

@@ -129,7 +129,7 @@ func waitForTask(s *session, t *apiv1.Task, limit time.Duration) (*apiv1.Task, e
 			fmt.Fprintf(s.errOut, "task %d: %s\n", t.GetId(), withReason(enumText(st), t.GetReason()))
 			last = st
 		}
-		if taskEnded(t.GetStatus()) {
+		if t.GetStatus().Ended() {
 			return t, nil
 		}
 		select {

@@ -113,22 +113,13 @@ func (s *taskService) WatchTask(r *apiv1.WatchTaskRequest, stream grpc.ServerStr
 				return err
 			}
 		}
-		if taskEnded(task.GetStatus()) {
+		if task.GetStatus().Ended() {
 			return nil
 		}
 		if applied, err = w.WaitApplied(ctx, applied); err != nil {
 			return watchEnd(err)
 		}
 	}
-}
-
-func taskEnded(st apiv1.TaskStatus) bool {
-	switch st {
-	case apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED,
-		apiv1.TaskStatus_TASK_STATUS_CANCELLED, apiv1.TaskStatus_TASK_STATUS_LOST:
-		return true
-	}
-	return false
 }
 
 // watchEnd turns the end of a wait into the stream's status.

@@ -16,15 +16,6 @@ func (s *State) lookupTask(id uint64) (*apiv1.Task, *Error) {
 	return t, nil
 }
 
-func taskEnded(st apiv1.TaskStatus) bool {
-	switch st {
-	case apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED,
-		apiv1.TaskStatus_TASK_STATUS_CANCELLED, apiv1.TaskStatus_TASK_STATUS_LOST:
-		return true
-	}
-	return false
-}
-
 func checkTaskSpec(spec *apiv1.TaskSpec) *Error {
 	if spec == nil {
 		return invalid("spec", "must be set")
@@ -74,7 +65,7 @@ func (s *State) checkCancelTask(op *apiv1.CancelTaskCommand) *Error {
 	if err != nil {
 		return err
 	}
-	if taskEnded(t.GetStatus()) {
+	if t.GetStatus().Ended() {
 		return precondition("id", "task %d has already ended: %s", op.GetId(), t.GetStatus())
 	}
 	return nil
