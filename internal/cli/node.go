@@ -35,7 +35,8 @@ The first node of a cluster starts with an empty data directory and no --join:
 it bootstraps a cluster of one. Others start with --join naming any member:
 they enter as Raft learners; a voter is promoted once its log is within 1,000
 entries of the leader's, a worker (--role worker) stays a learner for good.
-A node restarts from its data directory alone (--join is then ignored).
+A node restarts from its data directory alone (--join is then ignored); its
+id and role are fixed by the first start and kept in the data directory.
 Node ids are chosen by the operator and never reused: a removed id cannot
 join again. SIGINT or SIGTERM stops the node cleanly.`,
 		Example: `  blixard node --id 1 --listen 127.0.0.1:7001 --data-dir ./data/n1
@@ -55,6 +56,7 @@ join again. SIGINT or SIGTERM stops the node cleanly.`,
 			default:
 				return usageErrorf("--role: %q is not voter or worker", role)
 			}
+			cfg.RoleGiven = cmd.Flags().Changed("role")
 			for _, j := range join {
 				for _, a := range strings.Split(j, ",") {
 					if a = strings.TrimSpace(a); a != "" {

@@ -29,8 +29,11 @@ type Config struct {
 	// Join lists addresses of cluster members to ask to add this node; used
 	// only when DataDir holds nothing yet.
 	Join []string
-	// Role is voter (default) or worker.
-	Role apiv1.NodeRole
+	// Role is voter (default) or worker. It is fixed when the data
+	// directory is first used; later starts take it from there, and refuse
+	// a different one given explicitly (RoleGiven).
+	Role      apiv1.NodeRole
+	RoleGiven bool
 	// Capacity is what this node offers; zero fields are detected.
 	Capacity *apiv1.Resources
 	Labels   map[string]string
@@ -70,6 +73,7 @@ func (c Config) withDefaults() (Config, error) {
 	switch c.Role {
 	case apiv1.NodeRole_NODE_ROLE_UNSPECIFIED:
 		c.Role = apiv1.NodeRole_NODE_ROLE_VOTER
+		c.RoleGiven = false
 	case apiv1.NodeRole_NODE_ROLE_VOTER, apiv1.NodeRole_NODE_ROLE_WORKER:
 	default:
 		return c, fmt.Errorf("role %v is neither voter nor worker", c.Role)

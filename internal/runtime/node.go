@@ -52,6 +52,7 @@ type Node struct {
 	// Owned by the Run goroutine.
 	// fatal, once set by an event, stops Run with it.
 	fatal   error
+	lead    uint64
 	nextReq core.RequestID
 	waiting map[core.RequestID]chan *apiv1.Response
 	peers   map[uint64]string
@@ -65,6 +66,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("node", cfg.ID)
+	if err := settleIdentity(&cfg, cfg.RoleGiven); err != nil {
+		return nil, err
+	}
 	st, loaded, err := store.Open(ctx, store.Options{FS: vfs.Default, Dir: filepath.Join(cfg.DataDir, "raft"), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open the store in %s: %w", cfg.DataDir, err)
@@ -220,6 +224,10 @@ func (n *Node) drive() error {
 			return err
 		}
 		n.publishApplied(n.core.State().AppliedIndex())
+		if lead, term := n.core.Leader(); lead != n.lead {
+			n.lead = lead
+			n.log.Info("leader changed", "leader", lead, "term", term)
+		}
 		if n.core.Removed() {
 			n.log.Warn("removed from the cluster; stopping")
 			return ErrRemoved

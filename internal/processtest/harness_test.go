@@ -1,0 +1,678 @@
+package processtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/client"
+)
+
+// Deadlines of the waits. They are generous: two cores run three or four
+// nodes, their fsyncs and the test itself. A wait that runs out is a
+// failure; how long a wait took is never asserted.
+const (
+	formTimeout  = 90 * time.Second  // a cluster elects a leader and promotes its voters
+	exitTimeout  = 60 * time.Second  // a process exits after a signal, or on its own
+	catchTimeout = 180 * time.Second // a node catches up after a restart or a pause
+	callTimeout  = 60 * time.Second  // one client call, retries included
+	writeTimeout = 5 * time.Minute   // a batch of thousands of writes
+	cliTimeout   = 60 * time.Second  // one run of the blixard command line
+	pollEvery    = 100 * time.Millisecond
+)
+
+// logTailLines is how much of each node's log a failing test prints;
+// BLIXARD_PROCESSTEST_LOGS=N (any N > 0) prints the last N lines of every
+// test's logs, passing or not.
+var logTailLines = 60
+
+// ---- processes ----
+
+// node is one blixard node: its identity, address and data directory, and
+// the process currently running it (if any). A restart runs a new process
+// with the same id, address and data directory.
+type node struct {
+	t       *testing.T
+	id      uint64
+	addr    string
+	dir     string
+	logPath string
+	// args are added to every start (--role, --snapshot-entries, ...);
+	// --join is given only to the first.
+	args []string
+
+	mu     sync.Mutex
+	proc   *proc
+	starts int
+	stale  *client.Client // lazily made: stale reads from this node only
+	// stoppedOnPurpose: the test ended (or expects the end of) the current
+	// process, so waits do not treat its exit as a failure.
+	stoppedOnPurpose bool
+}
+
+// proc is one run of a node's process.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited
+	err  error         // cmd.Wait's result; read after done
+}
+
+// start runs the node's process, with --join if join is not empty. Its
+// stdout and stderr go to the node's log file, after a line that says how
+// it was started.
+func (n *node) start(join string) {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc != nil && !n.proc.exited() {
+		n.t.Fatalf("node %d: start while its process %d runs", n.id, n.proc.cmd.Process.Pid)
+	}
+	args := []string{"node", "--id", strconv.FormatUint(n.id, 10), "--listen", n.addr, "--data-dir", n.dir}
+	args = append(args, n.args...)
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatalf("node %d: open its log: %v", n.id, err)
+	}
+	defer logf.Close() // the child has its own copy of the descriptor
+	fmt.Fprintf(logf, "=== processtest %s: blixard %s\n", time.Now().Format(time.TimeOnly), strings.Join(args, " "))
+	cmd := exec.Command(blixardBin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Should the test binary die without its cleanups, the nodes die too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("node %d: start: %v", n.id, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	n.proc = p
+	n.starts++
+	n.stoppedOnPurpose = false
+}
+
+// restart runs the node again from its data directory, without --join.
+func (n *node) restart() { n.t.Helper(); n.start("") }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (n *node) current() *proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
+// running reports whether the node's process runs (a stopped one counts).
+func (n *node) running() bool {
+	p := n.current()
+	return p != nil && !p.exited()
+}
+
+func (n *node) pid() int { return n.current().cmd.Process.Pid }
+
+// signal sends sig to the node's running process.
+func (n *node) signal(sig syscall.Signal) {
+	n.t.Helper()
+	p := n.current()
+	if p == nil || p.exited() {
+		n.t.Fatalf("node %d: %v to a process that is not running", n.id, sig)
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		n.mayExit()
+	}
+	if err := syscall.Kill(p.cmd.Process.Pid, sig); err != nil {
+		n.t.Fatalf("node %d: %v: %v", n.id, sig, err)
+	}
+}
+
+// kill9 crashes the node (SIGKILL) and waits for its process to be gone.
+func (n *node) kill9() {
+	n.t.Helper()
+	n.signal(syscall.SIGKILL)
+	n.waitExit()
+}
+
+// term stops the node cleanly (SIGTERM) and waits for it to exit; it
+// returns the exit code.
+func (n *node) term() int {
+	n.t.Helper()
+	n.signal(syscall.SIGTERM)
+	return n.waitExit()
+}
+
+// pause freezes the node (SIGSTOP); resume thaws it (SIGCONT).
+func (n *node) pause()  { n.t.Helper(); n.signal(syscall.SIGSTOP) }
+func (n *node) resume() { n.t.Helper(); n.signal(syscall.SIGCONT) }
+
+// waitExit waits for the process to exit on its own and returns its exit
+// code (-1 if a signal ended it).
+func (n *node) waitExit() int {
+	n.t.Helper()
+	n.mayExit()
+	p := n.current()
+	select {
+	case <-p.done:
+	case <-time.After(exitTimeout):
+		n.t.Fatalf("node %d: process %d still runs after %s", n.id, p.cmd.Process.Pid, exitTimeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// exitState describes how the current process ended, or that it runs.
+func (n *node) exitState() string {
+	p := n.current()
+	switch {
+	case p == nil:
+		return "never started"
+	case !p.exited():
+		return fmt.Sprintf("pid %d running", p.cmd.Process.Pid)
+	default:
+		return fmt.Sprintf("pid %d exited: %v", p.cmd.Process.Pid, p.cmd.ProcessState)
+	}
+}
+
+// kill ends the process, if it runs, for the test's cleanup.
+func (n *node) kill() {
+	p := n.current()
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Kill() // SIGKILL also ends a stopped process
+	select {
+	case <-p.done:
+	case <-time.After(exitTimeout):
+		n.t.Errorf("node %d: process %d survived SIGKILL", n.id, p.cmd.Process.Pid)
+	}
+}
+
+// log returns the node's whole log (every run).
+func (n *node) log() string {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil {
+		n.t.Fatalf("node %d: read its log: %v", n.id, err)
+	}
+	return string(b)
+}
+
+// logSize is the log's current length: pass it to logSince.
+func (n *node) logSize() int { return len(n.log()) }
+
+// logSince returns what the node logged after offset.
+func (n *node) logSince(offset int) string { return n.log()[offset:] }
+
+// staleClient is a client of this node alone that tries once: its answers
+// are this node's own view.
+func (n *node) staleClient() *client.Client {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stale == nil {
+		c, err := client.New(context.Background(), client.Options{
+			Addrs: []string{n.addr}, MaxAttempts: 1, Timeout: 3 * time.Second,
+		})
+		if err != nil {
+			n.t.Fatalf("node %d: client: %v", n.id, err)
+		}
+		n.stale = c
+	}
+	return n.stale
+}
+
+// status is this node's own view of the cluster (a stale read).
+func (n *node) status() (*apiv1.GetClusterStatusResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return n.staleClient().GetClusterStatus(ctx, &apiv1.GetClusterStatusRequest{Stale: true})
+}
+
+// ---- clusters ----
+
+// cluster is the set of nodes one test runs, with their data directories
+// and logs under the test's temporary directory.
+type cluster struct {
+	t     *testing.T
+	dir   string
+	all   []*node          // every node ever made, for cleanup and logs
+	nodes map[uint64]*node // the latest node of each id
+
+	mu      sync.Mutex
+	clients []*client.Client
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), nodes: map[uint64]*node{}}
+	// Registered after TempDir's cleanup, so it runs before it: the
+	// processes are gone before their directories are removed.
+	t.Cleanup(func() {
+		for _, n := range c.all {
+			n.kill()
+		}
+		if t.Failed() || os.Getenv("BLIXARD_PROCESSTEST_LOGS") != "" {
+			c.dumpLogs()
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, cl := range c.clients {
+			_ = cl.Close()
+		}
+		for _, n := range c.all {
+			if n.stale != nil {
+				_ = n.stale.Close()
+			}
+		}
+	})
+	return c
+}
+
+// startCluster starts node 1, which bootstraps, and nodes 2..size, which
+// join through it, and waits until there is a leader and size voters.
+func startCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	c := newCluster(t)
+	first := c.add(1)
+	first.start("")
+	for id := 2; id <= size; id++ {
+		c.add(uint64(id)).start(first.addr)
+	}
+	c.waitVoters(size)
+	return c
+}
+
+// add makes a node with a fresh data directory and a free port; it does not
+// start it. The node replaces any earlier node of the same id.
+func (c *cluster) add(id uint64, args ...string) *node {
+	c.t.Helper()
+	name := fmt.Sprintf("n%d", id)
+	for i := 2; slices.ContainsFunc(c.all, func(n *node) bool { return filepath.Base(n.dir) == name }); i++ {
+		name = fmt.Sprintf("n%d-%d", id, i)
+	}
+	n := &node{
+		t: c.t, id: id, addr: freeAddr(c.t),
+		dir:     filepath.Join(c.dir, name),
+		logPath: filepath.Join(c.dir, name+".log"),
+		args:    args,
+	}
+	c.all = append(c.all, n)
+	c.nodes[id] = n
+	return n
+}
+
+// node returns the latest node of id.
+func (c *cluster) node(id uint64) *node {
+	c.t.Helper()
+	n, ok := c.nodes[id]
+	if !ok {
+		c.t.Fatalf("no node %d", id)
+	}
+	return n
+}
+
+// addrs lists the addresses of the latest node of each id, by id.
+func (c *cluster) addrs() []string {
+	var out []string
+	for _, n := range c.byID() {
+		out = append(out, n.addr)
+	}
+	return out
+}
+
+func (c *cluster) byID() []*node {
+	var ids []uint64
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var out []*node
+	for _, id := range ids {
+		out = append(out, c.nodes[id])
+	}
+	return out
+}
+
+// client is a client of every node, patient enough to ride out an
+// election. The cluster's cleanup closes it.
+func (c *cluster) client(addrs ...string) *client.Client {
+	c.t.Helper()
+	if len(addrs) == 0 {
+		addrs = c.addrs()
+	}
+	cl, err := client.New(context.Background(), client.Options{
+		Addrs: addrs, MaxAttempts: 50, BackoffMax: time.Second,
+	})
+	if err != nil {
+		c.t.Fatalf("client.New(%v): %v", addrs, err)
+	}
+	c.mu.Lock()
+	c.clients = append(c.clients, cl)
+	c.mu.Unlock()
+	return cl
+}
+
+// leaderStatus asks each running node for its own view and returns the view
+// of the node that says it is the leader, with its node; nil and why not if
+// none does.
+func (c *cluster) leaderStatus() (*apiv1.GetClusterStatusResponse, *node, string) {
+	var why []string
+	for _, n := range c.byID() {
+		if !n.running() {
+			continue
+		}
+		st, err := n.status()
+		switch {
+		case err != nil:
+			why = append(why, fmt.Sprintf("node %d: %v", n.id, err))
+		case st.GetLeaderId() != 0 && st.GetLeaderId() == st.GetNodeId():
+			return st, n, ""
+		default:
+			why = append(why, fmt.Sprintf("node %d: leader %d, term %d", n.id, st.GetLeaderId(), st.GetTerm()))
+		}
+	}
+	return nil, nil, strings.Join(why, "; ")
+}
+
+// mustLeader waits for a node that says it is the leader.
+func (c *cluster) mustLeader() (*apiv1.GetClusterStatusResponse, *node) {
+	c.t.Helper()
+	var st *apiv1.GetClusterStatusResponse
+	var ln *node
+	waitFor(c.t, formTimeout, "a leader", func() (bool, string) {
+		if err := c.unexpectedExit(); err != "" {
+			c.t.Fatal(err)
+		}
+		var why string
+		st, ln, why = c.leaderStatus()
+		return st != nil, why
+	})
+	return st, ln
+}
+
+// waitVoters waits until the leader counts want voters among its members,
+// every running node's process still runs, and returns the leader's view.
+func (c *cluster) waitVoters(want int) *apiv1.GetClusterStatusResponse {
+	c.t.Helper()
+	var st *apiv1.GetClusterStatusResponse
+	waitFor(c.t, formTimeout, fmt.Sprintf("a leader and %d voters", want), func() (bool, string) {
+		if err := c.unexpectedExit(); err != "" {
+			c.t.Fatal(err)
+		}
+		s, _, why := c.leaderStatus()
+		if s == nil {
+			return false, why
+		}
+		st = s
+		return len(voters(s)) == want, describeMembers(s)
+	})
+	return st
+}
+
+// unexpectedExit names a node whose process exited although the test
+// neither ended it nor said it may exit.
+func (c *cluster) unexpectedExit() string {
+	for _, n := range c.byID() {
+		if p := n.current(); p != nil && p.exited() && n.expectRunning() {
+			return fmt.Sprintf("node %d exited unexpectedly: %s; its log:\n%s", n.id, n.exitState(), tail(n.log(), logTailLines))
+		}
+	}
+	return ""
+}
+
+// mayExit tells the waits that the node's process may exit on its own: the
+// test expects it to.
+func (n *node) mayExit() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stoppedOnPurpose = true
+}
+
+// expectRunning: a node is expected to run unless the test ended it or
+// said it may exit.
+func (n *node) expectRunning() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.stoppedOnPurpose
+}
+
+func init() {
+	if n, err := strconv.Atoi(os.Getenv("BLIXARD_PROCESSTEST_LOGS")); err == nil && n > 0 {
+		logTailLines = n
+	}
+}
+
+// dumpLogs prints every node's state and the tail of its log.
+func (c *cluster) dumpLogs() {
+	for _, n := range c.all {
+		c.t.Logf("==== node %d at %s (%s), data %s; last %d lines of %s:\n%s",
+			n.id, n.addr, n.exitState(), n.dir, logTailLines, n.logPath, tail(readOrErr(n.logPath), logTailLines))
+	}
+}
+
+func readOrErr(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ---- views ----
+
+// member returns the member id of a status, or nil.
+func member(st *apiv1.GetClusterStatusResponse, id uint64) *apiv1.ClusterMember {
+	for _, m := range st.GetMembers() {
+		if m.GetId() == id {
+			return m
+		}
+	}
+	return nil
+}
+
+// voters lists the ids of a status's voting members.
+func voters(st *apiv1.GetClusterStatusResponse) []uint64 {
+	var out []uint64
+	for _, m := range st.GetMembers() {
+		if m.GetVoter() {
+			out = append(out, m.GetId())
+		}
+	}
+	return out
+}
+
+// describeMembers renders a status for a wait's progress: who answered,
+// the leader, and each member.
+func describeMembers(st *apiv1.GetClusterStatusResponse) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node %d: leader %d term %d commit %d applied %d; members:",
+		st.GetNodeId(), st.GetLeaderId(), st.GetTerm(), st.GetCommitIndex(), st.GetAppliedIndex())
+	for _, m := range st.GetMembers() {
+		fmt.Fprintf(&b, " %d(voter=%v match=%d)", m.GetId(), m.GetVoter(), m.GetMatchIndex())
+	}
+	return b.String()
+}
+
+// ---- waiting ----
+
+// waitFor polls cond every pollEvery until it holds; after timeout it fails
+// the test with what cond last said.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	waitEvery(t, timeout, pollEvery, what, cond)
+}
+
+func waitEvery(t *testing.T, timeout, every time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if detail != "" {
+			last = detail
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s; last seen: %s", what, timeout, last)
+		}
+		time.Sleep(every) // the poll's interval, not a synchronisation
+	}
+}
+
+// ---- ports ----
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// freeAddr returns a loopback address whose port was free a moment ago and
+// has not been handed out before in this test binary.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if !portsUsed[port] {
+			portsUsed[port] = true
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		}
+	}
+	t.Fatal("no free port found")
+	return ""
+}
+
+// ---- writes ----
+
+// submitTasks submits count tasks through cl from workers goroutines and
+// fails the test on the first error. It returns the submitted tasks' ids.
+func submitTasks(t *testing.T, cl *client.Client, count, workers int, tag string) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		ids      []uint64
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(count) || ctx.Err() != nil {
+					return
+				}
+				resp, err := cl.SubmitTask(ctx, &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
+					Command: "true", Args: []string{tag, strconv.FormatInt(i, 10)},
+					Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64},
+				}})
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("task %s-%d: %w", tag, i, err)
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				ids = append(ids, resp.GetTask().GetId())
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatalf("submitting %d tasks (%s): %v", count, tag, firstErr)
+	}
+	if len(ids) != count {
+		t.Fatalf("submitted %d tasks (%s), want %d", len(ids), tag, count)
+	}
+	return ids
+}
+
+// ---- the command line ----
+
+// cliResult is how one run of the blixard command line ended.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs the blixard binary with args and BLIXARD_ADDR set to addrs.
+func runCLI(t *testing.T, addrs string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, blixardBin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BLIXARD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "BLIXARD_ADDR="+addrs)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := cliResult{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("blixard %s: %v (ctx: %v); stderr: %s", strings.Join(args, " "), err, ctx.Err(), stderr.String())
+	}
+	t.Logf("$ blixard %s → exit %d; stderr: %q", strings.Join(args, " "), res.code, res.stderr)
+	return res
+}
+
+// lines returns s's non-empty lines.
+func lines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,40 @@
+package processtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// blixardBin is the path of the blixard binary that TestMain built.
+var blixardBin string
+
+// TestMain builds the blixard binary once, into a temporary directory that
+// it removes after the tests.
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "blixard-processtest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "processtest: make a temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "processtest: the go tool is needed to build blixard:", err)
+		return 1
+	}
+	blixardBin = filepath.Join(dir, "blixard")
+	build := exec.Command(goTool, "build", "-o", blixardBin, "github.com/blixard/blixard/cmd/blixard")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "processtest: go build ./cmd/blixard:", err)
+		return 1
+	}
+	return m.Run()
+}

@@ -1,0 +1,67 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// identityFile records, in the data directory, who the node is: its id and
+// role are fixed when it first starts. A restart with another --id is
+// refused (it would corrupt the cluster); the role comes back from here, so
+// a worker restarted without --role stays a worker.
+const identityFile = "identity"
+
+// settleIdentity writes the identity of a fresh data directory, or checks
+// cfg against the one recorded and fills in the role.
+func settleIdentity(cfg *Config, roleGiven bool) error {
+	path := filepath.Join(cfg.DataDir, identityFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", cfg.DataDir, err)
+		}
+		body := fmt.Sprintf("id=%d\nrole=%s\n", cfg.ID, cfg.Role)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var id uint64
+	var role apiv1.NodeRole
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "id":
+			if id, err = strconv.ParseUint(v, 10, 64); err != nil {
+				return fmt.Errorf("%s: bad id %q", path, v)
+			}
+		case "role":
+			r, ok := apiv1.NodeRole_value[v]
+			if !ok {
+				return fmt.Errorf("%s: bad role %q", path, v)
+			}
+			role = apiv1.NodeRole(r)
+		}
+	}
+	if id != cfg.ID {
+		return fmt.Errorf("data directory %s belongs to node %d, not %d", cfg.DataDir, id, cfg.ID)
+	}
+	if roleGiven && role != cfg.Role {
+		return fmt.Errorf("node %d was created as %s; its role cannot change (drop --role)", id, roleName(role))
+	}
+	cfg.Role = role
+	return nil
+}
+
+func roleName(r apiv1.NodeRole) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "NODE_ROLE_"))
+}
