@@ -57,6 +57,8 @@ type Node struct {
 	crashes, diskFaults int
 	// snapshotsReceived counts MsgSnap messages delivered to the node.
 	snapshotsReceived int
+	// leaderless counts the ticks since the node last knew a leader.
+	leaderless int
 	// left is set once the node learned it was removed from the cluster,
 	// from its own log or from a peer that refused its messages; it stops
 	// for good, as the runtime does.
@@ -65,6 +67,36 @@ type Node struct {
 
 // Left reports whether the node was removed from the cluster and stopped.
 func (n *Node) Left() bool { return n.left }
+
+// removalCheckTicks is how often a node that hears from no leader asks its
+// peers whether it was removed, as the runtime's removal watch does (every
+// 2 s of a 100 ms tick): a removed learner never campaigns, so no peer would
+// otherwise tell it.
+const removalCheckTicks = 20
+
+func (n *Node) askIfRemoved() {
+	if n.core == nil {
+		return
+	}
+	if lead, _ := n.core.Leader(); lead != 0 {
+		n.leaderless = 0
+		return
+	}
+	n.leaderless++
+	if n.leaderless%removalCheckTicks != 0 {
+		return
+	}
+	for _, id := range n.w.ids {
+		peer := n.w.nodes[id]
+		if id == n.id || peer.core == nil || n.w.net.blocked(n.id, id) || n.w.net.blocked(id, n.id) {
+			continue
+		}
+		if peer.core.State().Removed(n.id) {
+			n.leave(fmt.Sprintf("node %d says so", id))
+			return
+		}
+	}
+}
 
 // leave stops a removed node for good.
 func (n *Node) leave(why string) {
@@ -182,6 +214,7 @@ func (n *Node) scheduleTick(after time.Duration) {
 		}
 		n.core.Tick(n.clock())
 		n.drive()
+		n.askIfRemoved()
 	})
 }
 

@@ -5,8 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
 
 	"github.com/blixard/blixard/internal/core"
 )
@@ -53,6 +56,71 @@ type randomRun struct {
 	actions map[string]int
 	// seen is how far load has read the history for task ids.
 	seen int
+	// membership: this run also adds and removes nodes; admin sends the
+	// join and leave requests; joined are the nodes added so far.
+	membership bool
+	admin      *Client
+	joined     []uint64
+}
+
+// join adds a machine with an empty disk and asks the cluster to take it
+// in, as a voter or a worker.
+func (r *randomRun) join() {
+	w := r.w
+	if len(w.IDs()) >= 7 {
+		return
+	}
+	id := uint64(len(w.IDs()) + 1)
+	role := apiv1.NodeRole_NODE_ROLE_VOTER
+	if r.rng.IntN(3) == 0 {
+		role = apiv1.NodeRole_NODE_ROLE_WORKER
+	}
+	if _, err := w.AddNode(id, role); err != nil {
+		w.fail(err)
+		return
+	}
+	r.actions["join"]++
+	r.joined = append(r.joined, id)
+	r.admin.Do(w.JoinRequest(id))
+}
+
+// leave asks the cluster to remove a member (never so many that fewer than
+// two voters of the first nodes remain, so the run can still converge).
+func (r *randomRun) leave() {
+	w := r.w
+	left := 0
+	for _, id := range w.IDs() {
+		if w.Node(id).Left() {
+			left++
+		}
+	}
+	ids := w.IDs()
+	id := ids[r.rng.IntN(len(ids))]
+	if w.Node(id).Left() || len(ids)-left <= 3 {
+		return
+	}
+	r.actions["leave"]++
+	r.admin.Do(&apiv1.Request{Kind: &apiv1.Request_LeaveCluster{LeaveCluster: &apiv1.LeaveClusterRequest{NodeId: id}}})
+}
+
+// rejoin asks again for every node added that is neither a member nor
+// removed: a joiner whose requests all failed, as a real joiner keeps asking.
+func (r *randomRun) rejoin() {
+	w := r.w
+	l := w.Leader()
+	if l == 0 {
+		return
+	}
+	m := w.Node(l).Core().State().Cluster().GetMembership()
+	for _, id := range r.joined {
+		n := w.Node(id)
+		if n.Left() || slices.Contains(m.GetVoters(), id) || slices.Contains(m.GetLearners(), id) || slices.Contains(m.GetRemoved(), id) {
+			continue
+		}
+		if r.admin.Idle() {
+			r.admin.Do(w.JoinRequest(id))
+		}
+	}
 }
 
 func runRandomized(t *testing.T, seed uint64) string {
@@ -77,6 +145,8 @@ func runRandomized(t *testing.T, seed uint64) string {
 	}
 	w := NewT(t, seed, opts)
 	r := &randomRun{w: w, rng: rng, wl: NewWorkload(rand.New(rand.NewPCG(seed, 0x10ad)), 6), faults: true, actions: map[string]int{}}
+	r.membership = nodes >= 3 && rng.IntN(2) == 0
+	r.admin = w.NewClient(ClientOptions{})
 	clients := 2 + rng.IntN(5)
 	for i := 0; i < clients; i++ {
 		c := w.NewClient(ClientOptions{})
@@ -89,13 +159,23 @@ func runRandomized(t *testing.T, seed uint64) string {
 	// heals; the cluster must converge and every request be answered.
 	r.faults = false
 	r.heal()
-	w.Must(t, w.RunUntil(func() bool { return w.ClientsIdle() && w.Converged() }, livenessBound))
+	if err := w.RunUntil(func() bool {
+		r.rejoin()
+		return w.ClientsIdle() && w.Converged()
+	}, livenessBound); err != nil {
+		w.Must(t, fmt.Errorf("liveness: %w\n%s", err, r.describe()))
+	}
+	// Settled, it stays settled: a promotion or registration still under
+	// way may take a moment, then every node agrees again.
 	w.Must(t, w.RunFor(2*time.Second))
-	if !w.Converged() {
-		w.Must(t, fmt.Errorf("liveness: cluster diverged again after converging"))
+	if err := w.RunUntil(w.Converged, 30*time.Second); err != nil {
+		w.Must(t, fmt.Errorf("liveness: cluster did not settle again: %w\n%s", err, r.describe()))
 	}
 	var want []byte
 	for _, id := range w.IDs() {
+		if w.Node(id).Left() {
+			continue
+		}
 		b, err := w.Node(id).Core().State().Snapshot()
 		w.Must(t, err)
 		if want == nil {
@@ -199,10 +279,41 @@ func (r *randomRun) fault() {
 	case p < 87:
 		r.actions["disk-fault"]++
 		w.FailSave(id, 1+r.rng.IntN(20))
+	case p < 90 && r.membership:
+		r.join()
+	case p < 92 && r.membership:
+		r.leave()
 	default:
 		r.actions["loss"]++
 		w.Net().LossRate = r.rng.Float64() * 0.2
 	}
+}
+
+// describe says where every node and client stands, for a liveness failure.
+func (r *randomRun) describe() string {
+	w := r.w
+	var b bytes.Buffer
+	for _, id := range w.IDs() {
+		n := w.Node(id)
+		fmt.Fprintf(&b, "node %d: up=%v paused=%v left=%v", id, n.Up(), n.Paused(), n.Left())
+		if c := n.Core(); c != nil {
+			lead, term := c.Leader()
+			fmt.Fprintf(&b, " lead=%d term=%d commit=%d applied=%d membership=%v", lead, term,
+				c.BasicStatus().GetCommit(), c.State().AppliedIndex(), c.State().Cluster().GetMembership())
+		}
+		b.WriteByte('\n')
+	}
+	for _, op := range w.History().Ops() {
+		if op.Client == r.admin.ID() {
+			fmt.Fprintf(&b, "admin op %v -> %v (attempts %d, %s..%s)\n", op.Req, op.Resp, op.Attempts, op.Call, op.Return)
+		}
+	}
+	for _, c := range w.Clients() {
+		if !c.Idle() {
+			fmt.Fprintf(&b, "client %d busy: %v\n", c.ID(), c.op.Req)
+		}
+	}
+	return b.String()
 }
 
 // heal ends every fault.
