@@ -88,3 +88,32 @@ func TestMembershipJoinPromoteLeave(t *testing.T) {
 		t.Fatalf("second join of node 5 answered %v, want ALREADY_EXISTS", e)
 	}
 }
+
+// A leader asked to remove itself hands leadership to another voter first;
+// the removal is then committed by a leader that stays, and the rest of the
+// cluster goes on.
+func TestMembershipLeaderLeaves(t *testing.T) {
+	w := NewT(t, BaseSeed(t), Options{Nodes: 3})
+	old := runToLeader(t, w)
+	c := w.NewClient(ClientOptions{})
+	c.Do(&apiv1.Request{Kind: &apiv1.Request_LeaveCluster{LeaveCluster: &apiv1.LeaveClusterRequest{NodeId: old}}})
+	w.Must(t, w.RunUntil(w.ClientsIdle, 60*time.Second))
+	if op := lastFinished(t, w); !op.Acked() {
+		t.Fatalf("leave of leader %d answered %v", old, op.Resp)
+	}
+	w.Must(t, w.RunUntil(func() bool { return w.Node(old).Left() }, 30*time.Second))
+	w.Must(t, w.RunUntil(w.Converged, 30*time.Second))
+	l := w.StableLeader()
+	if l == old || l == 0 {
+		t.Fatalf("leader after the old one left: %d", l)
+	}
+	m := membershipOf(w, l)
+	if len(m.GetVoters()) != 2 || slices.Contains(m.GetVoters(), old) {
+		t.Fatalf("membership after the leader left: %v", m)
+	}
+	c.Do(task("after"))
+	w.Must(t, w.RunUntil(w.ClientsIdle, 30*time.Second))
+	if !lastFinished(t, w).Acked() {
+		t.Fatalf("the two remaining voters do not take writes")
+	}
+}

@@ -57,7 +57,7 @@ type Node struct {
 	crashes, diskFaults int
 	// snapshotsReceived counts MsgSnap messages delivered to the node.
 	snapshotsReceived int
-	// leaderless counts the ticks since the node last knew a leader.
+	// leaderless counts ticks, for the periodic removal check.
 	leaderless int
 	// left is set once the node learned it was removed from the cluster,
 	// from its own log or from a peer that refused its messages; it stops
@@ -68,21 +68,17 @@ type Node struct {
 // Left reports whether the node was removed from the cluster and stopped.
 func (n *Node) Left() bool { return n.left }
 
-// removalCheckTicks is how often a node that hears from no leader asks its
-// peers whether it was removed, as the runtime's removal watch does (every
-// 2 s of a 100 ms tick): a removed learner never campaigns, so no peer would
-// otherwise tell it.
+// removalCheckTicks is how often a node asks its peers whether it was
+// removed, as the runtime's removal watch does (every 2 s of a 100 ms
+// tick): a removed learner never campaigns and may keep believing in its
+// old leader, so no peer would otherwise tell it.
 const removalCheckTicks = 20
 
 func (n *Node) askIfRemoved() {
 	if n.core == nil {
 		return
 	}
-	if lead, _ := n.core.Leader(); lead != 0 {
-		n.leaderless = 0
-		return
-	}
-	n.leaderless++
+	n.leaderless++ // ticks since the last check
 	if n.leaderless%removalCheckTicks != 0 {
 		return
 	}
@@ -172,6 +168,7 @@ func (n *Node) boot() error {
 	if err != nil {
 		return fmt.Errorf("sim: node %d: open store: %w", n.id, err)
 	}
+	n.cfg.Incarnation = n.w.rng.Uint64()
 	c, err := core.New(n.cfg, core.Persisted{HardState: loaded.HardState, Snapshot: loaded.Snapshot, Entries: loaded.Entries})
 	if err != nil {
 		_ = st.Close()

@@ -34,6 +34,25 @@ func TestRandomized(t *testing.T) {
 	}
 }
 
+// regressionSeeds are seeds that once found a bug; they run every time.
+var regressionSeeds = []struct {
+	seed uint64
+	bug  string
+}{
+	{5193, "a removed learner never learned it was removed"},
+	{30102, "a membership change turned into an empty entry blocked all later ones"},
+	{40628, "a Ready carrying only the leader's snapshot was written unsynced; a crash lost it after it was acknowledged"},
+}
+
+func TestRandomizedRegressions(t *testing.T) {
+	for _, r := range regressionSeeds {
+		t.Run(fmt.Sprintf("seed=%d", r.seed), func(t *testing.T) {
+			t.Log(r.bug)
+			runRandomized(t, r.seed)
+		})
+	}
+}
+
 func TestRandomizedDeterministic(t *testing.T) {
 	seed := BaseSeed(t)
 	var hashes [2]string

@@ -66,6 +66,12 @@ type Config struct {
 	// state is current, and proposes it again if not.
 	RegisterEveryTicks int
 
+	// Incarnation tells this run of the node from earlier ones: it goes into
+	// the context of every ReadIndex request, so that an answer to a read
+	// made before a restart is never taken for one made after. The driver
+	// draws it at random (the simulator from its seed).
+	Incarnation uint64
+
 	// Logger receives etcd raft's log lines. Nil discards them.
 	Logger raft.Logger
 }

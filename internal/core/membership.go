@@ -37,9 +37,23 @@ func (n *Node) join(id RequestID, req *apiv1.JoinClusterRequest) {
 	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key, Op: &apiv1.Command_RegisterNode{RegisterNode: rec}})
 }
 
-// leave handles LeaveCluster on the leader.
+// leave handles LeaveCluster on the leader. A leader is not asked to remove
+// itself: it hands leadership to its most caught-up voter and tells the
+// caller to retry, so that the removal is committed by a leader that stays
+// (a leader that removes itself may stop before its followers learn the
+// removal is committed, and leave them unable to elect anyone).
 func (n *Node) leave(id RequestID, req *apiv1.LeaveClusterRequest) {
 	key := req.GetClientRequestId()
+	if req.GetNodeId() == n.cfg.ID && n.isLeader {
+		if _, done := n.st.Response(key); !done {
+			if to := n.transferee(); to != 0 {
+				n.rn.TransferLeader(to)
+				n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE,
+					fmt.Sprintf("node %d leads; leadership goes to node %d first: retry", n.cfg.ID, to)))
+				return
+			}
+		}
+	}
 	cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{
 		Type:   raftpb.ConfChangeType_ConfChangeRemoveNode.Enum(),
 		NodeId: proto.Uint64(req.GetNodeId()),
@@ -47,9 +61,30 @@ func (n *Node) leave(id RequestID, req *apiv1.LeaveClusterRequest) {
 	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key})
 }
 
-// proposeConfChange is write() for membership changes.
+// transferee is the voter, other than this node, with the longest log.
+func (n *Node) transferee() uint64 {
+	var best, match uint64
+	for id, pr := range n.rn.Status().Progress {
+		if id == n.cfg.ID || !slices.Contains(n.confState.GetVoters(), id) {
+			continue
+		}
+		if best == 0 || pr.Match > match || (pr.Match == match && id < best) {
+			best, match = id, pr.Match
+		}
+	}
+	return best
+}
+
+// proposeConfChange is write() for membership changes. raft takes one
+// membership change at a time (a second one proposed while the first is
+// pending becomes an empty entry), so a change proposed while another is
+// in flight is answered at once: retry.
 func (n *Node) proposeConfChange(id RequestID, key string, cc *raftpb.ConfChangeV2, ctx *apiv1.Command) {
 	if !n.admit(id, key) {
+		return
+	}
+	if n.confPending > n.ticks {
+		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, "another membership change is in progress; retry"))
 		return
 	}
 	if node := cc.GetChanges()[0].GetNodeId(); node == 0 {
@@ -76,6 +111,7 @@ func (n *Node) proposeConfChange(id RequestID, key string, cc *raftpb.ConfChange
 		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Sprintf("membership change not accepted: %v; retry", err)))
 		return
 	}
+	n.confPending = n.ticks + uint64(n.cfg.RequestTimeoutTicks)
 	n.proposals[key] = &proposal{waiters: []RequestID{id}, deadline: n.ticks + uint64(n.cfg.RequestTimeoutTicks)}
 }
 
@@ -84,6 +120,7 @@ func (n *Node) proposeConfChange(id RequestID, key string, cc *raftpb.ConfChange
 // removed id, a leave of a non-member, a second copy of the same request.
 func (n *Node) applyConfChange(e *raftpb.Entry) {
 	index := e.GetIndex()
+	n.confPending = 0
 	var cc raftpb.ConfChangeI
 	if e.GetType() == raftpb.EntryType_EntryConfChange {
 		var v1 raftpb.ConfChange
@@ -201,8 +238,9 @@ func (n *Node) promote() {
 	if !n.isLeader || len(n.confState.GetLearners()) == 0 {
 		return
 	}
-	// Called every RegisterEveryTicks; raft itself turns a second change
-	// proposed while one is pending into an empty entry.
+	if n.confPending > n.ticks {
+		return
+	}
 	st := n.rn.Status()
 	last := n.LastIndex()
 	for _, id := range n.confState.GetLearners() {
@@ -220,7 +258,9 @@ func (n *Node) promote() {
 		}}}
 		if err := n.rn.ProposeConfChange(cc); err != nil {
 			n.cfg.Logger.Warningf("core: promote learner %d: %v", id, err)
+			return
 		}
+		n.confPending = n.ticks + uint64(n.cfg.RequestTimeoutTicks)
 		return
 	}
 }

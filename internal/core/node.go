@@ -87,6 +87,13 @@ type Node struct {
 	lead     uint64
 	term     uint64
 	isLeader bool
+	// confPending: until this tick, a membership change this leader
+	// proposed may still be pending (raft takes one at a time, and turns a
+	// change it will not take into an empty entry, which is why this is a
+	// deadline and not a flag).
+	confPending uint64
+	// incarnation tells this run's read contexts from an earlier run's.
+	incarnation uint64
 
 	// inReady is set between Ready and Advance; rd is raft's part of it.
 	inReady bool
@@ -130,12 +137,13 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       c,
-		log:       raft.NewMemoryStorage(),
-		st:        state.New(),
-		confState: &raftpb.ConfState{},
-		proposals: map[string]*proposal{},
-		reads:     map[uint64]*read{},
+		cfg:         c,
+		log:         raft.NewMemoryStorage(),
+		st:          state.New(),
+		confState:   &raftpb.ConfState{},
+		proposals:   map[string]*proposal{},
+		reads:       map[uint64]*read{},
+		incarnation: c.Incarnation,
 	}
 	if p.empty() {
 		if len(c.Peers) > 0 {
@@ -158,6 +166,7 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		MaxInflightMsgs:           c.MaxInflightMsgs,
 		CheckQuorum:               true,
 		PreVote:                   true,
+		StepDownOnRemoval:         true,
 		Logger:                    c.Logger,
 	})
 	if err != nil {
@@ -320,13 +329,17 @@ func (n *Node) Ready() Ready {
 		}
 		out.Entries = rd.Entries
 		if !raft.IsEmptySnap(rd.Snapshot) {
+			// raft's MustSync counts entries and hard state only: a Ready
+			// that carries just a snapshot must still be synced before the
+			// node acknowledges it.
 			out.Snapshot = rd.Snapshot
 			out.SnapshotReplacesLog = true
+			out.MustSync = true
 			// The leader's snapshot supersedes one of our own not yet saved.
 			n.snapToSave = nil
 		}
 		out.Messages = rd.Messages
-		out.MustSync = rd.MustSync
+		out.MustSync = out.MustSync || rd.MustSync
 		out.CommittedEntries = rd.CommittedEntries
 	}
 	if n.snapToSave != nil {
@@ -404,6 +417,9 @@ func (n *Node) leadership(ss *raft.SoftState) {
 	n.lead = ss.Lead
 	n.isLeader = ss.RaftState == raft.StateLeader
 	n.term = n.rn.BasicStatus().GetTerm()
+	if !n.isLeader {
+		n.confPending = 0
+	}
 	if wasLeader && !n.isLeader {
 		n.failProposals(apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "outcome unknown: leadership changed while the write was in flight")
 	}

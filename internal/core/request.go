@@ -118,17 +118,18 @@ func (n *Node) read(id RequestID, req *apiv1.Request) {
 	}
 	n.readSeq++
 	n.reads[n.readSeq] = &read{id: id, req: req, deadline: n.ticks + uint64(n.cfg.RequestTimeoutTicks)}
-	var ctx [8]byte
-	binary.BigEndian.PutUint64(ctx[:], n.readSeq)
+	var ctx [16]byte
+	binary.BigEndian.PutUint64(ctx[:8], n.incarnation)
+	binary.BigEndian.PutUint64(ctx[8:], n.readSeq)
 	n.rn.ReadIndex(ctx[:])
 }
 
 // readIndexed records the read index raft confirmed for one of our reads.
 func (n *Node) readIndexed(rs raft.ReadState) {
-	if len(rs.RequestCtx) != 8 {
-		return
+	if len(rs.RequestCtx) != 16 || binary.BigEndian.Uint64(rs.RequestCtx[:8]) != n.incarnation {
+		return // not one of this run's reads
 	}
-	if r, ok := n.reads[binary.BigEndian.Uint64(rs.RequestCtx)]; ok && r.index == 0 {
+	if r, ok := n.reads[binary.BigEndian.Uint64(rs.RequestCtx[8:])]; ok && r.index == 0 {
 		r.index = max(rs.Index, 1)
 	}
 }

@@ -27,10 +27,7 @@ func settleIdentity(cfg *Config, roleGiven bool) error {
 			return fmt.Errorf("create %s: %w", cfg.DataDir, err)
 		}
 		body := fmt.Sprintf("id=%d\nrole=%s\n", cfg.ID, cfg.Role)
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
+		return writeDurably(path, []byte(body))
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
@@ -64,4 +61,37 @@ func settleIdentity(cfg *Config, roleGiven bool) error {
 
 func roleName(r apiv1.NodeRole) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "NODE_ROLE_"))
+}
+
+// writeDurably writes a file so that a crash leaves either nothing or all
+// of it: a temporary file, synced, renamed into place, directory synced.
+func writeDurably(path string, body []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(body); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Dir(path), err)
+	}
+	defer dir.Close()
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Dir(path), err)
+	}
+	return nil
 }

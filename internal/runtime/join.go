@@ -21,6 +21,15 @@ import (
 // ends. One client request id serves every attempt, so a retry after an
 // unknown outcome cannot add the node twice.
 func (n *Node) joinLoop(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var key [8]byte
 	_, _ = rand.Read(key[:])
 	req := &apiv1.JoinClusterRequest{
@@ -53,7 +62,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 			return
 		case apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION:
 			n.log.Error("the cluster refused to add this node", "err", e.GetMessage())
-			n.post(func() { n.fatal = errors.New("join refused: " + e.GetMessage()) })
+			n.postWait(func() { n.fatal = errors.New("join refused: " + e.GetMessage()) })
 			return
 		}
 		n.log.Info("join attempt failed; retrying", "via", target, "err", err)
@@ -91,12 +100,13 @@ func apiErrorOf(err error) *apiv1.Error {
 	return nil
 }
 
-// removalWatch asks peers, while this node hears from no leader, whether
-// the cluster removed it: a removed node may never receive the entry that
+// removalWatch asks its peers, every few seconds, whether the cluster
+// removed this node: a removed node may never receive the entry that
 // removed it, since the leader stops sending to it. Peers' answers are
-// stale reads of their own state.
+// stale reads of their own state; one is asked per look.
 func (n *Node) removalWatch(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(5 * time.Second)
+	next := 0
 	defer t.Stop()
 	for {
 		select {
@@ -106,23 +116,16 @@ func (n *Node) removalWatch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		leaderless := make(chan bool, 1)
-		if !n.post(func() { lead, _ := n.core.Leader(); leaderless <- lead == 0 }) {
+		// Every look, not only when leaderless: a removed learner may keep
+		// believing in its old leader for good.
+		addrs := n.peerAddrs()
+		if len(addrs) == 0 {
 			continue
 		}
-		select {
-		case l := <-leaderless:
-			if !l {
-				continue
-			}
-		case <-n.stopped:
+		next++
+		if n.removedPer(ctx, addrs[next%len(addrs)]) {
+			n.postWait(func() { n.fatal = ErrRemoved })
 			return
-		}
-		for _, addr := range n.peerAddrs() {
-			if n.removedPer(ctx, addr) {
-				n.post(func() { n.fatal = ErrRemoved })
-				return
-			}
 		}
 	}
 }

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,11 +53,12 @@ type Node struct {
 
 	// Owned by the Run goroutine.
 	// fatal, once set by an event, stops Run with it.
-	fatal   error
-	lead    uint64
-	nextReq core.RequestID
-	waiting map[core.RequestID]chan *apiv1.Response
-	peers   map[uint64]string
+	fatal     error
+	lead      uint64
+	removedAt time.Time
+	nextReq   core.RequestID
+	waiting   map[core.RequestID]chan *apiv1.Response
+	peers     map[uint64]string
 }
 
 // Start opens the node's store, makes its core, and starts listening. Run
@@ -95,8 +98,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.fresh && len(cfg.Join) == 0 {
 		peers = []uint64{cfg.ID} // bootstrap a new cluster of one
 	}
+	var inc [8]byte
+	_, _ = rand.Read(inc[:])
 	c, err := core.New(core.Config{
 		ID:              cfg.ID,
+		Incarnation:     binary.BigEndian.Uint64(inc[:]),
 		Peers:           peers,
 		ClusterID:       fmt.Sprintf("blixard-%d-%d", cfg.ID, time.Now().UnixNano()),
 		Address:         addr,
@@ -114,11 +120,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start the core: %w", err)
 	}
 	n.core = c
+	n.applied = c.State().AppliedIndex()
 	tr, err := transport.New(transport.Config{
 		ID:             cfg.ID,
 		Address:        addr,
 		Deliver:        n.deliver,
-		SnapshotStatus: func(peer uint64, ok bool) { n.post(func() { n.core.ReportSnapshot(peer, ok) }) },
+		SnapshotStatus: func(peer uint64, ok bool) { n.postWait(func() { n.core.ReportSnapshot(peer, ok) }) },
 		Unreachable:    func(peer uint64) { n.post(func() { n.core.ReportUnreachable(peer) }) },
 		Learned:        func(peer uint64, a string) { n.post(func() { n.learned(peer, a) }) },
 		Logger:         log,
@@ -161,6 +168,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		case err := <-serveErr:
 			return fmt.Errorf("grpc server: %w", err)
 		case now := <-ticker.C:
+			if !n.removedAt.IsZero() && now.Sub(n.removedAt) > removedLinger {
+				return ErrRemoved
+			}
 			n.core.Tick(now)
 			n.syncPeers()
 		case ev := <-n.events:
@@ -177,6 +187,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		}
 	}
 }
+
+// removedLinger is how long a removed node keeps running so that its last
+// messages and answers leave it.
+const removedLinger = 2 * time.Second
 
 // maxEventsPerReady bounds how many queued events (requests, peer messages)
 // one Ready gathers before it is persisted.
@@ -228,9 +242,11 @@ func (n *Node) drive() error {
 			n.lead = lead
 			n.log.Info("leader changed", "leader", lead, "term", term)
 		}
-		if n.core.Removed() {
-			n.log.Warn("removed from the cluster; stopping")
-			return ErrRemoved
+		if n.core.Removed() && n.removedAt.IsZero() {
+			// Linger a moment so that this Ready's messages and answers go
+			// out before the node stops.
+			n.log.Warn("removed from the cluster; stopping shortly")
+			n.removedAt = time.Now()
 		}
 	}
 	return nil
@@ -301,6 +317,15 @@ func (n *Node) post(ev func()) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// postWait queues an event that must not be lost (a snapshot's fate, a
+// reason to stop), waiting for room unless the node has stopped.
+func (n *Node) postWait(ev func()) {
+	select {
+	case n.events <- ev:
+	case <-n.stopped:
 	}
 }
 

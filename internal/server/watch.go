@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -45,6 +46,11 @@ func (s *vmService) WatchVms(r *apiv1.WatchVmsRequest, stream grpc.ServerStreami
 		if err != nil {
 			return err
 		}
+		// Oldest change first: a client that resumes from the revision of
+		// the last event it saw misses nothing.
+		slices.SortStableFunc(vms, func(a, b *apiv1.Vm) int {
+			return cmp.Compare(a.GetUpdatedIndex(), b.GetUpdatedIndex())
+		})
 		present := map[string]bool{}
 		for _, vm := range vms {
 			present[vm.GetName()] = true
