@@ -39,8 +39,8 @@
 //
 //	for {
 //		select {
-//		case <-ticker.C:
-//			n.Tick(time.Now())
+//		case now := <-ticker.C:
+//			n.Tick(now)
 //		case m := <-peerMsgs:
 //			n.Step(m)
 //		case r := <-requests:

@@ -546,7 +546,7 @@ func waitEvery(t *testing.T, timeout, every time.Duration, what string, cond fun
 		if time.Now().After(deadline) {
 			t.Fatalf("no %s within %s; last seen: %s", what, timeout, last)
 		}
-		time.Sleep(every) // the poll's interval, not a synchronisation
+		<-time.After(every) // the poll's interval, not a synchronisation
 	}
 }
 

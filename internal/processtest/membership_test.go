@@ -151,7 +151,7 @@ func TestJoiningVoterIsLearnerUntilCaughtUp(t *testing.T) {
 			if m := member(st, 4); m == nil || m.GetVoter() {
 				t.Fatalf("paused, lagging node 4 is not a learner: %s", describeMembers(st))
 			}
-			time.Sleep(250 * time.Millisecond) // sampling interval
+			<-time.After(250 * time.Millisecond) // sampling interval
 		}
 		n4.resume()
 	}
@@ -230,7 +230,7 @@ func TestWorkerStaysLearner(t *testing.T) {
 			// A write may be in flight; it catches up again below.
 			t.Logf("worker 3 matches %d, leader commits %d", m.GetMatchIndex(), st.GetCommitIndex())
 		}
-		time.Sleep(250 * time.Millisecond) // sampling interval
+		<-time.After(250 * time.Millisecond) // sampling interval
 	}
 	st, _, why := c.leaderStatus()
 	if st == nil {
