@@ -992,26 +992,51 @@ func (s *vmState) String() string {
 }
 
 func vmModel() porcupine.Model {
+	return settledModel(func() *vmState { return &vmState{} }, vmEnded, vmStep)
+}
+
+func (s *vmState) hash() uint64   { return s.h }
+func (s *vmState) isEnded() bool  { return s.ended }
+func (s *taskState) hash() uint64 { return s.h }
+func (s *taskState) isEnded() bool {
+	return s.ended
+}
+
+// modelState is what settledModel needs of a per-key model state.
+type modelState[S any] interface {
+	equal(S) bool
+	hash() uint64
+	isEnded() bool
+	String() string
+}
+
+// settledModel wraps a sequential specification step into a porcupine
+// model with the final "end" operation: before it, an indeterminate write
+// is accepted only where it changes the state; after it, every
+// indeterminate write is accepted as a no-op (a write that changes nothing
+// can always be moved past the end, so this accepts the same histories and
+// spares porcupine the search).
+func settledModel[S modelState[S]](initial func() S, ended S, step func(S, *linOp) (bool, any)) porcupine.Model {
 	return porcupine.Model{
-		Init: func() any { return &vmState{} },
+		Init: func() any { return initial() },
 		Step: func(s, in, _ any) (bool, any) {
-			st, o := s.(*vmState), in.(*linOp)
+			st, o := s.(S), in.(*linOp)
 			switch {
 			case o.kind == kEnd:
-				return !st.ended, vmEnded
-			case st.ended:
+				return !st.isEnded(), ended
+			case st.isEnded():
 				return o.indeterminate, st
 			}
-			ok, next := vmStep(st, o)
-			if ok && o.indeterminate && next.(*vmState).equal(st) {
+			ok, next := step(st, o)
+			if ok && o.indeterminate && next.(S).equal(st) {
 				return false, st // changes nothing here: it goes after the end
 			}
 			return ok, next
 		},
-		Equal:             func(a, b any) bool { return a.(*vmState).equal(b.(*vmState)) },
-		Hash:              func(s any) uint64 { return s.(*vmState).h },
+		Equal:             func(a, b any) bool { return a.(S).equal(b.(S)) },
+		Hash:              func(s any) uint64 { return s.(S).hash() },
 		DescribeOperation: func(in, _ any) string { return in.(*linOp).String() },
-		DescribeState:     func(s any) string { return s.(*vmState).String() },
+		DescribeState:     func(s any) string { return s.(S).String() },
 	}
 }
 
@@ -1182,27 +1207,7 @@ func (s *taskState) String() string {
 }
 
 func taskModel() porcupine.Model {
-	return porcupine.Model{
-		Init: func() any { return &taskState{} },
-		Step: func(s, in, _ any) (bool, any) {
-			st, o := s.(*taskState), in.(*linOp)
-			switch {
-			case o.kind == kEnd:
-				return !st.ended, taskEnded
-			case st.ended:
-				return o.indeterminate, st
-			}
-			ok, next := taskStep(st, o)
-			if ok && o.indeterminate && next.(*taskState).equal(st) {
-				return false, st // changes nothing here: it goes after the end
-			}
-			return ok, next
-		},
-		Equal:             func(a, b any) bool { return a.(*taskState).equal(b.(*taskState)) },
-		Hash:              func(s any) uint64 { return s.(*taskState).h },
-		DescribeOperation: func(in, _ any) string { return in.(*linOp).String() },
-		DescribeState:     func(s any) string { return s.(*taskState).String() },
-	}
+	return settledModel(func() *taskState { return &taskState{} }, taskEnded, taskStep)
 }
 
 // taskStep is the task API's sequential specification.
