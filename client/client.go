@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -28,8 +29,8 @@ type Client struct {
 	// current indexes the address the next attempt goes to.
 	// Invariant: 0 <= current < len(addrs).
 	current int
-	// conns holds the connection to each address dialled so far.
-	// Invariant: every key is in addrs.
+	// conns holds the connection to each address dialled so far: those of
+	// addrs, and those of nodes dialled for a VM's console (see conn).
 	conns  map[string]*grpc.ClientConn
 	closed bool
 }
@@ -64,10 +65,8 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	var errs []error
-	for _, addr := range c.addrs {
-		if cc, ok := c.conns[addr]; ok {
-			errs = append(errs, cc.Close())
-		}
+	for _, addr := range slices.Sorted(maps.Keys(c.conns)) {
+		errs = append(errs, c.conns[addr].Close())
 	}
 	c.conns = nil
 	return errors.Join(errs...)
@@ -120,4 +119,26 @@ func (c *Client) follow(leader string) bool {
 	c.addrs = append(c.addrs, leader)
 	c.current = len(c.addrs) - 1
 	return true
+}
+
+// conn returns a connection to addr, which need not be one of the client's
+// addresses (a node that runs a VM), dialling it if need be.
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	if err := CheckAddr(addr); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, c.dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+	}
+	c.conns[addr] = cc
+	return cc, nil
 }

@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 
 	"google.golang.org/grpc"
 
@@ -66,4 +69,55 @@ func (c *Client) WatchVms(ctx context.Context, req *apiv1.WatchVmsRequest) (grpc
 		return nil, err
 	}
 	return apiv1grpc.NewVmServiceClient(cc).WatchVms(ctx, req)
+}
+
+// StreamVmLogs streams a VM's console log from the node that runs it (or
+// last ran it): it looks the VM and the node's address up, dials that
+// node, and hands each chunk to fn until the log ends (or, with
+// req.Follow, until ctx ends or fn fails).
+func (c *Client) StreamVmLogs(ctx context.Context, req *apiv1.StreamVmLogsRequest, fn func([]byte) error) error {
+	vm, err := c.GetVm(ctx, &apiv1.GetVmRequest{Name: req.GetName(), Stale: true})
+	if err != nil {
+		return err
+	}
+	nodeID := vm.GetVm().GetNodeId()
+	if nodeID == 0 {
+		return fmt.Errorf("VM %q has not been placed on a node yet (it is %s): no console to show", req.GetName(), vm.GetVm().GetState())
+	}
+	st, err := c.GetClusterStatus(ctx, &apiv1.GetClusterStatusRequest{Stale: true})
+	if err != nil {
+		return err
+	}
+	var addr string
+	for _, n := range st.GetNodes() {
+		if n.GetId() == nodeID {
+			addr = n.GetAddress()
+		}
+	}
+	if addr == "" {
+		return fmt.Errorf("VM %q is on node %d, whose address the cluster does not know", req.GetName(), nodeID)
+	}
+	cc, err := c.conn(addr)
+	if err != nil {
+		return err
+	}
+	stream, err := apiv1grpc.NewVmServiceClient(cc).StreamVmLogs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("stream the console of VM %q from node %d at %s: %w", req.GetName(), nodeID, addr, err)
+	}
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("console of VM %q from node %d at %s: %w", req.GetName(), nodeID, addr, err)
+		}
+		if err := fn(chunk.GetData()); err != nil {
+			return err
+		}
+	}
 }

@@ -90,8 +90,21 @@ func chkCreateCmd(key, name string) *apiv1.Command {
 
 func chkSubmitCmd(key string) *apiv1.Command {
 	return &apiv1.Command{ClientRequestId: key, Op: &apiv1.Command_SubmitTask{SubmitTask: &apiv1.SubmitTaskCommand{
-		Spec: &apiv1.TaskSpec{Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1}},
+		Spec: &apiv1.TaskSpec{Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 128}},
 	}}}
+}
+
+// chkNew is a state with one node registered at index 1, offering the
+// default image: workloads can be created in it.
+func chkNew(t *testing.T) *state.State {
+	t.Helper()
+	st := state.New()
+	chkApply(t, st, 1, &apiv1.Command{Op: &apiv1.Command_RegisterNode{RegisterNode: &apiv1.RegisterNodeCommand{
+		Id: 1, Address: "sim-node-1:7000", Role: apiv1.NodeRole_NODE_ROLE_VOTER,
+		Capacity: &apiv1.Resources{Vcpus: 16, MemoryMib: 65536},
+		Images:   []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:5e", MinMemoryMib: 64}},
+	}}})
+	return st
 }
 
 func chkApply(t *testing.T, st *state.State, index uint64, cmd *apiv1.Command) *apiv1.Response {
@@ -104,30 +117,30 @@ func chkApply(t *testing.T, st *state.State, index uint64, cmd *apiv1.Command) *
 }
 
 func TestDurabilityChecker(t *testing.T) {
-	// The real history: index 1 creates "web" (key k1), index 2 submits a
-	// task (key k2).
-	good := state.New()
-	resp1 := chkApply(t, good, 1, chkCreateCmd("k1", "web"))
-	resp2 := chkApply(t, good, 2, chkSubmitCmd("k2"))
+	// The real history: index 1 registers a node, index 2 creates "web"
+	// (key k1), index 3 submits a task (key k2).
+	good := chkNew(t)
+	resp1 := chkApply(t, good, 2, chkCreateCmd("k1", "web"))
+	resp2 := chkApply(t, good, 3, chkSubmitCmd("k2"))
 
 	t.Run("benign", func(t *testing.T) {
 		c := NewDurability()
-		c.Applied("k1", 1)
-		c.Applied("k1", 5) // a later duplicate does not move it
+		c.Applied("k1", 2)
+		c.Applied("k1", 6) // a later duplicate does not move it
 		chkMustNot(t, c.Ack("k1", resp1))
 		chkMustNot(t, c.Ack("k1", resp1)) // acknowledged twice (a retry)
-		chkMustNot(t, c.Observe(1, good))
-		chkMustNot(t, c.Observe(2, state.New())) // has applied nothing yet
-		c.Applied("k2", 2)
+		chkMustNot(t, c.Observe(2, good))
+		chkMustNot(t, c.Observe(3, chkNew(t))) // has applied nothing yet
+		c.Applied("k2", 3)
 		chkMustNot(t, c.Ack("k2", resp2))
-		chkMustNot(t, c.Observe(1, good))
+		chkMustNot(t, c.Observe(2, good))
 		// A node that has applied index 1 but not 2 holds k1 only.
-		partial := state.New()
-		chkApply(t, partial, 1, chkCreateCmd("k1", "web"))
-		chkMustNot(t, c.Observe(3, partial))
+		partial := chkNew(t)
+		chkApply(t, partial, 2, chkCreateCmd("k1", "web"))
+		chkMustNot(t, c.Observe(4, partial))
 		// A restart from an older state is checked again from scratch.
-		chkMustNot(t, c.Observe(3, state.New()))
-		chkMustNot(t, c.Observe(3, good))
+		chkMustNot(t, c.Observe(4, chkNew(t)))
+		chkMustNot(t, c.Observe(4, good))
 	})
 
 	t.Run("acknowledged but never applied", func(t *testing.T) {
@@ -137,44 +150,44 @@ func TestDurabilityChecker(t *testing.T) {
 
 	t.Run("lost", func(t *testing.T) {
 		c := NewDurability()
-		c.Applied("k1", 1)
+		c.Applied("k1", 2)
 		chkMustNot(t, c.Ack("k1", resp1))
 		// A node whose index 1 held something else: applied >= 1, no k1.
-		lost := state.New()
-		chkApply(t, lost, 1, chkCreateCmd("other", "db"))
-		chkWantViolation(t, c.Observe(2, lost), "durability")
+		lost := chkNew(t)
+		chkApply(t, lost, 2, chkCreateCmd("other", "db"))
+		chkWantViolation(t, c.Observe(3, lost), "durability")
 	})
 
 	t.Run("lost, seen before the ack", func(t *testing.T) {
 		c := NewDurability()
-		c.Applied("k1", 1)
-		lost := state.New()
-		chkApply(t, lost, 1, chkCreateCmd("other", "db"))
-		chkApply(t, lost, 2, chkSubmitCmd("k2"))
-		chkMustNot(t, c.Observe(2, lost)) // nothing acknowledged yet
+		c.Applied("k1", 2)
+		lost := chkNew(t)
+		chkApply(t, lost, 2, chkCreateCmd("other", "db"))
+		chkApply(t, lost, 3, chkSubmitCmd("k2"))
+		chkMustNot(t, c.Observe(3, lost)) // nothing acknowledged yet
 		chkMustNot(t, c.Ack("k1", resp1))
-		chkWantViolation(t, c.Observe(2, lost), "durability") // checked again after the ack
+		chkWantViolation(t, c.Observe(3, lost), "durability") // checked again after the ack
 	})
 
 	t.Run("another response", func(t *testing.T) {
 		// A node that applied k1 at index 2, to a state where "web"
 		// already existed: its stored response is ALREADY_EXISTS.
-		other := state.New()
-		chkApply(t, other, 1, chkCreateCmd("k0", "web"))
-		if _, err := other.Apply(2, chkCreateCmd("k1", "web")); err == nil {
+		other := chkNew(t)
+		chkApply(t, other, 2, chkCreateCmd("k0", "web"))
+		if _, err := other.Apply(3, chkCreateCmd("k1", "web")); err == nil {
 			t.Fatal("second create of web accepted")
 		}
 		c2 := NewDurability()
-		c2.Applied("k1", 2)
+		c2.Applied("k1", 3)
 		chkMustNot(t, c2.Ack("k1", resp1))
-		chkWantViolation(t, c2.Observe(2, other), "durability")
+		chkWantViolation(t, c2.Observe(3, other), "durability")
 		// And one that stored a response with another body.
 		forged := proto.CloneOf(resp1)
 		forged.GetCreateVm().GetVm().Name = "not-web"
 		c3 := NewDurability()
-		c3.Applied("k1", 1)
+		c3.Applied("k1", 2)
 		chkMustNot(t, c3.Ack("k1", forged))
-		chkWantViolation(t, c3.Observe(1, good), "durability")
+		chkWantViolation(t, c3.Observe(2, good), "durability")
 	})
 }
 
@@ -184,7 +197,7 @@ func TestDurabilityChecker(t *testing.T) {
 func chkWorldWithLeader(t *testing.T) (*World, uint64) {
 	t.Helper()
 	w := NewT(t, BaseSeed(t), Options{Nodes: 3})
-	w.Must(t, w.RunUntil(func() bool { return w.StableLeader() != 0 }, 10*time.Second))
+	w.Must(t, w.RunUntil(func() bool { return w.StableLeader() != 0 && w.Registered() }, 10*time.Second))
 	return w, w.StableLeader()
 }
 
@@ -237,7 +250,7 @@ func TestWorldStateMachineSafetyFires(t *testing.T) {
 	}
 	c := w.NewClient(ClientOptions{})
 	c.Do(&apiv1.Request{Kind: &apiv1.Request_SubmitTask{SubmitTask: &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
-		Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1},
+		Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64},
 	}}}})
 	chkWantWorldFailure(t, w, w.RunFor(5*time.Second), "state-machine-safety")
 }
@@ -247,7 +260,7 @@ func TestWorldDurabilityFires(t *testing.T) {
 	c := w.NewClient(ClientOptions{})
 	submit := func() {
 		c.Do(&apiv1.Request{Kind: &apiv1.Request_SubmitTask{SubmitTask: &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
-			Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1},
+			Command: "/bin/true", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64},
 		}}}})
 	}
 	submit()

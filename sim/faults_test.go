@@ -18,7 +18,7 @@ func task(cmd string) *apiv1.Request {
 
 func runToLeader(t *testing.T, w *World) uint64 {
 	t.Helper()
-	w.Must(t, w.RunUntil(func() bool { return w.StableLeader() != 0 }, 20*time.Second))
+	w.Must(t, w.RunUntil(func() bool { return w.StableLeader() != 0 && w.Registered() }, 20*time.Second))
 	return w.StableLeader()
 }
 

@@ -526,8 +526,11 @@ func prepareHistory(history []*Op) (*prepared, error) {
 			p.vm = append(p.vm, lo)
 		case lo.kind == kSubmitTask && lo.indeterminate:
 			indetSubmits = append(indetSubmits, lo)
-		case lo.kind == kSubmitTask && !lo.ok && (lo.code == apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT || lo.code == apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED):
-			// Refused whatever the state: no effect, nothing to check.
+		case lo.kind == kSubmitTask && !lo.ok && (lo.code == apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT ||
+			lo.code == apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED || lo.code == apiv1.ErrorCode_ERROR_CODE_NOT_FOUND):
+			// Refused whatever the state the model knows (NOT_FOUND: no
+			// node offers the image; node records are not modelled): no
+			// effect, nothing to check.
 		default:
 			p.task = append(p.task, lo)
 		}
@@ -1071,7 +1074,10 @@ func vmStep(s *vmState, o *linOp) (bool, any) {
 		case apiv1.ErrorCode_ERROR_CODE_ALREADY_EXISTS:
 			return o.kind == kCreateVm && present, s
 		case apiv1.ErrorCode_ERROR_CODE_NOT_FOUND:
-			return o.kind != kCreateVm && !present, s
+			// A create is refused NOT_FOUND when no node offers its image
+			// (no node has registered yet): node records are not modelled,
+			// so that refusal is allowed in any state.
+			return o.kind == kCreateVm || !present, s
 		}
 		return false, s
 	}

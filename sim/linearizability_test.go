@@ -16,8 +16,8 @@ import (
 var (
 	linVmSpec    = &apiv1.VmSpec{Vcpus: 1, MemoryMib: 256, Image: "alpine"}
 	linOtherSpec = &apiv1.VmSpec{Vcpus: 2, MemoryMib: 512, Image: "debian"}
-	linTaskA     = &apiv1.TaskSpec{Command: "a", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1}}
-	linTaskB     = &apiv1.TaskSpec{Command: "b", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 1}}
+	linTaskA     = &apiv1.TaskSpec{Command: "a", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64}}
+	linTaskB     = &apiv1.TaskSpec{Command: "b", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64}}
 )
 
 // linHB builds a history; each write gets its own client request id unless

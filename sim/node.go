@@ -59,6 +59,8 @@ type Node struct {
 	snapshotsReceived int
 	// leaderless counts ticks, for the periodic removal check.
 	leaderless int
+	// hyper is the node's simulated hypervisor; it outlives crashes.
+	hyper *hypervisor
 	// left is set once the node learned it was removed from the cluster,
 	// from its own log or from a peer that refused its messages; it stops
 	// for good, as the runtime does.
@@ -122,11 +124,14 @@ func newNode(w *World, id uint64, peers []uint64) (*Node, error) {
 		ClusterID: fmt.Sprintf("sim-%d", w.seed),
 		Address:   fmt.Sprintf("sim-node-%d:7000", id),
 		Capacity:  &apiv1.Resources{Vcpus: 16, MemoryMib: 65536},
+		Images:    []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:5e", MinMemoryMib: 64}},
 	}
+	cfg.Workloads = w.opts.Workloads
 	if w.opts.Core != nil {
 		w.opts.Core(&cfg)
 	}
 	n := &Node{w: w, id: id, cfg: cfg, fs: vfs.NewCrashableMem(), routes: map[core.RequestID]route{}}
+	n.hyper = newHypervisor(n)
 	if w.opts.ClockDrift {
 		n.drift = (w.rng.Float64()*2 - 1) * MaxClockDrift
 	}
@@ -177,6 +182,9 @@ func (n *Node) boot() error {
 	n.store, n.core = st, c
 	n.incarnation++
 	n.w.note("node %d up (incarnation %d, %d entries loaded, snapshot %d)", n.id, n.incarnation, len(loaded.Entries), loaded.Snapshot.GetMetadata().GetIndex())
+	if n.cfg.Workloads {
+		c.VMsRecovered(n.hyper.recovered())
+	}
 	// The first tick comes at a random phase of the tick interval.
 	n.scheduleTick(time.Duration(n.w.rng.Int64N(int64(n.w.opts.TickInterval))) + 1)
 	n.drive()
@@ -256,6 +264,7 @@ func (n *Node) drive() {
 		for _, m := range rd.Messages {
 			n.w.net.sendRaft(n, m)
 		}
+		n.hyper.carry(rd.VMActions)
 		for _, r := range rd.Responses {
 			rt, ok := n.routes[r.ID]
 			if !ok {

@@ -49,7 +49,7 @@ func await(t *testing.T, w *World, what string, cond func() bool, within time.Du
 // returns it.
 func awaitLeader(t *testing.T, w *World) uint64 {
 	t.Helper()
-	await(t, w, "a leader every node follows", func() bool { return leaderOf(w, w.IDs()...) != 0 }, electionBound)
+	await(t, w, "a leader every node follows", func() bool { return leaderOf(w, w.IDs()...) != 0 && w.Registered() }, electionBound)
 	return leaderOf(w, w.IDs()...)
 }
 

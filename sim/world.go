@@ -42,6 +42,10 @@ type Options struct {
 	// MaxClockSkew an offset of its wall clock drawn within ±MaxClockSkew.
 	ClockDrift   bool
 	MaxClockSkew time.Duration
+	// Workloads turns on the node agents: the leader places VMs and tasks,
+	// and each node runs them on its simulated hypervisor (hypervisor.go),
+	// under the vm-once and capacity checkers.
+	Workloads bool
 	// Core adjusts every node's core configuration.
 	Core func(*core.Config)
 	// Trace, when set, receives every trace line.
@@ -332,6 +336,26 @@ func (w *World) StableLeader() uint64 {
 		}
 	}
 	return l
+}
+
+// Registered reports whether the leader's state holds a record of every
+// node that has not left: until then a workload may be refused for want of
+// a node that offers its image.
+func (w *World) Registered() bool {
+	l := w.Leader()
+	if l == 0 {
+		return false
+	}
+	st := w.nodes[l].core.State()
+	for _, id := range w.ids {
+		if w.nodes[id].left {
+			continue
+		}
+		if _, ok := st.Node(id); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // StableLeaderOr returns StableLeader, or fallback when there is none.

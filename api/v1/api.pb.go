@@ -1094,6 +1094,115 @@ func (x *VmWatchEvent) GetDeleted() bool {
 	return false
 }
 
+// StreamVmLogsRequest asks the node that runs a VM for its console log.
+type StreamVmLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Keep sending as the console grows, until the caller goes away.
+	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// Start this many bytes before the end; 0 sends the whole log.
+	TailBytes     uint64 `protobuf:"varint,3,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamVmLogsRequest) Reset() {
+	*x = StreamVmLogsRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamVmLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamVmLogsRequest) ProtoMessage() {}
+
+func (x *StreamVmLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamVmLogsRequest.ProtoReflect.Descriptor instead.
+func (*StreamVmLogsRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StreamVmLogsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StreamVmLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *StreamVmLogsRequest) GetTailBytes() uint64 {
+	if x != nil {
+		return x.TailBytes
+	}
+	return 0
+}
+
+// VmLogChunk is a piece of a VM's console log. Frames of the guest agent's
+// protocol are rendered as short bracketed lines.
+type VmLogChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VmLogChunk) Reset() {
+	*x = VmLogChunk{}
+	mi := &file_api_v1_api_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VmLogChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VmLogChunk) ProtoMessage() {}
+
+func (x *VmLogChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VmLogChunk.ProtoReflect.Descriptor instead.
+func (*VmLogChunk) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *VmLogChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // WatchTaskRequest asks for a task's changes until it ends.
 type WatchTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1104,7 +1213,7 @@ type WatchTaskRequest struct {
 
 func (x *WatchTaskRequest) Reset() {
 	*x = WatchTaskRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[19]
+	mi := &file_api_v1_api_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1225,7 @@ func (x *WatchTaskRequest) String() string {
 func (*WatchTaskRequest) ProtoMessage() {}
 
 func (x *WatchTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[19]
+	mi := &file_api_v1_api_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1238,7 @@ func (x *WatchTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTaskRequest.ProtoReflect.Descriptor instead.
 func (*WatchTaskRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{19}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchTaskRequest) GetId() uint64 {
@@ -1150,7 +1259,7 @@ type TaskWatchEvent struct {
 
 func (x *TaskWatchEvent) Reset() {
 	*x = TaskWatchEvent{}
-	mi := &file_api_v1_api_proto_msgTypes[20]
+	mi := &file_api_v1_api_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1271,7 @@ func (x *TaskWatchEvent) String() string {
 func (*TaskWatchEvent) ProtoMessage() {}
 
 func (x *TaskWatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[20]
+	mi := &file_api_v1_api_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1284,7 @@ func (x *TaskWatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskWatchEvent.ProtoReflect.Descriptor instead.
 func (*TaskWatchEvent) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{20}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskWatchEvent) GetRevision() uint64 {
@@ -1202,7 +1311,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[21]
+	mi := &file_api_v1_api_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1323,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[21]
+	mi := &file_api_v1_api_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1336,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{21}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetTaskRequest) GetId() uint64 {
@@ -1253,7 +1362,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[22]
+	mi := &file_api_v1_api_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1374,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[22]
+	mi := &file_api_v1_api_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1387,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{22}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -1299,7 +1408,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[23]
+	mi := &file_api_v1_api_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1420,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[23]
+	mi := &file_api_v1_api_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1433,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{23}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTasksRequest) GetStale() bool {
@@ -1350,7 +1459,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[24]
+	mi := &file_api_v1_api_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1471,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[24]
+	mi := &file_api_v1_api_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1484,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{24}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1394,7 +1503,7 @@ type GetClusterStatusRequest struct {
 
 func (x *GetClusterStatusRequest) Reset() {
 	*x = GetClusterStatusRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[25]
+	mi := &file_api_v1_api_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1515,7 @@ func (x *GetClusterStatusRequest) String() string {
 func (*GetClusterStatusRequest) ProtoMessage() {}
 
 func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[25]
+	mi := &file_api_v1_api_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1528,7 @@ func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{25}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetClusterStatusRequest) GetStale() bool {
@@ -1447,7 +1556,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_api_v1_api_proto_msgTypes[26]
+	mi := &file_api_v1_api_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1568,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[26]
+	mi := &file_api_v1_api_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1581,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{26}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClusterMember) GetId() uint64 {
@@ -1542,7 +1651,7 @@ type GetClusterStatusResponse struct {
 
 func (x *GetClusterStatusResponse) Reset() {
 	*x = GetClusterStatusResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[27]
+	mi := &file_api_v1_api_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1663,7 @@ func (x *GetClusterStatusResponse) String() string {
 func (*GetClusterStatusResponse) ProtoMessage() {}
 
 func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[27]
+	mi := &file_api_v1_api_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1676,7 @@ func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{27}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetClusterStatusResponse) GetCluster() *Cluster {
@@ -1642,7 +1751,7 @@ type JoinClusterRequest struct {
 
 func (x *JoinClusterRequest) Reset() {
 	*x = JoinClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[28]
+	mi := &file_api_v1_api_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1763,7 @@ func (x *JoinClusterRequest) String() string {
 func (*JoinClusterRequest) ProtoMessage() {}
 
 func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[28]
+	mi := &file_api_v1_api_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1776,7 @@ func (x *JoinClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterRequest.ProtoReflect.Descriptor instead.
 func (*JoinClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{28}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinClusterRequest) GetClientRequestId() string {
@@ -1723,7 +1832,7 @@ type JoinClusterResponse struct {
 
 func (x *JoinClusterResponse) Reset() {
 	*x = JoinClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[29]
+	mi := &file_api_v1_api_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1844,7 @@ func (x *JoinClusterResponse) String() string {
 func (*JoinClusterResponse) ProtoMessage() {}
 
 func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[29]
+	mi := &file_api_v1_api_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1857,7 @@ func (x *JoinClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinClusterResponse.ProtoReflect.Descriptor instead.
 func (*JoinClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{29}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JoinClusterResponse) GetClusterId() string {
@@ -1776,7 +1885,7 @@ type LeaveClusterRequest struct {
 
 func (x *LeaveClusterRequest) Reset() {
 	*x = LeaveClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[30]
+	mi := &file_api_v1_api_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1897,7 @@ func (x *LeaveClusterRequest) String() string {
 func (*LeaveClusterRequest) ProtoMessage() {}
 
 func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[30]
+	mi := &file_api_v1_api_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1910,7 @@ func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterRequest.ProtoReflect.Descriptor instead.
 func (*LeaveClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{30}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaveClusterRequest) GetClientRequestId() string {
@@ -1826,7 +1935,7 @@ type LeaveClusterResponse struct {
 
 func (x *LeaveClusterResponse) Reset() {
 	*x = LeaveClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[31]
+	mi := &file_api_v1_api_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1947,7 @@ func (x *LeaveClusterResponse) String() string {
 func (*LeaveClusterResponse) ProtoMessage() {}
 
 func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[31]
+	mi := &file_api_v1_api_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1960,7 @@ func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterResponse.ProtoReflect.Descriptor instead.
 func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{31}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
 type HealthCheckRequest struct {
@@ -1862,7 +1971,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[32]
+	mi := &file_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1983,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[32]
+	mi := &file_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +1996,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 type HealthCheckResponse struct {
@@ -1904,7 +2013,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[33]
+	mi := &file_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2025,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[33]
+	mi := &file_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2038,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HealthCheckResponse) GetNodeId() uint64 {
@@ -1993,7 +2102,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2114,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2127,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -2269,7 +2378,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2390,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2403,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -2586,7 +2695,15 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\fVmWatchEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1e\n" +
 	"\x02vm\x18\x02 \x01(\v2\x0e.blixard.v1.VmR\x02vm\x12\x18\n" +
-	"\adeleted\x18\x03 \x01(\bR\adeleted\"\"\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\"`\n" +
+	"\x13StreamVmLogsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x1d\n" +
+	"\n" +
+	"tail_bytes\x18\x03 \x01(\x04R\ttailBytes\" \n" +
+	"\n" +
+	"VmLogChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\"\n" +
 	"\x10WatchTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"R\n" +
 	"\x0eTaskWatchEvent\x12\x1a\n" +
@@ -2714,7 +2831,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -2736,61 +2853,63 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*ListVmsResponse)(nil),          // 17: blixard.v1.ListVmsResponse
 	(*WatchVmsRequest)(nil),          // 18: blixard.v1.WatchVmsRequest
 	(*VmWatchEvent)(nil),             // 19: blixard.v1.VmWatchEvent
-	(*WatchTaskRequest)(nil),         // 20: blixard.v1.WatchTaskRequest
-	(*TaskWatchEvent)(nil),           // 21: blixard.v1.TaskWatchEvent
-	(*GetTaskRequest)(nil),           // 22: blixard.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),          // 23: blixard.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),         // 24: blixard.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),        // 25: blixard.v1.ListTasksResponse
-	(*GetClusterStatusRequest)(nil),  // 26: blixard.v1.GetClusterStatusRequest
-	(*ClusterMember)(nil),            // 27: blixard.v1.ClusterMember
-	(*GetClusterStatusResponse)(nil), // 28: blixard.v1.GetClusterStatusResponse
-	(*JoinClusterRequest)(nil),       // 29: blixard.v1.JoinClusterRequest
-	(*JoinClusterResponse)(nil),      // 30: blixard.v1.JoinClusterResponse
-	(*LeaveClusterRequest)(nil),      // 31: blixard.v1.LeaveClusterRequest
-	(*LeaveClusterResponse)(nil),     // 32: blixard.v1.LeaveClusterResponse
-	(*HealthCheckRequest)(nil),       // 33: blixard.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),      // 34: blixard.v1.HealthCheckResponse
-	(*Request)(nil),                  // 35: blixard.v1.Request
-	(*Response)(nil),                 // 36: blixard.v1.Response
-	nil,                              // 37: blixard.v1.JoinClusterRequest.LabelsEntry
-	(*VmSpec)(nil),                   // 38: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 39: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 40: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 41: blixard.v1.Task
-	(NodeRole)(0),                    // 42: blixard.v1.NodeRole
-	(NodeStatus)(0),                  // 43: blixard.v1.NodeStatus
-	(*Resources)(nil),                // 44: blixard.v1.Resources
-	(*Cluster)(nil),                  // 45: blixard.v1.Cluster
-	(*Node)(nil),                     // 46: blixard.v1.Node
-	(*Membership)(nil),               // 47: blixard.v1.Membership
+	(*StreamVmLogsRequest)(nil),      // 20: blixard.v1.StreamVmLogsRequest
+	(*VmLogChunk)(nil),               // 21: blixard.v1.VmLogChunk
+	(*WatchTaskRequest)(nil),         // 22: blixard.v1.WatchTaskRequest
+	(*TaskWatchEvent)(nil),           // 23: blixard.v1.TaskWatchEvent
+	(*GetTaskRequest)(nil),           // 24: blixard.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),          // 25: blixard.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),         // 26: blixard.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 27: blixard.v1.ListTasksResponse
+	(*GetClusterStatusRequest)(nil),  // 28: blixard.v1.GetClusterStatusRequest
+	(*ClusterMember)(nil),            // 29: blixard.v1.ClusterMember
+	(*GetClusterStatusResponse)(nil), // 30: blixard.v1.GetClusterStatusResponse
+	(*JoinClusterRequest)(nil),       // 31: blixard.v1.JoinClusterRequest
+	(*JoinClusterResponse)(nil),      // 32: blixard.v1.JoinClusterResponse
+	(*LeaveClusterRequest)(nil),      // 33: blixard.v1.LeaveClusterRequest
+	(*LeaveClusterResponse)(nil),     // 34: blixard.v1.LeaveClusterResponse
+	(*HealthCheckRequest)(nil),       // 35: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 36: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 37: blixard.v1.Request
+	(*Response)(nil),                 // 38: blixard.v1.Response
+	nil,                              // 39: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 40: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 41: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 42: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 43: blixard.v1.Task
+	(NodeRole)(0),                    // 44: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 45: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 46: blixard.v1.Resources
+	(*Cluster)(nil),                  // 47: blixard.v1.Cluster
+	(*Node)(nil),                     // 48: blixard.v1.Node
+	(*Membership)(nil),               // 49: blixard.v1.Membership
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	38, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	39, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	39, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	39, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	39, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	40, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	41, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	41, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	39, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	39, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	39, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
-	41, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
-	41, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	41, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	42, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
-	43, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
-	44, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	45, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	46, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
-	27, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	42, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	44, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	37, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	47, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	40, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	41, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	41, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	41, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	41, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	42, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	43, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	43, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	41, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	41, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	41, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
+	43, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
+	43, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	43, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	44, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	45, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	46, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	47, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	48, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	29, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
+	44, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	46, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	39, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	49, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
 	2,  // 25: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
 	4,  // 26: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
 	6,  // 27: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
@@ -2799,12 +2918,12 @@ var file_api_v1_api_proto_depIdxs = []int32{
 	12, // 30: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
 	14, // 31: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
 	16, // 32: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	22, // 33: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	24, // 34: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	26, // 35: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	29, // 36: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	31, // 37: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	33, // 38: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	24, // 33: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	26, // 34: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	28, // 35: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	31, // 36: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	33, // 37: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	35, // 38: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
 	3,  // 39: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
 	5,  // 40: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
 	7,  // 41: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
@@ -2813,12 +2932,12 @@ var file_api_v1_api_proto_depIdxs = []int32{
 	13, // 44: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
 	15, // 45: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
 	17, // 46: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	23, // 47: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	25, // 48: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	28, // 49: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	30, // 50: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	32, // 51: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	34, // 52: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	25, // 47: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	27, // 48: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	30, // 49: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	32, // 50: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	34, // 51: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	36, // 52: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
 	1,  // 53: blixard.v1.Response.error:type_name -> blixard.v1.Error
 	54, // [54:54] is the sub-list for method output_type
 	54, // [54:54] is the sub-list for method input_type
@@ -2833,7 +2952,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[34].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[36].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -2849,7 +2968,7 @@ func file_api_v1_api_proto_init() {
 		(*Request_LeaveCluster)(nil),
 		(*Request_HealthCheck)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[35].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[37].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -2871,7 +2990,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

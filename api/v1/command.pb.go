@@ -78,6 +78,7 @@ type RegisterNodeCommand struct {
 	Role          NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
 	Capacity      *Resources             `protobuf:"bytes,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Images        []*ImageInfo           `protobuf:"bytes,6,rep,name=images,proto3" json:"images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +144,13 @@ func (x *RegisterNodeCommand) GetCapacity() *Resources {
 func (x *RegisterNodeCommand) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *RegisterNodeCommand) GetImages() []*ImageInfo {
+	if x != nil {
+		return x.Images
 	}
 	return nil
 }
@@ -403,12 +411,14 @@ func (x *AssignVmCommand) GetGeneration() uint64 {
 
 // ReportVmCommand is a node's report of what its hypervisor saw.
 type ReportVmCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	NodeId        uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
-	State         VmState                `protobuf:"varint,4,opt,name=state,proto3,enum=blixard.v1.VmState" json:"state,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	NodeId     uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Generation uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	State      VmState                `protobuf:"varint,4,opt,name=state,proto3,enum=blixard.v1.VmState" json:"state,omitempty"`
+	Reason     string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The last lines of the console, with a failure.
+	ConsoleTail   string `protobuf:"bytes,6,opt,name=console_tail,json=consoleTail,proto3" json:"console_tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +484,13 @@ func (x *ReportVmCommand) GetState() VmState {
 func (x *ReportVmCommand) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReportVmCommand) GetConsoleTail() string {
+	if x != nil {
+		return x.ConsoleTail
 	}
 	return ""
 }
@@ -1121,13 +1138,14 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"blixard.v1\x1a\x10api/v1/api.proto\x1a\x12api/v1/types.proto\"3\n" +
 	"\x12InitClusterCommand\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\x9c\x02\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xcb\x02\n" +
 	"\x13RegisterNodeCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x14.blixard.v1.NodeRoleR\x04role\x121\n" +
 	"\bcapacity\x18\x04 \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\x12C\n" +
-	"\x06labels\x18\x05 \x03(\v2+.blixard.v1.RegisterNodeCommand.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x05 \x03(\v2+.blixard.v1.RegisterNodeCommand.LabelsEntryR\x06labels\x12-\n" +
+	"\x06images\x18\x06 \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
@@ -1146,7 +1164,7 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
-	"generation\"\xa1\x01\n" +
+	"generation\"\xc4\x01\n" +
 	"\x0fReportVmCommand\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x1e\n" +
@@ -1154,7 +1172,8 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12)\n" +
 	"\x05state\x18\x04 \x01(\x0e2\x13.blixard.v1.VmStateR\x05state\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"=\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12!\n" +
+	"\fconsole_tail\x18\x06 \x01(\tR\vconsoleTail\"=\n" +
 	"\x11SubmitTaskCommand\x12(\n" +
 	"\x04spec\x18\x01 \x01(\v2\x14.blixard.v1.TaskSpecR\x04spec\"#\n" +
 	"\x11CancelTaskCommand\x12\x0e\n" +
@@ -1235,49 +1254,51 @@ var file_api_v1_command_proto_goTypes = []any{
 	nil,                         // 15: blixard.v1.RegisterNodeCommand.LabelsEntry
 	(NodeRole)(0),               // 16: blixard.v1.NodeRole
 	(*Resources)(nil),           // 17: blixard.v1.Resources
-	(*VmSpec)(nil),              // 18: blixard.v1.VmSpec
-	(VmState)(0),                // 19: blixard.v1.VmState
-	(*TaskSpec)(nil),            // 20: blixard.v1.TaskSpec
-	(TaskStatus)(0),             // 21: blixard.v1.TaskStatus
-	(*TaskResult)(nil),          // 22: blixard.v1.TaskResult
-	(*Response)(nil),            // 23: blixard.v1.Response
-	(*Cluster)(nil),             // 24: blixard.v1.Cluster
-	(*Node)(nil),                // 25: blixard.v1.Node
-	(*Vm)(nil),                  // 26: blixard.v1.Vm
-	(*Task)(nil),                // 27: blixard.v1.Task
+	(*ImageInfo)(nil),           // 18: blixard.v1.ImageInfo
+	(*VmSpec)(nil),              // 19: blixard.v1.VmSpec
+	(VmState)(0),                // 20: blixard.v1.VmState
+	(*TaskSpec)(nil),            // 21: blixard.v1.TaskSpec
+	(TaskStatus)(0),             // 22: blixard.v1.TaskStatus
+	(*TaskResult)(nil),          // 23: blixard.v1.TaskResult
+	(*Response)(nil),            // 24: blixard.v1.Response
+	(*Cluster)(nil),             // 25: blixard.v1.Cluster
+	(*Node)(nil),                // 26: blixard.v1.Node
+	(*Vm)(nil),                  // 27: blixard.v1.Vm
+	(*Task)(nil),                // 28: blixard.v1.Task
 }
 var file_api_v1_command_proto_depIdxs = []int32{
 	16, // 0: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
 	17, // 1: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
 	15, // 2: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
-	18, // 3: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
-	19, // 4: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
-	20, // 5: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
-	21, // 6: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
-	22, // 7: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
-	0,  // 8: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
-	1,  // 9: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
-	2,  // 10: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
-	3,  // 11: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
-	4,  // 12: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
-	5,  // 13: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
-	6,  // 14: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
-	7,  // 15: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
-	8,  // 16: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
-	9,  // 17: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
-	10, // 18: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
-	11, // 19: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
-	23, // 20: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
-	24, // 21: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
-	25, // 22: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
-	26, // 23: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
-	27, // 24: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
-	13, // 25: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 3: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
+	19, // 4: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
+	20, // 5: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
+	21, // 6: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
+	22, // 7: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
+	23, // 8: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
+	0,  // 9: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
+	1,  // 10: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
+	2,  // 11: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
+	3,  // 12: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
+	4,  // 13: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
+	5,  // 14: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
+	6,  // 15: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
+	7,  // 16: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
+	8,  // 17: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
+	9,  // 18: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
+	10, // 19: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
+	11, // 20: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
+	24, // 21: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
+	25, // 22: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
+	26, // 23: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
+	27, // 24: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
+	28, // 25: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
+	13, // 26: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_command_proto_init() }

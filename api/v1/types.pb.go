@@ -444,6 +444,69 @@ func (x *Resources) GetFeatures() []string {
 	return nil
 }
 
+// ImageInfo is a guest image a node can boot.
+type ImageInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "sha256:<hex>" over the image's kernel and initramfs.
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The least guest memory the image boots with.
+	MinMemoryMib  uint64 `protobuf:"varint,3,opt,name=min_memory_mib,json=minMemoryMib,proto3" json:"min_memory_mib,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageInfo) Reset() {
+	*x = ImageInfo{}
+	mi := &file_api_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageInfo) ProtoMessage() {}
+
+func (x *ImageInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageInfo.ProtoReflect.Descriptor instead.
+func (*ImageInfo) Descriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImageInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImageInfo) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ImageInfo) GetMinMemoryMib() uint64 {
+	if x != nil {
+		return x.MinMemoryMib
+	}
+	return 0
+}
+
 // Node is one member of the cluster.
 type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -458,14 +521,16 @@ type Node struct {
 	// Log index at which the node first registered.
 	RegisteredIndex uint64 `protobuf:"varint,8,opt,name=registered_index,json=registeredIndex,proto3" json:"registered_index,omitempty"`
 	// Log index of the last change to this record.
-	UpdatedIndex  uint64 `protobuf:"varint,9,opt,name=updated_index,json=updatedIndex,proto3" json:"updated_index,omitempty"`
+	UpdatedIndex uint64 `protobuf:"varint,9,opt,name=updated_index,json=updatedIndex,proto3" json:"updated_index,omitempty"`
+	// Images the node can boot, sorted by name.
+	Images        []*ImageInfo `protobuf:"bytes,10,rep,name=images,proto3" json:"images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_api_v1_types_proto_msgTypes[1]
+	mi := &file_api_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +542,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[1]
+	mi := &file_api_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +555,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Node) GetId() uint64 {
@@ -556,6 +621,13 @@ func (x *Node) GetUpdatedIndex() uint64 {
 	return 0
 }
 
+func (x *Node) GetImages() []*ImageInfo {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 // VmSpec is what a VM is made of; it does not change after creation.
 type VmSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -575,7 +647,7 @@ type VmSpec struct {
 
 func (x *VmSpec) Reset() {
 	*x = VmSpec{}
-	mi := &file_api_v1_types_proto_msgTypes[2]
+	mi := &file_api_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +659,7 @@ func (x *VmSpec) String() string {
 func (*VmSpec) ProtoMessage() {}
 
 func (x *VmSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[2]
+	mi := &file_api_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +672,7 @@ func (x *VmSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VmSpec.ProtoReflect.Descriptor instead.
 func (*VmSpec) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VmSpec) GetVcpus() uint32 {
@@ -667,7 +739,7 @@ type VmEvent struct {
 
 func (x *VmEvent) Reset() {
 	*x = VmEvent{}
-	mi := &file_api_v1_types_proto_msgTypes[3]
+	mi := &file_api_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +751,7 @@ func (x *VmEvent) String() string {
 func (*VmEvent) ProtoMessage() {}
 
 func (x *VmEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[3]
+	mi := &file_api_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +764,7 @@ func (x *VmEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VmEvent.ProtoReflect.Descriptor instead.
 func (*VmEvent) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VmEvent) GetIndex() uint64 {
@@ -757,13 +829,17 @@ type Vm struct {
 	CreatedIndex    uint64     `protobuf:"varint,9,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
 	UpdatedIndex    uint64     `protobuf:"varint,10,opt,name=updated_index,json=updatedIndex,proto3" json:"updated_index,omitempty"`
 	CreatedUnixNano int64      `protobuf:"varint,11,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The last lines of the console when the VM last failed (bounded).
+	ConsoleTail string `protobuf:"bytes,12,opt,name=console_tail,json=consoleTail,proto3" json:"console_tail,omitempty"`
+	// Times the VM was restarted by its restart policy.
+	Restarts      uint32 `protobuf:"varint,13,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Vm) Reset() {
 	*x = Vm{}
-	mi := &file_api_v1_types_proto_msgTypes[4]
+	mi := &file_api_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +851,7 @@ func (x *Vm) String() string {
 func (*Vm) ProtoMessage() {}
 
 func (x *Vm) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[4]
+	mi := &file_api_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +864,7 @@ func (x *Vm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vm.ProtoReflect.Descriptor instead.
 func (*Vm) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Vm) GetName() string {
@@ -868,6 +944,20 @@ func (x *Vm) GetCreatedUnixNano() int64 {
 	return 0
 }
 
+func (x *Vm) GetConsoleTail() string {
+	if x != nil {
+		return x.ConsoleTail
+	}
+	return ""
+}
+
+func (x *Vm) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
 // TaskSpec is what a task runs and with how much.
 type TaskSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -876,14 +966,16 @@ type TaskSpec struct {
 	Env       map[string]string      `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Resources *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`
 	// 0 means no timeout.
-	TimeoutMs     uint64 `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs uint64 `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Image the task's VM boots; empty means "default".
+	Image         string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_api_v1_types_proto_msgTypes[5]
+	mi := &file_api_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +987,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[5]
+	mi := &file_api_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1000,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskSpec) GetCommand() string {
@@ -946,6 +1038,13 @@ func (x *TaskSpec) GetTimeoutMs() uint64 {
 	return 0
 }
 
+func (x *TaskSpec) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
 // TaskResult is how a task attempt ended.
 type TaskResult struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -961,7 +1060,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_api_v1_types_proto_msgTypes[6]
+	mi := &file_api_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1072,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[6]
+	mi := &file_api_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1085,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskResult) GetExitCode() int32 {
@@ -1044,7 +1143,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_api_v1_types_proto_msgTypes[7]
+	mi := &file_api_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1155,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[7]
+	mi := &file_api_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1168,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() uint64 {
@@ -1155,7 +1254,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_api_v1_types_proto_msgTypes[8]
+	mi := &file_api_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1266,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[8]
+	mi := &file_api_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1279,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Membership) GetVoters() []uint64 {
@@ -1217,7 +1316,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_api_v1_types_proto_msgTypes[9]
+	mi := &file_api_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1328,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[9]
+	mi := &file_api_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1341,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Cluster) GetId() string {
@@ -1277,7 +1376,11 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"memory_mib\x18\x02 \x01(\x04R\tmemoryMib\x12\x19\n" +
 	"\bdisk_mib\x18\x03 \x01(\x04R\adiskMib\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\x94\x03\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"]\n" +
+	"\tImageInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12$\n" +
+	"\x0emin_memory_mib\x18\x03 \x01(\x04R\fminMemoryMib\"\xc3\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
@@ -1287,7 +1390,9 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\x0e2\x16.blixard.v1.NodeStatusR\x06status\x12\x14\n" +
 	"\x05drain\x18\a \x01(\bR\x05drain\x12)\n" +
 	"\x10registered_index\x18\b \x01(\x04R\x0fregisteredIndex\x12#\n" +
-	"\rupdated_index\x18\t \x01(\x04R\fupdatedIndex\x1a9\n" +
+	"\rupdated_index\x18\t \x01(\x04R\fupdatedIndex\x12-\n" +
+	"\x06images\x18\n" +
+	" \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x02\n" +
@@ -1311,7 +1416,7 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xa0\x03\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xdf\x03\n" +
 	"\x02Vm\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.blixard.v1.VmSpecR\x04spec\x12?\n" +
@@ -1326,14 +1431,17 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\rcreated_index\x18\t \x01(\x04R\fcreatedIndex\x12#\n" +
 	"\rupdated_index\x18\n" +
 	" \x01(\x04R\fupdatedIndex\x12*\n" +
-	"\x11created_unix_nano\x18\v \x01(\x03R\x0fcreatedUnixNano\"\xf5\x01\n" +
+	"\x11created_unix_nano\x18\v \x01(\x03R\x0fcreatedUnixNano\x12!\n" +
+	"\fconsole_tail\x18\f \x01(\tR\vconsoleTail\x12\x1a\n" +
+	"\brestarts\x18\r \x01(\rR\brestarts\"\x8b\x02\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12/\n" +
 	"\x03env\x18\x03 \x03(\v2\x1d.blixard.v1.TaskSpec.EnvEntryR\x03env\x123\n" +
 	"\tresources\x18\x04 \x01(\v2\x15.blixard.v1.ResourcesR\tresources\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x05 \x01(\x04R\ttimeoutMs\x1a6\n" +
+	"timeout_ms\x18\x05 \x01(\x04R\ttimeoutMs\x12\x14\n" +
+	"\x05image\x18\x06 \x01(\tR\x05image\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x01\n" +
@@ -1423,7 +1531,7 @@ func file_api_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_api_v1_types_proto_goTypes = []any{
 	(NodeRole)(0),       // 0: blixard.v1.NodeRole
 	(NodeStatus)(0),     // 1: blixard.v1.NodeStatus
@@ -1432,42 +1540,44 @@ var file_api_v1_types_proto_goTypes = []any{
 	(RestartPolicy)(0),  // 4: blixard.v1.RestartPolicy
 	(TaskStatus)(0),     // 5: blixard.v1.TaskStatus
 	(*Resources)(nil),   // 6: blixard.v1.Resources
-	(*Node)(nil),        // 7: blixard.v1.Node
-	(*VmSpec)(nil),      // 8: blixard.v1.VmSpec
-	(*VmEvent)(nil),     // 9: blixard.v1.VmEvent
-	(*Vm)(nil),          // 10: blixard.v1.Vm
-	(*TaskSpec)(nil),    // 11: blixard.v1.TaskSpec
-	(*TaskResult)(nil),  // 12: blixard.v1.TaskResult
-	(*Task)(nil),        // 13: blixard.v1.Task
-	(*Membership)(nil),  // 14: blixard.v1.Membership
-	(*Cluster)(nil),     // 15: blixard.v1.Cluster
-	nil,                 // 16: blixard.v1.Node.LabelsEntry
-	nil,                 // 17: blixard.v1.VmSpec.ConstraintsEntry
-	nil,                 // 18: blixard.v1.TaskSpec.EnvEntry
+	(*ImageInfo)(nil),   // 7: blixard.v1.ImageInfo
+	(*Node)(nil),        // 8: blixard.v1.Node
+	(*VmSpec)(nil),      // 9: blixard.v1.VmSpec
+	(*VmEvent)(nil),     // 10: blixard.v1.VmEvent
+	(*Vm)(nil),          // 11: blixard.v1.Vm
+	(*TaskSpec)(nil),    // 12: blixard.v1.TaskSpec
+	(*TaskResult)(nil),  // 13: blixard.v1.TaskResult
+	(*Task)(nil),        // 14: blixard.v1.Task
+	(*Membership)(nil),  // 15: blixard.v1.Membership
+	(*Cluster)(nil),     // 16: blixard.v1.Cluster
+	nil,                 // 17: blixard.v1.Node.LabelsEntry
+	nil,                 // 18: blixard.v1.VmSpec.ConstraintsEntry
+	nil,                 // 19: blixard.v1.TaskSpec.EnvEntry
 }
 var file_api_v1_types_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Node.role:type_name -> blixard.v1.NodeRole
 	6,  // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
-	16, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
+	17, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
 	1,  // 3: blixard.v1.Node.status:type_name -> blixard.v1.NodeStatus
-	4,  // 4: blixard.v1.VmSpec.restart_policy:type_name -> blixard.v1.RestartPolicy
-	17, // 5: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
-	2,  // 6: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
-	8,  // 7: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
-	3,  // 8: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
-	2,  // 9: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
-	9,  // 10: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
-	18, // 11: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
-	6,  // 12: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
-	11, // 13: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
-	5,  // 14: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
-	12, // 15: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
-	14, // 16: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	7,  // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
+	4,  // 5: blixard.v1.VmSpec.restart_policy:type_name -> blixard.v1.RestartPolicy
+	18, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
+	2,  // 7: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
+	9,  // 8: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
+	3,  // 9: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
+	2,  // 10: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
+	10, // 11: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
+	19, // 12: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
+	6,  // 13: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
+	12, // 14: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
+	5,  // 15: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
+	13, // 16: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
+	15, // 17: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_types_proto_init() }
@@ -1481,7 +1591,7 @@ func file_api_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_types_proto_rawDesc), len(file_api_v1_types_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

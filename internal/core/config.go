@@ -20,6 +20,8 @@ const (
 	DefaultMaxUncommittedBytes = 64 << 20
 	DefaultMaxPendingRequests  = 10000
 	DefaultRegisterEveryTicks  = 20
+	DefaultReportEveryTicks    = 10
+	DefaultRestartBackoffTicks = 10
 )
 
 // Config is what a Node is made with. Zero fields take the defaults above.
@@ -65,6 +67,21 @@ type Config struct {
 	// RegisterEveryTicks: how often the node checks that its record in the
 	// state is current, and proposes it again if not.
 	RegisterEveryTicks int
+
+	// Workloads turns on the node agent (agent.go): the leader places VMs
+	// and tasks on nodes, and every node starts and stops what is placed
+	// on it through VMActions and takes ReportVM back. Off, VMs and tasks
+	// are stored and never placed.
+	Workloads bool
+	// Images are the guest images this node can boot; the core registers
+	// them with the node.
+	Images []*apiv1.ImageInfo
+	// ReportEveryTicks: a report or placement the state does not show yet
+	// is proposed again after this many ticks.
+	ReportEveryTicks int
+	// RestartBackoffTicks is the first wait before a failed VM restarts;
+	// it doubles with each restart, up to 32 times.
+	RestartBackoffTicks int
 
 	// Incarnation tells this run of the node from earlier ones: it goes into
 	// the context of every ReadIndex request, so that an answer to a read
@@ -113,6 +130,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.RegisterEveryTicks == 0 {
 		out.RegisterEveryTicks = DefaultRegisterEveryTicks
+	}
+	if out.ReportEveryTicks == 0 {
+		out.ReportEveryTicks = DefaultReportEveryTicks
+	}
+	if out.RestartBackoffTicks == 0 {
+		out.RestartBackoffTicks = DefaultRestartBackoffTicks
 	}
 	if out.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 		out.Role = apiv1.NodeRole_NODE_ROLE_VOTER

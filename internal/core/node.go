@@ -61,6 +61,10 @@ type Ready struct {
 	// checkers that observe the applied sequence. Nothing needs doing with
 	// them.
 	CommittedEntries []*raftpb.Entry
+	// VMActions are the node agent's effects: VMs to start, stop and
+	// remove on this node, in order. They do not wait for the write: the
+	// driver carries them out and reports back with ReportVM.
+	VMActions []VMAction
 }
 
 // Node is the deterministic node. It is not safe for concurrent use: one
@@ -113,6 +117,21 @@ type Node struct {
 	// reads are linearizable reads in flight, by read sequence number.
 	reads   map[uint64]*read
 	readSeq uint64
+
+	// The node agent (agent.go): what runs here, and its effects waiting
+	// for the next Ready.
+	agentReady   bool
+	agentSettled bool
+	local        map[string]*localVM
+	actions      []VMAction
+	// placing: placements this leader proposed, by workload, until the
+	// tick after which it may propose again; restartAt: when a failed VM
+	// may restart.
+	placing   map[string]uint64
+	restartAt map[string]uint64
+	// leaderSeenAt is the tick at which this node last came to know a
+	// leader after knowing none.
+	leaderSeenAt uint64
 }
 
 type proposal struct {
@@ -144,6 +163,9 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		proposals:   map[string]*proposal{},
 		reads:       map[uint64]*read{},
 		incarnation: c.Incarnation,
+		local:       map[string]*localVM{},
+		placing:     map[string]uint64{},
+		restartAt:   map[string]uint64{},
 	}
 	if p.empty() {
 		if len(c.Peers) > 0 {
@@ -273,6 +295,7 @@ func (n *Node) Tick(now time.Time) {
 	n.rn.Tick()
 	n.expire()
 	n.register()
+	n.reconcile()
 }
 
 // Step hands the node a Raft message from a peer.
@@ -312,7 +335,7 @@ func (n *Node) Campaign() error {
 
 // HasReady reports whether Ready has anything to carry out.
 func (n *Node) HasReady() bool {
-	return n.rn.HasReady() || len(n.responses) > 0 || n.snapToSave != nil || n.confToSave || n.bootToSave != nil
+	return n.rn.HasReady() || len(n.responses) > 0 || n.snapToSave != nil || n.confToSave || n.bootToSave != nil || len(n.actions) > 0
 }
 
 // Ready returns the effects to carry out. Advance must follow before any
@@ -360,6 +383,8 @@ func (n *Node) Ready() Ready {
 	}
 	out.Responses = n.responses
 	n.responses = nil
+	out.VMActions = n.actions
+	n.actions = nil
 	return out
 }
 
@@ -400,6 +425,9 @@ func (n *Node) Advance() error {
 		n.readIndexed(rs)
 	}
 	n.serveReads()
+	if len(rd.CommittedEntries) > 0 || !raft.IsEmptySnap(rd.Snapshot) || rd.SoftState != nil {
+		n.reconcile()
+	}
 	return n.maybeSnapshot()
 }
 
@@ -414,6 +442,9 @@ func (n *Node) mustNotBeInReady(event string) {
 // given a read index never will be.
 func (n *Node) leadership(ss *raft.SoftState) {
 	wasLeader := n.isLeader
+	if n.lead == raft.None && ss.Lead != raft.None {
+		n.leaderSeenAt = n.ticks
+	}
 	n.lead = ss.Lead
 	n.isLeader = ss.RaftState == raft.StateLeader
 	n.term = n.rn.BasicStatus().GetTerm()

@@ -22,6 +22,7 @@ func TestSingleNodeElectsItselfAndApplies(t *testing.T) {
 	if l := awaitLeader(t, w); l != 1 {
 		fail(t, w, "leader = %d, want 1", l)
 	}
+	awaitSettled(t, w) // the node has registered: it offers the default image
 
 	// A write is applied and answered with what it made.
 	c := w.NewClient(sim.ClientOptions{})
@@ -54,6 +55,7 @@ func TestThreeNodesElectOneLeaderAndApplyInSameOrder(t *testing.T) {
 	if ls := leaders(w); len(ls) != 1 || ls[0] != leader {
 		fail(t, w, "leaders %v, want exactly [%d]", ls, leader)
 	}
+	awaitSettled(t, w)
 
 	// Twenty clients at once, each through any node: create a VM, submit
 	// two tasks, then (the VM made) stop it. Eighty writes, many in flight
@@ -263,6 +265,7 @@ func TestDroppedProposalAnswersUnavailable(t *testing.T) {
 func TestLeadershipLossAnswersOutcomeUnknown(t *testing.T) {
 	w := sim.NewT(t, sim.BaseSeed(t), sim.Options{Nodes: 3})
 	old := awaitLeader(t, w)
+	awaitSettled(t, w)
 	others := make([]uint64, 0, 2)
 	for _, id := range w.IDs() {
 		if id != old {

@@ -194,9 +194,11 @@ func (n *Node) register() {
 		Role:     n.cfg.Role,
 		Capacity: n.cfg.Capacity,
 		Labels:   n.cfg.Labels,
+		Images:   n.cfg.Images,
 	}
 	if have, ok := n.st.Node(n.cfg.ID); ok && have.GetAddress() == want.GetAddress() && have.GetRole() == want.GetRole() &&
-		proto.Equal(have.GetCapacity(), want.GetCapacity()) && maps.Equal(have.GetLabels(), want.GetLabels()) {
+		proto.Equal(have.GetCapacity(), want.GetCapacity()) && maps.Equal(have.GetLabels(), want.GetLabels()) &&
+		slices.EqualFunc(have.GetImages(), want.GetImages(), func(a, b *apiv1.ImageInfo) bool { return proto.Equal(a, b) }) {
 		return
 	}
 	// A dropped proposal is tried again at the next round.

@@ -57,7 +57,7 @@ func await(t *testing.T, w *sim.World, what string, cond func() bool, within tim
 // returns it.
 func awaitLeader(t *testing.T, w *sim.World) uint64 {
 	t.Helper()
-	await(t, w, "a leader every node follows", func() bool { return leaderOf(w, w.IDs()...) != 0 }, electionBound)
+	await(t, w, "a leader every node follows", func() bool { return leaderOf(w, w.IDs()...) != 0 && w.Registered() }, electionBound)
 	return leaderOf(w, w.IDs()...)
 }
 

@@ -39,7 +39,16 @@ func registerNode(id uint64, vcpus uint32, memMiB uint64, labels map[string]stri
 		Role:     apiv1.NodeRole_NODE_ROLE_VOTER,
 		Capacity: &apiv1.Resources{Vcpus: vcpus, MemoryMib: memMiB, DiskMib: 100000, Features: []string{"kvm"}},
 		Labels:   labels,
+		Images:   testImages(),
 	}}}
+}
+
+// testImages are the images every test node offers.
+func testImages() []*apiv1.ImageInfo {
+	return []*apiv1.ImageInfo{
+		{Name: "default", Digest: "sha256:00", MinMemoryMib: 64},
+		{Name: "ubuntu-24.04", Digest: "sha256:01", MinMemoryMib: 64},
+	}
 }
 
 func vmSpec(vcpus uint32, memMiB uint64) *apiv1.VmSpec {
@@ -523,6 +532,10 @@ func TestApplyRejections(t *testing.T) {
 			return assignVm("racked", 1, 0)
 		}, codePrecond, "node_id"},
 		{"assign against anti-affinity", func(*fixture) *apiv1.Command { return assignVm("web2", 1, 0) }, codePrecond, "node_id"},
+		{"assign to a node without the VM's image", func(f *fixture) *apiv1.Command {
+			f.ok(nodeWith(5, 64, 65536, image("alpine-3.20", 64)))
+			return assignVm("pending", 5, 0)
+		}, codePrecond, "node_id"},
 		{"assign beyond capacity", func(*fixture) *apiv1.Command { return assignVm("big", 1, 0) }, codeExhausted, "node_id"},
 		{"assign beyond capacity (stopping VM still holds)", func(*fixture) *apiv1.Command { return assignVm("big", 2, 0) }, codeExhausted, "node_id"},
 
@@ -540,6 +553,15 @@ func TestApplyRejections(t *testing.T) {
 			c.GetReportVm().Reason = tooLong(state.MaxReasonLen)
 			return c
 		}, codeInvalid, "reason"},
+		{"report console tail too long", func(*fixture) *apiv1.Command {
+			return reportWithTail("running", 1, 1, apiv1.VmState_VM_STATE_FAILED, tooLong(state.MaxConsoleTailLen))
+		}, codeInvalid, "console_tail"},
+		{"report console tail not utf-8", func(*fixture) *apiv1.Command {
+			return reportWithTail("running", 1, 1, apiv1.VmState_VM_STATE_FAILED, "panic: "+badUTF8)
+		}, codeInvalid, "console_tail"},
+		{"report console tail not utf-8, even when not failed", func(*fixture) *apiv1.Command {
+			return reportWithTail("running", 1, 1, apiv1.VmState_VM_STATE_STARTING, badUTF8)
+		}, codeInvalid, "console_tail"},
 		{"report older generation", func(*fixture) *apiv1.Command { return reportVm("running", 1, 0, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
 		{"report newer generation", func(*fixture) *apiv1.Command { return reportVm("running", 1, 2, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
 		{"report from another node", func(*fixture) *apiv1.Command { return reportVm("running", 2, 1, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
@@ -581,6 +603,10 @@ func TestApplyRejections(t *testing.T) {
 		{"assign running task", func(f *fixture) *apiv1.Command { return assignTask(f.runningTask, 2) }, codePrecond, "id"},
 		{"assign cancelled task", func(f *fixture) *apiv1.Command { return assignTask(f.cancelledTask, 2) }, codePrecond, "id"},
 		{"assign task beyond capacity", func(f *fixture) *apiv1.Command { return assignTask(f.bigTask, 1) }, codeExhausted, "node_id"},
+		{"assign task to a node without its image", func(f *fixture) *apiv1.Command {
+			f.ok(nodeWith(5, 64, 65536, image("alpine-3.20", 64)))
+			return assignTask(f.pendingTask, 5)
+		}, codePrecond, "node_id"},
 
 		// ReportTask.
 		{"report unknown task", func(*fixture) *apiv1.Command {
@@ -654,6 +680,7 @@ func TestApplyAccepts(t *testing.T) {
 				Capacity: &apiv1.Resources{Vcpus: 16, MemoryMib: 32768, DiskMib: 100000, Features: []string{"kvm"}},
 				Labels:   map[string]string{"zone": "c"}, Status: apiv1.NodeStatus_NODE_STATUS_READY,
 				RegisteredIndex: f.idx, UpdatedIndex: f.idx,
+				Images: testImages(),
 			}
 			if !proto.Equal(n, want) {
 				t.Fatalf("node = %v\nwant   %v", n, want)
@@ -999,10 +1026,11 @@ func TestCapacity(t *testing.T) {
 	h.ok(assignVm("c", 1, 0))
 	h.reject(assignTask(task, 1), codeExhausted, "node_id")
 
-	// Memory is checked as well as vCPUs.
+	// Memory is checked as well as vCPUs: node 2 has vCPUs to spare, but
+	// not even the smallest VM its image boots (64 MiB) fits next to m1.
 	h.ok(registerNode(2, 64, 2048, nil))
 	h.ok(createVm("m1", vmSpec(1, 2048), true))
-	h.ok(createVm("m2", vmSpec(1, 1), true))
+	h.ok(createVm("m2", vmSpec(1, 64), true))
 	h.ok(assignVm("m1", 2, 0))
 	h.reject(assignVm("m2", 2, 0), codeExhausted, "node_id")
 	if got := h.s.Allocated(2); got.GetVcpus() != 1 || got.GetMemoryMib() != 2048 {
@@ -1012,6 +1040,7 @@ func TestCapacity(t *testing.T) {
 
 func TestVmEventsBounded(t *testing.T) {
 	h := newHarness(t)
+	h.ok(registerNode(1, 4, 4096, nil))
 	h.ok(createVm("v", vmSpec(1, 512), true))
 	for i := 0; i < state.MaxVmEvents; i++ {
 		h.ok(stopVm("v"))
@@ -1037,6 +1066,7 @@ func TestVmEventsBounded(t *testing.T) {
 
 func TestVmEventCarriesProposerTime(t *testing.T) {
 	h := newHarness(t)
+	h.ok(registerNode(1, 4, 4096, nil))
 	cmd := createVm("v", vmSpec(1, 512), true)
 	cmd.ProposedUnixNano = 1_700_000_000_000_000_000
 	h.ok(cmd)
@@ -1104,8 +1134,16 @@ func TestCancelRunningTask(t *testing.T) {
 	if tk.GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
 		t.Fatalf("status after late success = %v, want cancelled", tk.GetStatus())
 	}
-	if !proto.Equal(tk.GetResult(), result) {
-		t.Fatalf("result = %v, want %v", tk.GetResult(), result)
+	// The node gave no finish time: the end is recorded at the proposal's
+	// time (1 here, the harness proposes at time zero), and the cancelled
+	// task no longer holds its node's resources.
+	want := proto.CloneOf(result)
+	want.FinishedUnixNano = 1
+	if !proto.Equal(tk.GetResult(), want) {
+		t.Fatalf("result = %v, want %v", tk.GetResult(), want)
+	}
+	if used := h.s.Allocated(1); used.GetVcpus() != 0 || used.GetMemoryMib() != 0 {
+		t.Fatalf("node 1 still holds %v for the ended, cancelled task", used)
 	}
 }
 
@@ -1210,6 +1248,9 @@ func TestIndexMustIncrease(t *testing.T) {
 
 func TestIdempotentCreateVm(t *testing.T) {
 	s := state.New()
+	if _, err := s.Apply(1, registerNode(1, 4, 4096, nil)); err != nil {
+		t.Fatal(err)
+	}
 	cmd := withID("r1", createVm("web", vmSpec(2, 1024), true))
 	resp1, err := s.Apply(5, cmd)
 	if err != nil {
@@ -1251,6 +1292,9 @@ func TestIdempotentCreateVm(t *testing.T) {
 
 func TestIdempotentSubmitTask(t *testing.T) {
 	s := state.New()
+	if _, err := s.Apply(1, registerNode(1, 4, 4096, nil)); err != nil {
+		t.Fatal(err)
+	}
 	cmd := withID("t1", submitTask(taskSpec("make", 1, 256)))
 	resp1, err := s.Apply(10, cmd)
 	if err != nil {
@@ -1278,6 +1322,7 @@ func TestIdempotentSubmitTask(t *testing.T) {
 
 func TestRejectedRequestIsRemembered(t *testing.T) {
 	h := newHarness(t)
+	h.ok(registerNode(1, 4, 4096, nil)) // so that the fixed command below is valid
 	bad := withID("bad", createVm("web", vmSpec(1, 0), true))
 	first := h.reject(bad, codeInvalid, "spec.memory_mib")
 	stored, ok := h.s.Response("bad")
@@ -1293,6 +1338,9 @@ func TestRejectedRequestIsRemembered(t *testing.T) {
 	// changes nothing.
 	before := records(t, h.s)
 	fixed := withID("bad", createVm("web", vmSpec(1, 512), true))
+	if err := h.s.Check(withID("new", createVm("web", vmSpec(1, 512), true))); err != nil {
+		t.Fatalf("the fixed command under a new id would be refused: %v", err)
+	}
 	resp, err := h.apply(fixed)
 	if err != nil {
 		t.Fatalf("retry error = %v, want nil", err)
@@ -1323,6 +1371,7 @@ func TestRejectedRequestIsRemembered(t *testing.T) {
 
 func TestCheckPassesRetries(t *testing.T) {
 	h := newHarness(t)
+	h.ok(registerNode(1, 4, 4096, nil))
 	create := withID("r1", createVm("web", vmSpec(1, 512), true))
 	h.ok(create)
 	// The retry would fail as a new request (the name is taken), but Apply
@@ -1345,11 +1394,15 @@ func TestCheckPassesRetries(t *testing.T) {
 
 func TestRequestEviction(t *testing.T) {
 	s := state.New()
+	// A node registers at index 1; id-i is submitted at index i+2.
+	if _, err := s.Apply(1, registerNode(1, 4, 4096, nil)); err != nil {
+		t.Fatal(err)
+	}
 	const extra = 5
 	n := state.MaxRequestRecords + extra
 	spec := taskSpec("true", 1, 64)
 	for i := 0; i < n; i++ {
-		if _, err := s.Apply(uint64(i+1), withID(fmt.Sprintf("id-%d", i), submitTask(spec))); err != nil {
+		if _, err := s.Apply(uint64(i+2), withID(fmt.Sprintf("id-%d", i), submitTask(spec))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1364,13 +1417,13 @@ func TestRequestEviction(t *testing.T) {
 			}
 			continue
 		}
-		if !ok || resp.GetSubmitTask().GetTask().GetId() != uint64(i+1) {
+		if !ok || resp.GetSubmitTask().GetTask().GetId() != uint64(i+2) {
 			t.Fatalf("Response(id-%d) = %v, %v", i, resp, ok)
 		}
 	}
 
 	// An evicted id is applied anew.
-	idx := uint64(n + 1)
+	idx := uint64(n + 2)
 	resp, err := s.Apply(idx, withID("id-0", submitTask(spec)))
 	if err != nil {
 		t.Fatal(err)
@@ -1403,7 +1456,7 @@ func TestRequestEviction(t *testing.T) {
 	if r.RequestRecords() != state.MaxRequestRecords {
 		t.Fatalf("restored RequestRecords = %d", r.RequestRecords())
 	}
-	next := uint64(n + 2)
+	next := uint64(n + 3)
 	r1, err1 := s.Apply(next, withID("fresh", submitTask(spec)))
 	r2, err2 := r.Apply(next, withID("fresh", submitTask(spec)))
 	if err1 != nil || err2 != nil || !proto.Equal(r1, r2) {
@@ -1432,6 +1485,8 @@ func TestQueriesAndCommandsAreCopies(t *testing.T) {
 	// Change everything the caller holds.
 	reg.GetRegisterNode().Labels["zone"] = "b"
 	reg.GetRegisterNode().Capacity.Vcpus = 99
+	reg.GetRegisterNode().Images[0].MinMemoryMib = 99999
+	reg.GetRegisterNode().Images[1].Name = "changed"
 	create.GetCreateVm().Spec.Vcpus = 99
 	create.GetCreateVm().Spec.Constraints["zone"] = "z"
 	task.GetSubmitTask().Spec.Args[0] = "changed"
@@ -1447,6 +1502,7 @@ func TestQueriesAndCommandsAreCopies(t *testing.T) {
 	}
 	n, _ := h.s.Node(1)
 	n.Labels["zone"] = "q"
+	n.Images[0].Digest = "sha256:ff"
 	h.s.Nodes()[0].Capacity.Vcpus = 1
 	tk, _ := h.s.Task(h.idx)
 	tk.Status = apiv1.TaskStatus_TASK_STATUS_LOST

@@ -21,7 +21,10 @@
 //  5. Snapshot and Restore round-trip exactly: Snapshot(Restore(Snapshot(s)))
 //     equals Snapshot(s) byte for byte. Lists are sorted and protobuf is
 //     marshalled deterministically, so no map order leaks into the bytes.
-//  6. Queries return copies: callers may keep or change them freely.
+//  6. Queries return copies: callers may keep or change them freely. The
+//     exceptions, VmsOn, VmsToPlace, TasksOn and PendingTasks, return the
+//     state's own records for the core's node agent to read on every tick
+//     without copying; they say so, and nothing may change what they return.
 //
 // The package imports nothing but the api/v1 messages and the standard
 // library's pure packages.

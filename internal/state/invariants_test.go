@@ -22,12 +22,22 @@ func TestTaskNeedsNodeFeaturesAndDisk(t *testing.T) {
 	h.ok(registerNode(1, 8, 8192, nil)) // kvm only, 100,000 MiB of disk
 	spec := taskSpec("train", 1, 256)
 	spec.Resources.Features = []string{"gpu"}
+	// While no node of the cluster has a GPU the task is refused outright.
+	h.reject(submitTask(spec), apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED, "spec.resources")
+	// Node 2 has a GPU and more disk: the task is accepted, and node 1,
+	// which lacks them, still may not take it.
+	big := registerNode(2, 8, 8192, nil)
+	big.GetRegisterNode().Capacity.Features = []string{"gpu", "kvm"}
+	big.GetRegisterNode().Capacity.DiskMib = 400000
+	h.ok(big)
 	gpu := h.submit(spec)
 	h.reject(assignTask(gpu, 1), apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "node_id")
 	spec = taskSpec("fill", 1, 256)
-	spec.Resources.DiskMib = 200000 // the node has 100,000 MiB
+	spec.Resources.DiskMib = 200000 // node 1 has 100,000 MiB
 	disk := h.submit(spec)
 	h.reject(assignTask(disk, 1), apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED, "node_id")
+	h.ok(assignTask(gpu, 2))
+	h.ok(assignTask(disk, 2))
 }
 
 func TestVmStartedWhileStoppingIsPlacedAgain(t *testing.T) {

@@ -56,6 +56,9 @@ func (s *State) checkRegisterNode(op *apiv1.RegisterNodeCommand) *Error {
 				op.GetId(), used.GetVcpus(), used.GetMemoryMib(), used.GetDiskMib())
 		}
 	}
+	if err := checkImages("images", op.GetImages()); err != nil {
+		return err
+	}
 	return checkMap("labels", op.GetLabels(), checkKey)
 }
 
@@ -75,6 +78,7 @@ func (s *State) registerNode(a at, op *apiv1.RegisterNodeCommand) *apiv1.Respons
 	n.Role = op.GetRole()
 	n.Capacity = proto.CloneOf(op.GetCapacity())
 	n.Labels = maps.Clone(op.GetLabels())
+	n.Images = cloneImages(op.GetImages())
 	n.UpdatedIndex = a.index
 	return &apiv1.Response{}
 }
@@ -118,4 +122,15 @@ func (s *State) checkFits(field string, id uint64, need *apiv1.Resources) *Error
 		}
 	}
 	return nil
+}
+
+func cloneImages(imgs []*apiv1.ImageInfo) []*apiv1.ImageInfo {
+	if len(imgs) == 0 {
+		return nil
+	}
+	out := make([]*apiv1.ImageInfo, len(imgs))
+	for i, img := range imgs {
+		out[i] = proto.CloneOf(img)
+	}
+	return out
 }

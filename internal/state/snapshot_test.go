@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"pgregory.net/rapid"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
@@ -22,15 +23,19 @@ import (
 //
 // Names and ids come from small pools so that commands hit existing records;
 // specs are mostly valid; the generator reads the state to steer towards
-// commands that apply (current generations, nodes with room), so that the
-// sequences walk deep into the VM and task lifecycles.
+// commands that apply (current generations, nodes with room, images some
+// node offers), so that the sequences walk deep into the VM and task
+// lifecycles.
 
 var (
 	poolVMs   = []string{"a", "b", "c", "d", "e", "f"}
 	poolNodes = []uint64{1, 2, 3, 4}
-	// Every node always registers with the same capacity: the state does not
-	// check a re-registration against what is already placed on the node.
+	// Every node always registers with the same capacity, so that a
+	// re-registration is never refused for shrinking below what the node
+	// holds. Its images change from one registration to the next.
 	nodeCapacity = map[uint64][2]uint64{1: {8, 8192}, 2: {4, 4096}, 3: {4, 2048}, 4: {16, 16384}}
+	// poolImages are the images nodes offer, sorted by name.
+	poolImages = []string{"alpine-3.20", "default", "ubuntu-24.04"}
 )
 
 const clientIDPool = 200
@@ -79,8 +84,63 @@ type gen struct {
 
 func newGen(s *state.State) *gen { return &gen{s: s, seen: map[uint64]bool{}} }
 
+// drawImages draws the images a node offers: most of poolImages, never
+// none, each needing at least 64 or 128 MiB.
+func drawImages(t *rapid.T) []*apiv1.ImageInfo {
+	var out []*apiv1.ImageInfo
+	for i, name := range poolImages {
+		if chance(t, 3, 4, "offers") {
+			out = append(out, &apiv1.ImageInfo{
+				Name:         name,
+				Digest:       fmt.Sprintf("sha256:%02x", i),
+				MinMemoryMib: sample(t, []uint64{64, 64, 128}, "min-memory"),
+			})
+		}
+	}
+	if len(out) == 0 {
+		i := pick(t, len(poolImages), "image")
+		out = append(out, &apiv1.ImageInfo{Name: poolImages[i], Digest: fmt.Sprintf("sha256:%02x", i), MinMemoryMib: 64})
+	}
+	return out
+}
+
+// registerDrawn registers node id with its capacity and drawn images.
+func registerDrawn(t *rapid.T, id uint64, zone string) *apiv1.Command {
+	c := nodeCapacity[id]
+	cmd := registerNode(id, uint32(c[0]), c[1], map[string]string{"zone": zone})
+	cmd.GetRegisterNode().Images = drawImages(t)
+	return cmd
+}
+
+// offeredImages returns the images that nodes which have not left offer.
+func (g *gen) offeredImages() []string {
+	seen := map[string]bool{}
+	for _, n := range g.s.Nodes() {
+		if n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_LEFT {
+			continue
+		}
+		for _, img := range n.GetImages() {
+			seen[img.GetName()] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// drawImage draws the image of a VM or task: mostly one that some node
+// offers ("default" sometimes spelt ""), now and then any name at all.
+func (g *gen) drawImage(t *rapid.T) string {
+	if offered := g.offeredImages(); len(offered) > 0 && chance(t, 19, 20, "offered") {
+		img := sample(t, offered, "image")
+		if img == state.DefaultImage && chance(t, 1, 2, "implicit") {
+			return ""
+		}
+		return img
+	}
+	return sample(t, append(slices.Clone(poolImages), "", "nope"), "any-image")
+}
+
 // prelude names the cluster, sets the membership and registers the nodes.
-func (g *gen) prelude() []step {
+func (g *gen) prelude(t *rapid.T) []step {
 	var out []step
 	add := func(st step) {
 		g.idx++
@@ -90,8 +150,7 @@ func (g *gen) prelude() []step {
 	add(step{kind: stepCommand, cmd: initCluster("blix")})
 	add(step{kind: stepMembership, voters: []uint64{1, 2, 3}, learners: []uint64{4}})
 	for _, id := range poolNodes {
-		c := nodeCapacity[id]
-		add(step{kind: stepCommand, cmd: registerNode(id, uint32(c[0]), c[1], map[string]string{"zone": "a"})})
+		add(step{kind: stepCommand, cmd: registerDrawn(t, id, "a")})
 	}
 	return out
 }
@@ -162,7 +221,8 @@ func waiting(v *apiv1.Vm) bool {
 		return false
 	}
 	switch v.GetState() {
-	case apiv1.VmState_VM_STATE_PENDING, apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST:
+	case apiv1.VmState_VM_STATE_PENDING, apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST,
+		apiv1.VmState_VM_STATE_STOPPED: // stopped on its own: a restart
 		return true
 	}
 	return false
@@ -253,18 +313,22 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 		}
 		return initCluster("blix")
 
-	case k < 5:
-		id := sample(t, poolNodes, "node")
-		c := nodeCapacity[id]
-		cmd := registerNode(id, uint32(c[0]), c[1], map[string]string{"zone": sample(t, []string{"a", "b"}, "zone")})
+	case k < 6:
+		cmd := registerDrawn(t, sample(t, poolNodes, "node"), sample(t, []string{"a", "b"}, "zone"))
+		reg := cmd.GetRegisterNode()
 		if chance(t, 1, 2, "worker") {
-			cmd.GetRegisterNode().Role = apiv1.NodeRole_NODE_ROLE_WORKER
+			reg.Role = apiv1.NodeRole_NODE_ROLE_WORKER
 		}
 		if bad {
-			if chance(t, 1, 2, "bad-role") {
-				cmd.GetRegisterNode().Role = apiv1.NodeRole(99)
-			} else {
-				cmd.GetRegisterNode().Capacity.MemoryMib = 0
+			switch pick(t, 4, "bad-node") {
+			case 0:
+				reg.Role = apiv1.NodeRole(99)
+			case 1:
+				reg.Capacity.MemoryMib = 0
+			case 2:
+				reg.Images = append(reg.Images, &apiv1.ImageInfo{Name: "Not_An_Image"})
+			default:
+				reg.Images[0].Digest = strings.Repeat("d", state.MaxDigestLen+1)
 			}
 		}
 		return cmd
@@ -285,6 +349,17 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 		}
 		spec := vmSpec(uint32(1+pick(t, 4, "vcpus")),
 			sample(t, []uint64{256, 512, 1024, 2048}, "mem"))
+		spec.Image = g.drawImage(t)
+		switch pick(t, 25, "size") {
+		case 0:
+			spec.MemoryMib = sample(t, []uint64{32, 64, 100}, "small-mem") // at or below what images need
+		case 1:
+			if chance(t, 1, 2, "huge-vcpus") {
+				spec.Vcpus = 32 // more than any node has
+			} else {
+				spec.MemoryMib = 32768
+			}
+		}
 		spec.RestartPolicy = apiv1.RestartPolicy(pick(t, 4, "restart"))
 		if chance(t, 1, 6, "constrained") {
 			spec.Constraints = map[string]string{"zone": sample(t, []string{"a", "b"}, "zone")}
@@ -364,9 +439,12 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 			}
 		}
 		var st apiv1.VmState
-		if v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && chance(t, 7, 10, "obey") {
+		switch {
+		case v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED && v.GetState() != apiv1.VmState_VM_STATE_STOPPING && chance(t, 1, 8, "repeat"):
+			st = v.GetState() // a node repeats its last report
+		case v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && chance(t, 7, 10, "obey"):
 			st = apiv1.VmState_VM_STATE_STOPPED
-		} else {
+		default:
 			st = sample(t, []apiv1.VmState{
 				apiv1.VmState_VM_STATE_STARTING, apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_RUNNING,
 				apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_STOPPED, apiv1.VmState_VM_STATE_STOPPED,
@@ -375,11 +453,17 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 		}
 		cmd := reportVm(v.GetName(), node, gen, st)
 		cmd.ProposedUnixNano = int64(g.idx) * 1000
+		if chance(t, 2, 3, "console") {
+			cmd.GetReportVm().ConsoleTail = strings.Repeat(fmt.Sprintf("[%d] line\n", g.idx), pick(t, 4, "lines"))
+		}
 		if bad {
-			if chance(t, 1, 2, "bad-state") {
+			switch pick(t, 3, "bad-report") {
+			case 0:
 				cmd.GetReportVm().State = apiv1.VmState(77)
-			} else {
+			case 1:
 				cmd.GetReportVm().Reason = "\xc3\x28"
+			default:
+				cmd.GetReportVm().ConsoleTail = strings.Repeat("x", state.MaxConsoleTailLen+1)
 			}
 		}
 		return cmd
@@ -387,6 +471,14 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 	case k < 74:
 		spec := taskSpec(sample(t, []string{"make", "echo", "true"}, "command"),
 			uint32(1+pick(t, 2, "vcpus")), sample(t, []uint64{64, 256, 1024}, "mem"))
+		spec.Image = g.drawImage(t)
+		if chance(t, 1, 25, "huge") {
+			if chance(t, 1, 2, "huge-gpu") {
+				spec.Resources.Features = []string{"gpu"} // no node has one
+			} else {
+				spec.Resources.DiskMib = 200000 // more than any node has
+			}
+		}
 		if bad {
 			if chance(t, 1, 2, "bad-command") {
 				spec.Command = ""
@@ -470,8 +562,36 @@ func checkInvariants(t fataler, s *state.State) {
 		if used.GetVcpus() > n.GetCapacity().GetVcpus() || used.GetMemoryMib() > n.GetCapacity().GetMemoryMib() {
 			t.Fatalf("node %d over capacity: %v allocated of %v", n.GetId(), used, n.GetCapacity())
 		}
+		for i, img := range n.GetImages() {
+			if !state.ValidImageName(img.GetName()) || (i > 0 && n.GetImages()[i-1].GetName() >= img.GetName()) {
+				t.Fatalf("node %d images not valid, sorted and unique: %v", n.GetId(), n.GetImages())
+			}
+		}
 	}
-	for _, v := range s.Vms(0) {
+	vms := s.Vms(0)
+	for _, id := range append(slices.Clone(poolNodes), 9) {
+		want := vmsWhere(vms, func(v *apiv1.Vm) bool { return v.GetNodeId() == id && holds(v.GetState()) })
+		if got := s.VmsOn(id); !protoSliceEqual(got, want) {
+			t.Fatalf("VmsOn(%d) = %v, want %v", id, vmNames(got), vmNames(want))
+		}
+	}
+	toPlace := vmsWhere(vms, func(v *apiv1.Vm) bool {
+		return v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && !holds(v.GetState())
+	})
+	if got := s.VmsToPlace(); !protoSliceEqual(got, toPlace) {
+		t.Fatalf("VmsToPlace() = %v, want %v", vmNames(got), vmNames(toPlace))
+	}
+	for _, v := range vms {
+		// The first placement is never a restart: a VM only fails, stops or
+		// is lost once it has been placed.
+		if r, g := v.GetRestarts(), v.GetGeneration(); (g == 0 && r != 0) || (g > 0 && uint64(r) >= g) {
+			t.Fatalf("VM %q restarted %d times in %d placements", v.GetName(), r, g)
+		}
+		if len(v.GetConsoleTail()) > state.MaxConsoleTailLen {
+			t.Fatalf("VM %q keeps %d bytes of console", v.GetName(), len(v.GetConsoleTail()))
+		}
+	}
+	for _, v := range vms {
 		if holds(v.GetState()) {
 			if _, ok := nodes[v.GetNodeId()]; !ok {
 				t.Fatalf("VM %q is %v on node %d, which does not exist", v.GetName(), v.GetState(), v.GetNodeId())
@@ -508,6 +628,190 @@ func checkTasks(t fataler, s *state.State) {
 			t.Fatalf("task id %d submitted at %d", tk.GetId(), tk.GetSubmittedIndex())
 		}
 	}
+	all := s.Tasks(0)
+	pending := tasksWith(all, apiv1.TaskStatus_TASK_STATUS_PENDING)
+	if got := s.PendingTasks(); !protoSliceEqual(got, pending) {
+		t.Fatalf("PendingTasks() = %d tasks, want %d", len(got), len(pending))
+	}
+	for _, id := range append(slices.Clone(poolNodes), 9) {
+		var want []*apiv1.Task
+		for _, tk := range all {
+			switch {
+			case tk.GetNodeId() != id:
+			case tk.GetStatus() == apiv1.TaskStatus_TASK_STATUS_ASSIGNED, tk.GetStatus() == apiv1.TaskStatus_TASK_STATUS_RUNNING:
+				want = append(want, tk)
+			case tk.GetStatus() == apiv1.TaskStatus_TASK_STATUS_CANCELLED && tk.GetResult().GetFinishedUnixNano() == 0:
+				want = append(want, tk)
+			}
+		}
+		if got := s.TasksOn(id); !protoSliceEqual(got, want) {
+			t.Fatalf("TasksOn(%d) = %v, want %v", id, got, want)
+		}
+		// What a node holds is what the helpers say is on it.
+		sum := &apiv1.Resources{}
+		for _, v := range s.VmsOn(id) {
+			sum.Vcpus += v.GetSpec().GetVcpus()
+			sum.MemoryMib += v.GetSpec().GetMemoryMib()
+		}
+		for _, tk := range want {
+			sum.Vcpus += tk.GetSpec().GetResources().GetVcpus()
+			sum.MemoryMib += tk.GetSpec().GetResources().GetMemoryMib()
+			sum.DiskMib += tk.GetSpec().GetResources().GetDiskMib()
+		}
+		if got := s.Allocated(id); !proto.Equal(got, sum) {
+			t.Fatalf("Allocated(%d) = %v, but its VMs and tasks hold %v", id, got, sum)
+		}
+	}
+}
+
+func vmNames(vms []*apiv1.Vm) []string {
+	out := make([]string, len(vms))
+	for i, v := range vms {
+		out[i] = v.GetName()
+	}
+	return out
+}
+
+// ---- a model of the workload rules -----------------------------------------
+
+// placeable is what the rules say of a workload of image needing need,
+// given the nodes: 0 and "" when some node could hold it, else the code and
+// field of the refusal. memField and field name the spec's memory and whole
+// request; the image is always "spec.image".
+func placeable(nodes []*apiv1.Node, image string, need *apiv1.Resources, memField, field string) (apiv1.ErrorCode, string) {
+	image = state.ImageOf(image)
+	type offer struct {
+		min uint64
+		c   *apiv1.Resources
+	}
+	var offers []offer
+	for _, n := range nodes {
+		if n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_LEFT {
+			continue
+		}
+		for _, img := range n.GetImages() {
+			if img.GetName() == image {
+				offers = append(offers, offer{img.GetMinMemoryMib(), n.GetCapacity()})
+			}
+		}
+	}
+	if len(offers) == 0 {
+		return codeNotFound, "spec.image"
+	}
+	least := offers[0].min
+	for _, o := range offers {
+		least = min(least, o.min)
+	}
+	if need.GetMemoryMib() < least {
+		return codeInvalid, memField
+	}
+	for _, o := range offers {
+		hasAll := true
+		for _, f := range need.GetFeatures() {
+			hasAll = hasAll && slices.Contains(o.c.GetFeatures(), f)
+		}
+		if hasAll && need.GetMemoryMib() >= o.min && need.GetVcpus() <= o.c.GetVcpus() &&
+			need.GetMemoryMib() <= o.c.GetMemoryMib() && need.GetDiskMib() <= o.c.GetDiskMib() {
+			return 0, ""
+		}
+	}
+	return codeExhausted, field
+}
+
+func offers(n *apiv1.Node, image string) bool {
+	return slices.ContainsFunc(n.GetImages(), func(img *apiv1.ImageInfo) bool { return img.GetName() == state.ImageOf(image) })
+}
+
+// expect looks at cmd before it applies to s and returns a check of what
+// the workload rules say of its outcome, or nil when it knows nothing.
+func expect(s *state.State, cmd *apiv1.Command) func(t fataler, s *state.State, err error) {
+	wantOutcome := func(code apiv1.ErrorCode, field string) func(t fataler, s *state.State, err error) {
+		return func(t fataler, _ *state.State, err error) {
+			t.Helper()
+			if code == 0 {
+				if err != nil {
+					t.Fatalf("%v refused (%v), but some node could hold it", cmd, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("%v accepted, want code %v on %s", cmd, code, field)
+			}
+			wantErr(t, err, code, field)
+		}
+	}
+	switch op := cmd.GetOp().(type) {
+	case *apiv1.Command_CreateVm:
+		if _, taken := s.Vm(op.CreateVm.GetName()); taken || state.Validate(cmd) != nil {
+			return nil
+		}
+		spec := op.CreateVm.GetSpec()
+		return wantOutcome(placeable(s.Nodes(), spec.GetImage(), state.VmNeeds(spec), "spec.memory_mib", "spec"))
+	case *apiv1.Command_SubmitTask:
+		if state.Validate(cmd) != nil {
+			return nil
+		}
+		spec := op.SubmitTask.GetSpec()
+		return wantOutcome(placeable(s.Nodes(), spec.GetImage(), spec.GetResources(), "spec.resources.memory_mib", "spec.resources"))
+	case *apiv1.Command_AssignVm:
+		before, _ := s.Vm(op.AssignVm.GetName())
+		node, _ := s.Node(op.AssignVm.GetNodeId())
+		return func(t fataler, s *state.State, err error) {
+			t.Helper()
+			if err != nil {
+				return
+			}
+			if !offers(node, before.GetSpec().GetImage()) {
+				t.Fatalf("%v placed VM of image %q on a node offering %v", cmd, before.GetSpec().GetImage(), node.GetImages())
+			}
+			after, _ := s.Vm(op.AssignVm.GetName())
+			restarts := before.GetRestarts()
+			if before.GetState() != apiv1.VmState_VM_STATE_PENDING {
+				restarts++
+			}
+			if after.GetRestarts() != restarts || after.GetGeneration() != before.GetGeneration()+1 ||
+				after.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || after.GetNodeId() != node.GetId() {
+				t.Fatalf("%v: VM %v, was %v", cmd, after, before)
+			}
+		}
+	case *apiv1.Command_AssignTask:
+		before, _ := s.Task(op.AssignTask.GetId())
+		node, _ := s.Node(op.AssignTask.GetNodeId())
+		return func(t fataler, _ *state.State, err error) {
+			t.Helper()
+			if err == nil && !offers(node, before.GetSpec().GetImage()) {
+				t.Fatalf("%v placed task of image %q on a node offering %v", cmd, before.GetSpec().GetImage(), node.GetImages())
+			}
+		}
+	case *apiv1.Command_ReportVm:
+		before, ok := s.Vm(op.ReportVm.GetName())
+		r := op.ReportVm
+		return func(t fataler, s *state.State, err error) {
+			t.Helper()
+			if err != nil || !ok {
+				return
+			}
+			after, still := s.Vm(r.GetName())
+			late := before.GetState() == apiv1.VmState_VM_STATE_STOPPING &&
+				(r.GetState() == apiv1.VmState_VM_STATE_STARTING || r.GetState() == apiv1.VmState_VM_STATE_RUNNING)
+			switch {
+			case late || (before.GetState() == r.GetState() && before.GetReason() == r.GetReason()):
+				if !still || !proto.Equal(before, after) {
+					t.Fatalf("%v should have changed nothing: %v became %v", cmd, before, after)
+				}
+			case !still:
+			case r.GetState() == apiv1.VmState_VM_STATE_FAILED:
+				if after.GetConsoleTail() != r.GetConsoleTail() {
+					t.Fatalf("%v: console tail %q, want %q", cmd, after.GetConsoleTail(), r.GetConsoleTail())
+				}
+			default:
+				if after.GetConsoleTail() != before.GetConsoleTail() {
+					t.Fatalf("%v changed the console tail %q to %q", cmd, before.GetConsoleTail(), after.GetConsoleTail())
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // sameErr reports how two errors returned by Apply/Check differ, or "".
@@ -549,6 +853,12 @@ func compareStates(t fataler, a, b *state.State) {
 		if !proto.Equal(a.Allocated(id), b.Allocated(id)) {
 			t.Fatalf("allocated on %d: %v vs %v", id, a.Allocated(id), b.Allocated(id))
 		}
+		if !protoSliceEqual(a.VmsOn(id), b.VmsOn(id)) || !protoSliceEqual(a.TasksOn(id), b.TasksOn(id)) {
+			t.Fatalf("workloads on %d differ", id)
+		}
+	}
+	if !protoSliceEqual(a.VmsToPlace(), b.VmsToPlace()) || !protoSliceEqual(a.PendingTasks(), b.PendingTasks()) {
+		t.Fatalf("workloads waiting for a node differ")
 	}
 	for _, name := range poolVMs {
 		va, oka := a.Vm(name)
@@ -605,6 +915,10 @@ func applyChecked(t fataler, s *state.State, st step, untouched bool) (*apiv1.Re
 	if untouched && checkErr != nil && id == "" {
 		before = keyOf(t, s)
 	}
+	var expected func(fataler, *state.State, error)
+	if !dup {
+		expected = expect(s, st.cmd)
+	}
 
 	resp, err := st.apply(s)
 
@@ -641,6 +955,9 @@ func applyChecked(t fataler, s *state.State, st step, untouched bool) (*apiv1.Re
 		}
 	} else if resp.GetError() != nil {
 		t.Fatalf("accepted %v with a response error %v", st.cmd, resp.GetError())
+	}
+	if expected != nil {
+		expected(t, s, err)
 	}
 	if id != "" {
 		if got, ok := s.Response(id); !ok || !proto.Equal(got, resp) {
@@ -726,7 +1043,7 @@ func opName(cmd *apiv1.Command) string {
 func runSequence(t *rapid.T, n int, after func(s *state.State, i int, st step, o outcome)) *run {
 	s := state.New()
 	r := &run{s: s, g: newGen(s), byOp: map[string][2]int{}}
-	for _, st := range r.g.prelude() {
+	for _, st := range r.g.prelude(t) {
 		resp, err := applyChecked(t, s, st, true)
 		if err != nil {
 			t.Fatalf("prelude %v: %v", st.cmd, err)
@@ -1034,7 +1351,8 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 		},
 		Nodes: []*apiv1.Node{
 			{Id: 1, Address: "a:1", Role: apiv1.NodeRole_NODE_ROLE_VOTER, Capacity: res, Labels: map[string]string{"zone": "a", "rack": "r"},
-				Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Drain: true, RegisteredIndex: 2, UpdatedIndex: 50},
+				Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Drain: true, RegisteredIndex: 2, UpdatedIndex: 50,
+				Images: []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:00", MinMemoryMib: 64}, {Name: "img", Digest: "sha256:01", MinMemoryMib: 128}}},
 			{Id: 3, Address: "c:1", Role: apiv1.NodeRole_NODE_ROLE_WORKER, Capacity: res,
 				Status: apiv1.NodeStatus_NODE_STATUS_DISCONNECTED, RegisteredIndex: 3, UpdatedIndex: 3},
 		},
@@ -1043,12 +1361,12 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 				RestartPolicy: apiv1.RestartPolicy_RESTART_POLICY_ALWAYS, Constraints: map[string]string{"zone": "a"}, AntiAffinityGroup: "g"},
 				DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 3,
 				Reason: "node down", Events: []*apiv1.VmEvent{{Index: 9, TimeUnixNano: 99, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 3, Reason: "node down"}},
-				CreatedIndex: 5, UpdatedIndex: 9, CreatedUnixNano: 55},
+				CreatedIndex: 5, UpdatedIndex: 9, CreatedUnixNano: 55, ConsoleTail: "kernel panic\n", Restarts: 2},
 			{Name: "b", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 1}, DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED,
 				State: apiv1.VmState_VM_STATE_STOPPING, NodeId: 1, Generation: 1},
 		},
 		Tasks: []*apiv1.Task{
-			{Id: 7, Spec: &apiv1.TaskSpec{Command: "make", Args: []string{"all"}, Env: map[string]string{"A": "b"}, Resources: res, TimeoutMs: 5},
+			{Id: 7, Spec: &apiv1.TaskSpec{Command: "make", Args: []string{"all"}, Env: map[string]string{"A": "b"}, Resources: res, TimeoutMs: 5, Image: "img"},
 				Status: apiv1.TaskStatus_TASK_STATUS_LOST, Attempt: 2, NodeId: 1,
 				Result: &apiv1.TaskResult{ExitCode: -1, OutputTail: []byte{0, 1, 2}, StartedUnixNano: 1, FinishedUnixNano: 2, Error: "lost"},
 				Reason: "node down", SubmittedIndex: 7, UpdatedIndex: 60, SubmittedUnixNano: 77},
@@ -1058,6 +1376,9 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 			{ClientRequestId: "y", Index: 11, Response: &apiv1.Response{Kind: &apiv1.Response_DeleteVm{DeleteVm: &apiv1.DeleteVmResponse{Removed: true}}}},
 		},
 	}
+	// The literal above must keep up with the records: a field added to them
+	// and left out here would go untested.
+	checkEveryFieldSet(t, snap)
 	b := marshal(t, snap)
 	r, err := state.Restore(b)
 	if err != nil {
@@ -1074,6 +1395,52 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 	// Restore takes the holding VM "b" into account.
 	if got := r.Allocated(1); got.GetVcpus() != 1 || got.GetMemoryMib() != 1 {
 		t.Fatalf("Allocated(1) = %v", got)
+	}
+}
+
+// checkEveryFieldSet checks that every field of every message type reached
+// from m is set in at least one message of that type. Responses, which are a
+// oneof of many kinds, are not walked into.
+func checkEveryFieldSet(t testing.TB, m proto.Message) {
+	t.Helper()
+	set := map[protoreflect.FullName]map[protoreflect.Name]bool{}
+	descs := map[protoreflect.FullName]protoreflect.MessageDescriptor{}
+	var walk func(protoreflect.Message)
+	walk = func(msg protoreflect.Message) {
+		d := msg.Descriptor()
+		if d.FullName() == (&apiv1.Response{}).ProtoReflect().Descriptor().FullName() {
+			return
+		}
+		descs[d.FullName()] = d
+		if set[d.FullName()] == nil {
+			set[d.FullName()] = map[protoreflect.Name]bool{}
+		}
+		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			set[d.FullName()][fd.Name()] = true
+			switch {
+			case fd.IsList() && fd.Message() != nil:
+				for i := 0; i < v.List().Len(); i++ {
+					walk(v.List().Get(i).Message())
+				}
+			case fd.IsMap() && fd.MapValue().Message() != nil:
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					walk(mv.Message())
+					return true
+				})
+			case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+				walk(v.Message())
+			}
+			return true
+		})
+	}
+	walk(m.ProtoReflect())
+	for _, name := range slices.Sorted(maps.Keys(descs)) {
+		fields := descs[name].Fields()
+		for i := 0; i < fields.Len(); i++ {
+			if f := fields.Get(i); !set[name][f.Name()] {
+				t.Errorf("no %s in the test data sets field %s", name, f.Name())
+			}
+		}
 	}
 }
 

@@ -150,7 +150,8 @@ func (s *State) Response(clientRequestID string) (*apiv1.Response, bool) {
 func (s *State) RequestRecords() int { return len(s.requestLog) }
 
 // Allocated returns what the workloads placed on node id hold: VMs that are
-// scheduled, starting, running or stopping, and tasks assigned or running.
+// scheduled, starting, running or stopping, and tasks assigned or running
+// (or cancelled while their VM has not ended yet).
 func (s *State) Allocated(id uint64) *apiv1.Resources {
 	r := &apiv1.Resources{}
 	// Sums do not depend on iteration order.
@@ -161,7 +162,7 @@ func (s *State) Allocated(id uint64) *apiv1.Resources {
 		}
 	}
 	for _, t := range s.tasks {
-		if t.GetNodeId() == id && taskHoldsResources(t.GetStatus()) {
+		if t.GetNodeId() == id && taskHolds(t) {
 			r.Vcpus += t.GetSpec().GetResources().GetVcpus()
 			r.MemoryMib += t.GetSpec().GetResources().GetMemoryMib()
 			r.DiskMib += t.GetSpec().GetResources().GetDiskMib()
@@ -179,6 +180,15 @@ func holdsResources(st apiv1.VmState) bool {
 	return false
 }
 
-func taskHoldsResources(st apiv1.TaskStatus) bool {
-	return st == apiv1.TaskStatus_TASK_STATUS_ASSIGNED || st == apiv1.TaskStatus_TASK_STATUS_RUNNING
+// taskHolds: a task holds its resources on its node while it is assigned
+// or running, and once cancelled there until its node reports that its VM
+// has ended (the cancel does not stop it at once).
+func taskHolds(t *apiv1.Task) bool {
+	switch t.GetStatus() {
+	case apiv1.TaskStatus_TASK_STATUS_ASSIGNED, apiv1.TaskStatus_TASK_STATUS_RUNNING:
+		return true
+	case apiv1.TaskStatus_TASK_STATUS_CANCELLED:
+		return t.GetNodeId() != 0 && t.GetResult().GetFinishedUnixNano() == 0
+	}
+	return false
 }

@@ -37,11 +37,17 @@ func checkTaskSpec(spec *apiv1.TaskSpec) *Error {
 	if err := checkMap("spec.env", spec.GetEnv(), checkKey); err != nil {
 		return err
 	}
+	if err := checkText("spec.image", spec.GetImage(), MaxImageLen); err != nil {
+		return err
+	}
 	return checkResources("spec.resources", spec.GetResources())
 }
 
 func (s *State) checkSubmitTask(op *apiv1.SubmitTaskCommand) *Error {
-	return checkTaskSpec(op.GetSpec())
+	if err := checkTaskSpec(op.GetSpec()); err != nil {
+		return err
+	}
+	return s.checkPlaceable("spec.image", "spec.resources.memory_mib", "spec.resources", op.GetSpec().GetImage(), op.GetSpec().GetResources())
 }
 
 // submitTask records a pending task. Its id is the log index of the
@@ -88,10 +94,7 @@ func (s *State) checkAssignTask(op *apiv1.AssignTaskCommand) *Error {
 	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING {
 		return precondition("id", "task %d is %s, not pending", op.GetId(), t.GetStatus())
 	}
-	if err := s.nodeSchedulable("node_id", op.GetNodeId()); err != nil {
-		return err
-	}
-	return s.checkFits("node_id", op.GetNodeId(), t.GetSpec().GetResources())
+	return s.canPlace(op.GetNodeId(), t.GetSpec().GetImage(), t.GetSpec().GetResources())
 }
 
 func (s *State) assignTask(a at, op *apiv1.AssignTaskCommand) *apiv1.Response {
@@ -148,10 +151,28 @@ func (s *State) reportTask(a at, op *apiv1.ReportTaskCommand) *apiv1.Response {
 	t := s.tasks[op.GetId()]
 	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
 		t.Status = op.GetStatus()
-		t.Reason = "reported by node " + strconv.FormatUint(op.GetNodeId(), 10)
+		node := strconv.FormatUint(op.GetNodeId(), 10)
+		switch {
+		case op.GetStatus() == apiv1.TaskStatus_TASK_STATUS_RUNNING:
+			t.Reason = "running on node " + node
+		case op.GetStatus() == apiv1.TaskStatus_TASK_STATUS_SUCCEEDED:
+			t.Reason = "succeeded on node " + node
+		case op.GetResult().GetError() != "":
+			t.Reason = op.GetResult().GetError()
+		default:
+			t.Reason = "exited with code " + strconv.FormatInt(int64(op.GetResult().GetExitCode()), 10) + " on node " + node
+		}
 	}
 	if op.GetResult() != nil {
 		t.Result = proto.CloneOf(op.GetResult())
+	}
+	if op.GetStatus() != apiv1.TaskStatus_TASK_STATUS_RUNNING && t.GetResult().GetFinishedUnixNano() == 0 {
+		// The end is recorded, with the proposer's time if the node gave
+		// none: a cancelled task frees its node's resources by it.
+		if t.Result == nil {
+			t.Result = &apiv1.TaskResult{}
+		}
+		t.Result.FinishedUnixNano = max(a.nanos, 1)
 	}
 	t.UpdatedIndex = a.index
 	return &apiv1.Response{}

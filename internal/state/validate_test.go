@@ -24,6 +24,11 @@ func TestValidateChecksOnlyWhatNoStateCouldAccept(t *testing.T) {
 		{"start of a VM nobody created", startVm("ghost"), ""},
 		{"cancel of an unknown task", cancelTask(999), ""},
 		{"a good create", createVm("web", vmSpec(1, 128), true), ""},
+		{"an image no node may offer", createVm("web", vmOf("nope", 1, 128), true), ""},
+		{"less memory than any image needs", createVm("web", vmSpec(1, 1), true), ""},
+		{"more than any node may have", createVm("web", vmSpec(state.MaxVcpus, state.MaxMemoryMiB), true), ""},
+		{"a task of an image no node may offer", submitTask(taskOf("nope", 1, 64)), ""},
+		{"a task image not UTF-8", submitTask(taskOf("\xff", 1, 64)), "spec.image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := state.Validate(tc.cmd)

@@ -61,7 +61,10 @@ func (s *State) checkCreateVm(op *apiv1.CreateVmCommand) *Error {
 	if _, ok := s.vms[op.GetName()]; ok {
 		return exists("name", "a VM named %q already exists", op.GetName())
 	}
-	return checkVmSpec(op.GetSpec())
+	if err := checkVmSpec(op.GetSpec()); err != nil {
+		return err
+	}
+	return s.checkPlaceable("spec.image", "spec.memory_mib", "spec", op.GetSpec().GetImage(), VmNeeds(op.GetSpec()))
 }
 
 func (s *State) createVm(a at, op *apiv1.CreateVmCommand) *apiv1.Response {
@@ -168,7 +171,7 @@ func (s *State) checkAssignVm(op *apiv1.AssignVmCommand) *Error {
 		return precondition("name", "VM %q is not wanted running", op.GetName())
 	}
 	switch v.GetState() {
-	case apiv1.VmState_VM_STATE_PENDING, apiv1.VmState_VM_STATE_LOST, apiv1.VmState_VM_STATE_FAILED:
+	case apiv1.VmState_VM_STATE_PENDING, apiv1.VmState_VM_STATE_LOST, apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_STOPPED:
 	default:
 		return precondition("name", "VM %q is %s, not waiting for placement", op.GetName(), v.GetState())
 	}
@@ -179,6 +182,9 @@ func (s *State) checkAssignVm(op *apiv1.AssignVmCommand) *Error {
 		return err
 	}
 	node := s.nodes[op.GetNodeId()]
+	if err := checkNodeImage(node, v.GetSpec().GetImage(), v.GetSpec().GetMemoryMib()); err != nil {
+		return err
+	}
 	for _, k := range sortedKeys(v.GetSpec().GetConstraints()) {
 		if got, ok := node.GetLabels()[k]; !ok || got != v.GetSpec().GetConstraints()[k] {
 			return precondition("node_id", "node %d does not carry label %s=%s", op.GetNodeId(), k, v.GetSpec().GetConstraints()[k])
@@ -193,11 +199,16 @@ func (s *State) checkAssignVm(op *apiv1.AssignVmCommand) *Error {
 			}
 		}
 	}
-	return s.checkFits("node_id", op.GetNodeId(), &apiv1.Resources{Vcpus: v.GetSpec().GetVcpus(), MemoryMib: v.GetSpec().GetMemoryMib()})
+	return s.checkFits("node_id", op.GetNodeId(), VmNeeds(v.GetSpec()))
 }
 
+// assignVm places the VM on a node at a new generation. Placing one that
+// failed, stopped on its own or was lost is a restart.
 func (s *State) assignVm(a at, op *apiv1.AssignVmCommand) *apiv1.Response {
 	v := s.vms[op.GetName()]
+	if v.GetState() != apiv1.VmState_VM_STATE_PENDING {
+		v.Restarts++
+	}
 	v.NodeId = op.GetNodeId()
 	v.Generation++
 	s.setVmState(a, v, apiv1.VmState_VM_STATE_SCHEDULED, "placed on node "+strconv.FormatUint(op.GetNodeId(), 10))
@@ -224,6 +235,9 @@ func (s *State) checkReportVm(op *apiv1.ReportVmCommand) *Error {
 	if err := checkText("reason", op.GetReason(), MaxReasonLen); err != nil {
 		return err
 	}
+	if err := checkText("console_tail", op.GetConsoleTail(), MaxConsoleTailLen); err != nil {
+		return err
+	}
 	if op.GetNodeId() != v.GetNodeId() || op.GetGeneration() != v.GetGeneration() {
 		return precondition("generation", "stale report: VM %q is at node %d generation %d, report is from node %d generation %d",
 			op.GetName(), v.GetNodeId(), v.GetGeneration(), op.GetNodeId(), op.GetGeneration())
@@ -235,10 +249,22 @@ func (s *State) checkReportVm(op *apiv1.ReportVmCommand) *Error {
 }
 
 // reportVm records what the VM's node saw. A VM being deleted is removed
-// once its node reports it stopped or failed.
+// once its node reports it stopped or failed. A report of what the record
+// already says changes nothing (nodes repeat reports until they see them
+// applied).
 func (s *State) reportVm(a at, op *apiv1.ReportVmCommand) *apiv1.Response {
 	v := s.vms[op.GetName()]
+	if v.GetState() == op.GetState() && v.GetReason() == op.GetReason() {
+		return &apiv1.Response{}
+	}
 	wasStopping := v.GetState() == apiv1.VmState_VM_STATE_STOPPING
+	if wasStopping && op.GetState() != apiv1.VmState_VM_STATE_STOPPED && op.GetState() != apiv1.VmState_VM_STATE_FAILED {
+		// A late "starting" or "running" does not undo the wish to stop.
+		return &apiv1.Response{}
+	}
+	if op.GetState() == apiv1.VmState_VM_STATE_FAILED {
+		v.ConsoleTail = op.GetConsoleTail()
+	}
 	s.setVmState(a, v, op.GetState(), op.GetReason())
 	ended := op.GetState() == apiv1.VmState_VM_STATE_STOPPED || op.GetState() == apiv1.VmState_VM_STATE_FAILED
 	switch {

@@ -35,7 +35,7 @@ const file_api_v1_apiv1grpc_services_proto_rawDesc = "" +
 	"\vJoinCluster\x12\x1e.blixard.v1.JoinClusterRequest\x1a\x1f.blixard.v1.JoinClusterResponse\x12Q\n" +
 	"\fLeaveCluster\x12\x1f.blixard.v1.LeaveClusterRequest\x1a .blixard.v1.LeaveClusterResponse\x12]\n" +
 	"\x10GetClusterStatus\x12#.blixard.v1.GetClusterStatusRequest\x1a$.blixard.v1.GetClusterStatusResponse\x12N\n" +
-	"\vHealthCheck\x12\x1e.blixard.v1.HealthCheckRequest\x1a\x1f.blixard.v1.HealthCheckResponse2\xe5\x03\n" +
+	"\vHealthCheck\x12\x1e.blixard.v1.HealthCheckRequest\x1a\x1f.blixard.v1.HealthCheckResponse2\xb0\x04\n" +
 	"\tVmService\x12E\n" +
 	"\bCreateVm\x12\x1b.blixard.v1.CreateVmRequest\x1a\x1c.blixard.v1.CreateVmResponse\x12B\n" +
 	"\aStartVm\x12\x1a.blixard.v1.StartVmRequest\x1a\x1b.blixard.v1.StartVmResponse\x12?\n" +
@@ -43,7 +43,8 @@ const file_api_v1_apiv1grpc_services_proto_rawDesc = "" +
 	"\bDeleteVm\x12\x1b.blixard.v1.DeleteVmRequest\x1a\x1c.blixard.v1.DeleteVmResponse\x12<\n" +
 	"\x05GetVm\x12\x18.blixard.v1.GetVmRequest\x1a\x19.blixard.v1.GetVmResponse\x12B\n" +
 	"\aListVms\x12\x1a.blixard.v1.ListVmsRequest\x1a\x1b.blixard.v1.ListVmsResponse\x12C\n" +
-	"\bWatchVms\x12\x1b.blixard.v1.WatchVmsRequest\x1a\x18.blixard.v1.VmWatchEvent0\x012\xfe\x02\n" +
+	"\bWatchVms\x12\x1b.blixard.v1.WatchVmsRequest\x1a\x18.blixard.v1.VmWatchEvent0\x01\x12I\n" +
+	"\fStreamVmLogs\x12\x1f.blixard.v1.StreamVmLogsRequest\x1a\x16.blixard.v1.VmLogChunk0\x012\xfe\x02\n" +
 	"\vTaskService\x12K\n" +
 	"\n" +
 	"SubmitTask\x12\x1d.blixard.v1.SubmitTaskRequest\x1a\x1e.blixard.v1.SubmitTaskResponse\x12B\n" +
@@ -65,27 +66,29 @@ var file_api_v1_apiv1grpc_services_proto_goTypes = []any{
 	(*v1.GetVmRequest)(nil),             // 8: blixard.v1.GetVmRequest
 	(*v1.ListVmsRequest)(nil),           // 9: blixard.v1.ListVmsRequest
 	(*v1.WatchVmsRequest)(nil),          // 10: blixard.v1.WatchVmsRequest
-	(*v1.SubmitTaskRequest)(nil),        // 11: blixard.v1.SubmitTaskRequest
-	(*v1.GetTaskRequest)(nil),           // 12: blixard.v1.GetTaskRequest
-	(*v1.ListTasksRequest)(nil),         // 13: blixard.v1.ListTasksRequest
-	(*v1.CancelTaskRequest)(nil),        // 14: blixard.v1.CancelTaskRequest
-	(*v1.WatchTaskRequest)(nil),         // 15: blixard.v1.WatchTaskRequest
-	(*v1.JoinClusterResponse)(nil),      // 16: blixard.v1.JoinClusterResponse
-	(*v1.LeaveClusterResponse)(nil),     // 17: blixard.v1.LeaveClusterResponse
-	(*v1.GetClusterStatusResponse)(nil), // 18: blixard.v1.GetClusterStatusResponse
-	(*v1.HealthCheckResponse)(nil),      // 19: blixard.v1.HealthCheckResponse
-	(*v1.CreateVmResponse)(nil),         // 20: blixard.v1.CreateVmResponse
-	(*v1.StartVmResponse)(nil),          // 21: blixard.v1.StartVmResponse
-	(*v1.StopVmResponse)(nil),           // 22: blixard.v1.StopVmResponse
-	(*v1.DeleteVmResponse)(nil),         // 23: blixard.v1.DeleteVmResponse
-	(*v1.GetVmResponse)(nil),            // 24: blixard.v1.GetVmResponse
-	(*v1.ListVmsResponse)(nil),          // 25: blixard.v1.ListVmsResponse
-	(*v1.VmWatchEvent)(nil),             // 26: blixard.v1.VmWatchEvent
-	(*v1.SubmitTaskResponse)(nil),       // 27: blixard.v1.SubmitTaskResponse
-	(*v1.GetTaskResponse)(nil),          // 28: blixard.v1.GetTaskResponse
-	(*v1.ListTasksResponse)(nil),        // 29: blixard.v1.ListTasksResponse
-	(*v1.CancelTaskResponse)(nil),       // 30: blixard.v1.CancelTaskResponse
-	(*v1.TaskWatchEvent)(nil),           // 31: blixard.v1.TaskWatchEvent
+	(*v1.StreamVmLogsRequest)(nil),      // 11: blixard.v1.StreamVmLogsRequest
+	(*v1.SubmitTaskRequest)(nil),        // 12: blixard.v1.SubmitTaskRequest
+	(*v1.GetTaskRequest)(nil),           // 13: blixard.v1.GetTaskRequest
+	(*v1.ListTasksRequest)(nil),         // 14: blixard.v1.ListTasksRequest
+	(*v1.CancelTaskRequest)(nil),        // 15: blixard.v1.CancelTaskRequest
+	(*v1.WatchTaskRequest)(nil),         // 16: blixard.v1.WatchTaskRequest
+	(*v1.JoinClusterResponse)(nil),      // 17: blixard.v1.JoinClusterResponse
+	(*v1.LeaveClusterResponse)(nil),     // 18: blixard.v1.LeaveClusterResponse
+	(*v1.GetClusterStatusResponse)(nil), // 19: blixard.v1.GetClusterStatusResponse
+	(*v1.HealthCheckResponse)(nil),      // 20: blixard.v1.HealthCheckResponse
+	(*v1.CreateVmResponse)(nil),         // 21: blixard.v1.CreateVmResponse
+	(*v1.StartVmResponse)(nil),          // 22: blixard.v1.StartVmResponse
+	(*v1.StopVmResponse)(nil),           // 23: blixard.v1.StopVmResponse
+	(*v1.DeleteVmResponse)(nil),         // 24: blixard.v1.DeleteVmResponse
+	(*v1.GetVmResponse)(nil),            // 25: blixard.v1.GetVmResponse
+	(*v1.ListVmsResponse)(nil),          // 26: blixard.v1.ListVmsResponse
+	(*v1.VmWatchEvent)(nil),             // 27: blixard.v1.VmWatchEvent
+	(*v1.VmLogChunk)(nil),               // 28: blixard.v1.VmLogChunk
+	(*v1.SubmitTaskResponse)(nil),       // 29: blixard.v1.SubmitTaskResponse
+	(*v1.GetTaskResponse)(nil),          // 30: blixard.v1.GetTaskResponse
+	(*v1.ListTasksResponse)(nil),        // 31: blixard.v1.ListTasksResponse
+	(*v1.CancelTaskResponse)(nil),       // 32: blixard.v1.CancelTaskResponse
+	(*v1.TaskWatchEvent)(nil),           // 33: blixard.v1.TaskWatchEvent
 }
 var file_api_v1_apiv1grpc_services_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.ClusterService.JoinCluster:input_type -> blixard.v1.JoinClusterRequest
@@ -99,29 +102,31 @@ var file_api_v1_apiv1grpc_services_proto_depIdxs = []int32{
 	8,  // 8: blixard.v1.VmService.GetVm:input_type -> blixard.v1.GetVmRequest
 	9,  // 9: blixard.v1.VmService.ListVms:input_type -> blixard.v1.ListVmsRequest
 	10, // 10: blixard.v1.VmService.WatchVms:input_type -> blixard.v1.WatchVmsRequest
-	11, // 11: blixard.v1.TaskService.SubmitTask:input_type -> blixard.v1.SubmitTaskRequest
-	12, // 12: blixard.v1.TaskService.GetTask:input_type -> blixard.v1.GetTaskRequest
-	13, // 13: blixard.v1.TaskService.ListTasks:input_type -> blixard.v1.ListTasksRequest
-	14, // 14: blixard.v1.TaskService.CancelTask:input_type -> blixard.v1.CancelTaskRequest
-	15, // 15: blixard.v1.TaskService.WatchTask:input_type -> blixard.v1.WatchTaskRequest
-	16, // 16: blixard.v1.ClusterService.JoinCluster:output_type -> blixard.v1.JoinClusterResponse
-	17, // 17: blixard.v1.ClusterService.LeaveCluster:output_type -> blixard.v1.LeaveClusterResponse
-	18, // 18: blixard.v1.ClusterService.GetClusterStatus:output_type -> blixard.v1.GetClusterStatusResponse
-	19, // 19: blixard.v1.ClusterService.HealthCheck:output_type -> blixard.v1.HealthCheckResponse
-	20, // 20: blixard.v1.VmService.CreateVm:output_type -> blixard.v1.CreateVmResponse
-	21, // 21: blixard.v1.VmService.StartVm:output_type -> blixard.v1.StartVmResponse
-	22, // 22: blixard.v1.VmService.StopVm:output_type -> blixard.v1.StopVmResponse
-	23, // 23: blixard.v1.VmService.DeleteVm:output_type -> blixard.v1.DeleteVmResponse
-	24, // 24: blixard.v1.VmService.GetVm:output_type -> blixard.v1.GetVmResponse
-	25, // 25: blixard.v1.VmService.ListVms:output_type -> blixard.v1.ListVmsResponse
-	26, // 26: blixard.v1.VmService.WatchVms:output_type -> blixard.v1.VmWatchEvent
-	27, // 27: blixard.v1.TaskService.SubmitTask:output_type -> blixard.v1.SubmitTaskResponse
-	28, // 28: blixard.v1.TaskService.GetTask:output_type -> blixard.v1.GetTaskResponse
-	29, // 29: blixard.v1.TaskService.ListTasks:output_type -> blixard.v1.ListTasksResponse
-	30, // 30: blixard.v1.TaskService.CancelTask:output_type -> blixard.v1.CancelTaskResponse
-	31, // 31: blixard.v1.TaskService.WatchTask:output_type -> blixard.v1.TaskWatchEvent
-	16, // [16:32] is the sub-list for method output_type
-	0,  // [0:16] is the sub-list for method input_type
+	11, // 11: blixard.v1.VmService.StreamVmLogs:input_type -> blixard.v1.StreamVmLogsRequest
+	12, // 12: blixard.v1.TaskService.SubmitTask:input_type -> blixard.v1.SubmitTaskRequest
+	13, // 13: blixard.v1.TaskService.GetTask:input_type -> blixard.v1.GetTaskRequest
+	14, // 14: blixard.v1.TaskService.ListTasks:input_type -> blixard.v1.ListTasksRequest
+	15, // 15: blixard.v1.TaskService.CancelTask:input_type -> blixard.v1.CancelTaskRequest
+	16, // 16: blixard.v1.TaskService.WatchTask:input_type -> blixard.v1.WatchTaskRequest
+	17, // 17: blixard.v1.ClusterService.JoinCluster:output_type -> blixard.v1.JoinClusterResponse
+	18, // 18: blixard.v1.ClusterService.LeaveCluster:output_type -> blixard.v1.LeaveClusterResponse
+	19, // 19: blixard.v1.ClusterService.GetClusterStatus:output_type -> blixard.v1.GetClusterStatusResponse
+	20, // 20: blixard.v1.ClusterService.HealthCheck:output_type -> blixard.v1.HealthCheckResponse
+	21, // 21: blixard.v1.VmService.CreateVm:output_type -> blixard.v1.CreateVmResponse
+	22, // 22: blixard.v1.VmService.StartVm:output_type -> blixard.v1.StartVmResponse
+	23, // 23: blixard.v1.VmService.StopVm:output_type -> blixard.v1.StopVmResponse
+	24, // 24: blixard.v1.VmService.DeleteVm:output_type -> blixard.v1.DeleteVmResponse
+	25, // 25: blixard.v1.VmService.GetVm:output_type -> blixard.v1.GetVmResponse
+	26, // 26: blixard.v1.VmService.ListVms:output_type -> blixard.v1.ListVmsResponse
+	27, // 27: blixard.v1.VmService.WatchVms:output_type -> blixard.v1.VmWatchEvent
+	28, // 28: blixard.v1.VmService.StreamVmLogs:output_type -> blixard.v1.VmLogChunk
+	29, // 29: blixard.v1.TaskService.SubmitTask:output_type -> blixard.v1.SubmitTaskResponse
+	30, // 30: blixard.v1.TaskService.GetTask:output_type -> blixard.v1.GetTaskResponse
+	31, // 31: blixard.v1.TaskService.ListTasks:output_type -> blixard.v1.ListTasksResponse
+	32, // 32: blixard.v1.TaskService.CancelTask:output_type -> blixard.v1.CancelTaskResponse
+	33, // 33: blixard.v1.TaskService.WatchTask:output_type -> blixard.v1.TaskWatchEvent
+	17, // [17:34] is the sub-list for method output_type
+	0,  // [0:17] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -244,13 +244,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	VmService_CreateVm_FullMethodName = "/blixard.v1.VmService/CreateVm"
-	VmService_StartVm_FullMethodName  = "/blixard.v1.VmService/StartVm"
-	VmService_StopVm_FullMethodName   = "/blixard.v1.VmService/StopVm"
-	VmService_DeleteVm_FullMethodName = "/blixard.v1.VmService/DeleteVm"
-	VmService_GetVm_FullMethodName    = "/blixard.v1.VmService/GetVm"
-	VmService_ListVms_FullMethodName  = "/blixard.v1.VmService/ListVms"
-	VmService_WatchVms_FullMethodName = "/blixard.v1.VmService/WatchVms"
+	VmService_CreateVm_FullMethodName     = "/blixard.v1.VmService/CreateVm"
+	VmService_StartVm_FullMethodName      = "/blixard.v1.VmService/StartVm"
+	VmService_StopVm_FullMethodName       = "/blixard.v1.VmService/StopVm"
+	VmService_DeleteVm_FullMethodName     = "/blixard.v1.VmService/DeleteVm"
+	VmService_GetVm_FullMethodName        = "/blixard.v1.VmService/GetVm"
+	VmService_ListVms_FullMethodName      = "/blixard.v1.VmService/ListVms"
+	VmService_WatchVms_FullMethodName     = "/blixard.v1.VmService/WatchVms"
+	VmService_StreamVmLogs_FullMethodName = "/blixard.v1.VmService/StreamVmLogs"
 )
 
 // VmServiceClient is the client API for VmService service.
@@ -268,6 +269,10 @@ type VmServiceClient interface {
 	// WatchVms streams VM changes as this node applies them (stale reads of
 	// its own state), from a revision.
 	WatchVms(ctx context.Context, in *v1.WatchVmsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.VmWatchEvent], error)
+	// StreamVmLogs streams a VM's console log. Only the node the VM is
+	// placed on has it; any other node answers FAILED_PRECONDITION naming
+	// that node's address (the client follows it).
+	StreamVmLogs(ctx context.Context, in *v1.StreamVmLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.VmLogChunk], error)
 }
 
 type vmServiceClient struct {
@@ -357,6 +362,25 @@ func (c *vmServiceClient) WatchVms(ctx context.Context, in *v1.WatchVmsRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VmService_WatchVmsClient = grpc.ServerStreamingClient[v1.VmWatchEvent]
 
+func (c *vmServiceClient) StreamVmLogs(ctx context.Context, in *v1.StreamVmLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.VmLogChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &VmService_ServiceDesc.Streams[1], VmService_StreamVmLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.StreamVmLogsRequest, v1.VmLogChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type VmService_StreamVmLogsClient = grpc.ServerStreamingClient[v1.VmLogChunk]
+
 // VmServiceServer is the server API for VmService service.
 // All implementations must embed UnimplementedVmServiceServer
 // for forward compatibility.
@@ -372,6 +396,10 @@ type VmServiceServer interface {
 	// WatchVms streams VM changes as this node applies them (stale reads of
 	// its own state), from a revision.
 	WatchVms(*v1.WatchVmsRequest, grpc.ServerStreamingServer[v1.VmWatchEvent]) error
+	// StreamVmLogs streams a VM's console log. Only the node the VM is
+	// placed on has it; any other node answers FAILED_PRECONDITION naming
+	// that node's address (the client follows it).
+	StreamVmLogs(*v1.StreamVmLogsRequest, grpc.ServerStreamingServer[v1.VmLogChunk]) error
 	mustEmbedUnimplementedVmServiceServer()
 }
 
@@ -402,6 +430,9 @@ func (UnimplementedVmServiceServer) ListVms(context.Context, *v1.ListVmsRequest)
 }
 func (UnimplementedVmServiceServer) WatchVms(*v1.WatchVmsRequest, grpc.ServerStreamingServer[v1.VmWatchEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method WatchVms not implemented")
+}
+func (UnimplementedVmServiceServer) StreamVmLogs(*v1.StreamVmLogsRequest, grpc.ServerStreamingServer[v1.VmLogChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method StreamVmLogs not implemented")
 }
 func (UnimplementedVmServiceServer) mustEmbedUnimplementedVmServiceServer() {}
 func (UnimplementedVmServiceServer) testEmbeddedByValue()                   {}
@@ -543,6 +574,17 @@ func _VmService_WatchVms_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VmService_WatchVmsServer = grpc.ServerStreamingServer[v1.VmWatchEvent]
 
+func _VmService_StreamVmLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.StreamVmLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(VmServiceServer).StreamVmLogs(m, &grpc.GenericServerStream[v1.StreamVmLogsRequest, v1.VmLogChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type VmService_StreamVmLogsServer = grpc.ServerStreamingServer[v1.VmLogChunk]
+
 // VmService_ServiceDesc is the grpc.ServiceDesc for VmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -579,6 +621,11 @@ var VmService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchVms",
 			Handler:       _VmService_WatchVms_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamVmLogs",
+			Handler:       _VmService_StreamVmLogs_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,247 @@
+package sim
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/core"
+)
+
+// Simulated guests. A task VM's command decides how it goes:
+//
+//   - TaskExitOK ("true"): exits 0 after a short run.
+//   - TaskExitFail ("false"): exits 1.
+//   - TaskHang ("hang"): never ends on its own; the task's timeout kills it.
+//
+// Any other command exits 0.
+const (
+	TaskExitOK   = "true"
+	TaskExitFail = "false"
+	TaskHang     = "hang"
+)
+
+// SimVM is one VM as a node's simulated hypervisor runs it.
+type SimVM struct {
+	Name       string
+	Generation uint64
+	State      apiv1.VmState
+	Reason     string
+	// Starts counts how many times this name was started on this node.
+	Starts int
+	need   *apiv1.Resources
+	task   *apiv1.Task
+	result *apiv1.TaskResult
+	// seq voids events scheduled for an earlier life of this VM.
+	seq uint64
+}
+
+// Ended reports whether the VM has stopped or failed.
+func (v *SimVM) Ended() bool {
+	return v.State == apiv1.VmState_VM_STATE_STOPPED || v.State == apiv1.VmState_VM_STATE_FAILED
+}
+
+// hypervisor is a node's simulated VMM. It carries out the agent's
+// VMActions in virtual time, as the runtime does through vmm, and its VMs
+// outlive the node's crashes (QEMU outlives blixard under its supervisor):
+// a restarted node is told what runs through VMsRecovered.
+type hypervisor struct {
+	n   *Node
+	vms map[string]*SimVM
+}
+
+func newHypervisor(n *Node) *hypervisor {
+	return &hypervisor{n: n, vms: map[string]*SimVM{}}
+}
+
+// recovered is what the node finds at boot.
+func (h *hypervisor) recovered() []core.VMReport {
+	var out []core.VMReport
+	for _, name := range slices.Sorted(maps.Keys(h.vms)) {
+		out = append(out, h.reportOf(h.vms[name]))
+	}
+	return out
+}
+
+func (h *hypervisor) reportOf(v *SimVM) core.VMReport {
+	return core.VMReport{Name: v.Name, Generation: v.Generation, State: v.State, Reason: v.Reason, Task: v.result}
+}
+
+// carry out the agent's actions of one Ready.
+func (h *hypervisor) carry(actions []core.VMAction) {
+	w := h.n.w
+	for _, a := range actions {
+		w.tracef("node %d vmm: %s %s generation %d", h.n.id, a.Kind, a.Name, a.Generation)
+		switch a.Kind {
+		case core.StartVM:
+			h.start(a)
+		case core.StopVM:
+			h.stop(a)
+		case core.RemoveVM:
+			v, ok := h.vms[a.Name]
+			if ok && !v.Ended() {
+				w.fail(fmt.Errorf("node %d removed VM %s while it runs", h.n.id, a.Name))
+				return
+			}
+			delete(h.vms, a.Name)
+		}
+	}
+	h.check()
+}
+
+func (h *hypervisor) start(a core.VMAction) {
+	w := h.n.w
+	if v, ok := h.vms[a.Name]; ok && !v.Ended() {
+		w.fail(fmt.Errorf("node %d started VM %s generation %d while generation %d runs", h.n.id, a.Name, a.Generation, v.Generation))
+		return
+	}
+	v := &SimVM{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_STARTING, Reason: "booting", task: a.Task}
+	if old, ok := h.vms[a.Name]; ok {
+		v.Starts, v.seq = old.Starts, old.seq
+	}
+	v.Starts++
+	v.seq++
+	switch {
+	case a.Vm != nil:
+		v.need = &apiv1.Resources{Vcpus: a.Vm.GetSpec().GetVcpus(), MemoryMib: a.Vm.GetSpec().GetMemoryMib()}
+	case a.Task != nil:
+		v.need = a.Task.GetSpec().GetResources()
+	}
+	h.vms[a.Name] = v
+	h.report(v)
+	boot := 300*time.Millisecond + time.Duration(w.rng.Int64N(int64(1200*time.Millisecond)))
+	h.later(v, boot, func() {
+		v.State, v.Reason = apiv1.VmState_VM_STATE_RUNNING, "agent ready"
+		h.report(v)
+		if v.task != nil {
+			h.runTask(v)
+		}
+	})
+}
+
+func (h *hypervisor) runTask(v *SimVM) {
+	w := h.n.w
+	started := h.n.clock().UnixNano()
+	spec := v.task.GetSpec()
+	if timeout := time.Duration(spec.GetTimeoutMs()) * time.Millisecond; timeout > 0 {
+		h.later(v, timeout, func() {
+			v.result = &apiv1.TaskResult{ExitCode: -1, StartedUnixNano: started, FinishedUnixNano: h.n.clock().UnixNano(), Error: "timeout"}
+			v.State, v.Reason = apiv1.VmState_VM_STATE_FAILED, "timeout"
+			h.report(v)
+		})
+	}
+	if spec.GetCommand() == TaskHang {
+		return
+	}
+	run := 50*time.Millisecond + time.Duration(w.rng.Int64N(int64(500*time.Millisecond)))
+	h.later(v, run, func() {
+		code := int32(0)
+		if spec.GetCommand() == TaskExitFail {
+			code = 1
+		}
+		v.result = &apiv1.TaskResult{ExitCode: code, OutputTail: []byte("ran " + spec.GetCommand() + "\n"), StartedUnixNano: started, FinishedUnixNano: h.n.clock().UnixNano()}
+		if code == 0 {
+			v.State, v.Reason = apiv1.VmState_VM_STATE_STOPPED, "task exited with code 0"
+		} else {
+			v.State, v.Reason = apiv1.VmState_VM_STATE_FAILED, fmt.Sprintf("exit code %d", code)
+		}
+		h.report(v)
+	})
+}
+
+func (h *hypervisor) stop(a core.VMAction) {
+	v, ok := h.vms[a.Name]
+	if !ok || v.Generation != a.Generation || v.Ended() {
+		return
+	}
+	grace := 50*time.Millisecond + time.Duration(h.n.w.rng.Int64N(int64(250*time.Millisecond)))
+	h.later(v, grace, func() {
+		v.State, v.Reason = apiv1.VmState_VM_STATE_STOPPED, "stopped"
+		h.report(v)
+	})
+}
+
+// fail kills a running VM from outside (the hypervisor process died).
+func (h *hypervisor) fail(name, reason string) bool {
+	v, ok := h.vms[name]
+	if !ok || v.Ended() {
+		return false
+	}
+	v.seq++
+	v.State, v.Reason = apiv1.VmState_VM_STATE_FAILED, reason
+	h.report(v)
+	return true
+}
+
+// later runs fn after d unless the VM ended or was started again since.
+func (h *hypervisor) later(v *SimVM, d time.Duration, fn func()) {
+	seq := v.seq
+	h.n.w.at(h.n.w.now+d, func() {
+		if v.seq != seq || v.Ended() || h.vms[v.Name] != v {
+			return
+		}
+		fn()
+		h.check()
+	})
+}
+
+// report hands the VM's state to the node, if it is up to hear it.
+func (h *hypervisor) report(v *SimVM) {
+	h.n.w.tracef("node %d vmm: %s generation %d %s (%s)", h.n.id, v.Name, v.Generation, v.State, v.Reason)
+	h.n.w.hashBytes(8, []byte(fmt.Sprintf("%d/%s/%d/%d", h.n.id, v.Name, v.Generation, v.State)))
+	r := h.reportOf(v)
+	inc := h.n.incarnation
+	// As an event of its own: a report never reaches a node in the middle
+	// of a Ready.
+	h.n.w.at(h.n.w.now, func() { h.n.deliver(inc, func() { h.n.core.ReportVM(r) }) })
+}
+
+// check keeps the workload invariants: no VM runs on two nodes, and no node
+// runs more than its capacity.
+func (h *hypervisor) check() {
+	w := h.n.w
+	where := map[string]uint64{}
+	for _, id := range w.ids {
+		hv := w.nodes[id].hyper
+		used := &apiv1.Resources{}
+		for _, name := range slices.Sorted(maps.Keys(hv.vms)) {
+			v := hv.vms[name]
+			if v.Ended() {
+				continue
+			}
+			if other, ok := where[name]; ok {
+				w.fail(fmt.Errorf("checker vm-once: VM %s runs on nodes %d and %d", name, other, id))
+				return
+			}
+			where[name] = id
+			used.Vcpus += v.need.GetVcpus()
+			used.MemoryMib += v.need.GetMemoryMib()
+		}
+		c := w.nodes[id].cfg.Capacity
+		if used.GetVcpus() > c.GetVcpus() || used.GetMemoryMib() > c.GetMemoryMib() {
+			w.fail(fmt.Errorf("checker capacity: node %d runs %d vCPUs and %d MiB, capacity %d and %d",
+				id, used.GetVcpus(), used.GetMemoryMib(), c.GetVcpus(), c.GetMemoryMib()))
+			return
+		}
+	}
+}
+
+// SimVMs returns copies of what node id's simulated hypervisor holds,
+// sorted by name.
+func (w *World) SimVMs(id uint64) []SimVM {
+	hv := w.nodes[id].hyper
+	var out []SimVM
+	for _, name := range slices.Sorted(maps.Keys(hv.vms)) {
+		out = append(out, *hv.vms[name])
+	}
+	return out
+}
+
+// FailVM kills VM name on node id from outside, as if its hypervisor
+// process died. It reports whether such a VM was running.
+func (w *World) FailVM(id uint64, name, reason string) bool {
+	w.note("node %d vmm: VM %s killed (%s)", id, name, reason)
+	return w.nodes[id].hyper.fail(name, reason)
+}
