@@ -2,9 +2,11 @@
 
 GO ?= go
 
-# System packages the build and tests need, as Debian package names. None yet;
-# `make deps` installs only the missing ones and skips apt entirely when none are.
-APT_PACKAGES :=
+# System packages the build and tests need, as Debian package names: QEMU runs
+# the microVMs, busybox-static and a Debian kernel make the guest image, xz
+# unpacks the kernel. `make deps` installs only the missing ones (apt-get
+# update once, then apt-get install) and skips apt entirely when none are.
+APT_PACKAGES := qemu-system-x86 busybox-static linux-image-amd64 xz-utils
 
 # apt-get needs root; use sudo only when not already root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -28,18 +30,25 @@ ifneq ($(strip $(APT_PACKAGES)),)
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
-		$(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; \
+		if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
+			echo "not root and no sudo: install these Debian packages, then run make again:$$missing"; exit 1; \
+		fi; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
 	fi
 endif
 	$(GO) mod download
 
+# The guest agent is its own small static binary, beside blixard in bin/ where
+# each node finds it to build the default guest image.
 build:
 	$(GO) build -o bin/blixard ./cmd/blixard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/blixard-agent ./cmd/blixard-agent
 
 # The main job: a local 3-node cluster on loopback (127.0.0.1:7001-7003), in
-# the foreground. It prints the export line for BLIXARD_ADDR and the cluster's
-# status once every node votes; Ctrl-C stops it.
-run: build
+# the foreground, with one demo VM booted in it. It prints the export line for
+# BLIXARD_ADDR, then the cluster's status and the VM list once the VM runs;
+# Ctrl-C stops it.
+run: deps build
 	./bin/blixard dev --nodes 3
 
 lint:

@@ -1,5 +1,6 @@
 // Command blixard is the single Blixard binary. Everything it does lives in
-// internal/cli; main only turns an error into exit status 1.
+// internal/cli; main only turns an error into an exit status: the one a
+// cli.ExitCodeError asks for (a task's own exit code), else 1.
 package main
 
 import (
@@ -11,6 +12,6 @@ import (
 func main() {
 	// The command has already printed the error; the exit status says it failed.
 	if err := cli.Execute(); err != nil {
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,12 +24,27 @@ import (
 // promote every node.
 const devFormTimeout = 90 * time.Second
 
+// The demo VM that dev creates unless --no-demo.
+const (
+	devDemoName      = "demo"
+	devDemoVcpus     = 1
+	devDemoMemoryMiB = 128
+	// devDemoTimeout bounds the wait for the demo VM to run: the first boot
+	// includes building the default image, and VMs run under TCG here.
+	devDemoTimeout = 2 * time.Minute
+)
+
+// devDemoPoll is how often the demo VM's state is read (a variable for
+// tests).
+var devDemoPoll = 500 * time.Millisecond
+
 func newDevCommand() *cobra.Command {
 	var (
 		nodes    int
 		dataDir  string
 		host     string
 		basePort int
+		noDemo   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -36,15 +52,27 @@ func newDevCommand() *cobra.Command {
 		Long: `Run a local cluster for development: each node is a child process running
 "blixard node" with its own data directory under --data-dir and its log in
 <data-dir>/n<ID>/node.log. Node 1 bootstraps, the others join it. dev prints
-the export line that points other commands at the cluster, waits until every
-node is a voter, shows the cluster's status, and then runs until Ctrl-C, which
-stops every node. Run it again with the same --data-dir and the cluster comes
-back from its disks.`,
+the export line that points other commands at the cluster and waits until
+every node is a voter.
+
+Then, unless --no-demo, it creates the VM "demo" (1 vCPU, 128 MiB, restart
+on-failure; left alone if it exists already), waits up to 2 minutes for it
+to run, showing its progress, and prints the cluster's status and its VMs
+as "cluster status" and "vm list" would. The node that took the request
+(the leader) boots it as a QEMU microVM, with KVM if a probe VM boots with
+it, else with TCG software emulation; the first boot also builds the
+default image. "blixard vm logs demo" shows its console. If the demo VM
+fails, dev prints why and the end of its console, and the cluster keeps
+running. With --no-demo it prints the cluster's status at once.
+
+dev runs until Ctrl-C, which stops every node. Run it again with the same
+--data-dir and the cluster comes back from its disks.`,
 		Example: `  blixard dev
-  blixard dev --nodes 5 --data-dir /tmp/blixard-dev
+  blixard dev --nodes 5 --data-dir /tmp/blixard-dev --no-demo
   # in another shell:
   export BLIXARD_ADDR=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
-  blixard cluster status`,
+  blixard cluster status
+  blixard vm logs demo -f`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodes < 1 || nodes > 9 {
@@ -53,7 +81,7 @@ back from its disks.`,
 			if basePort < 1 || basePort+nodes > 65535 {
 				return usageErrorf("--base-port: %d leaves no room for %d nodes", basePort, nodes)
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), nodes, dataDir, host, basePort)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), nodes, dataDir, host, basePort, !noDemo)
 		},
 	}
 	f := cmd.Flags()
@@ -61,6 +89,7 @@ back from its disks.`,
 	f.StringVar(&dataDir, "data-dir", ".blixard-dev", "`directory` that holds every node's data directory and log")
 	f.StringVar(&host, "host", "127.0.0.1", "loopback `address` the nodes listen on")
 	f.IntVar(&basePort, "base-port", 7001, "node i listens on base-port + i - 1")
+	f.BoolVar(&noDemo, "no-demo", false, "do not create and boot the demo VM")
 	return cmd
 }
 
@@ -72,7 +101,7 @@ type devNode struct {
 	done chan error
 }
 
-func runDev(ctx context.Context, out, errOut io.Writer, count int, dataDir, host string, basePort int) error {
+func runDev(ctx context.Context, out, errOut io.Writer, count int, dataDir, host string, basePort int, demo bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the blixard binary: %w", err)
@@ -85,7 +114,10 @@ func runDev(ctx context.Context, out, errOut io.Writer, count int, dataDir, host
 	for i := 1; i <= count; i++ {
 		addrs = append(addrs, fmt.Sprintf("%s:%d", host, basePort+i-1))
 	}
-	defer func() { stopDev(errOut, all) }()
+	defer func() {
+		stopDev(errOut, all)
+		stopDevVMs(errOut, dataDir)
+	}()
 	for i := 1; i <= count; i++ {
 		dir := filepath.Join(dataDir, fmt.Sprintf("n%d", i))
 		args := []string{"node", "--id", strconv.Itoa(i), "--listen", addrs[i-1], "--data-dir", dir}
@@ -110,13 +142,139 @@ func runDev(ctx context.Context, out, errOut io.Writer, count int, dataDir, host
 	if err != nil {
 		return err
 	}
-	tw := newTable(out)
-	clusterStatusTable(tw, status)
-	if err := tw.Flush(); err != nil {
-		return err
+	if !demo {
+		tw := newTable(out)
+		clusterStatusTable(tw, status)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(errOut, "cluster formed: leader %d, %d voters\n", status.GetLeaderId(), count)
+		if show, running := runDevDemo(ctx, errOut, c, all); show {
+			// As "cluster status" and "vm list" print them.
+			for _, args := range [][]string{{"cluster", "status"}, {"vm", "list"}} {
+				if !devShow(ctx, out, errOut, addrs, args...) {
+					break
+				}
+			}
+			if running {
+				fmt.Fprintf(errOut, "VM %s's console: blixard vm logs %s -f\n", devDemoName, devDemoName)
+			}
+		}
 	}
 	fmt.Fprintf(errOut, "cluster is up; Ctrl-C stops it\n")
 	return waitDev(ctx, all)
+}
+
+// runDevDemo creates the demo VM (or finds it from an earlier run) and waits
+// until it runs, printing each change of its state, until it fails, stops,
+// devDemoTimeout passes, a node exits or ctx ends. What went wrong is
+// printed, not returned: the cluster runs on either way. It reports whether
+// the cluster's state is worth showing (not after ctx ended or a node
+// exited: waitDev says which) and whether the VM runs.
+func runDevDemo(ctx context.Context, errOut io.Writer, c *client.Client, all []*devNode) (show, running bool) {
+	ctx, cancel := context.WithTimeout(ctx, devDemoTimeout)
+	defer cancel()
+	fmt.Fprintf(errOut, "creating VM %s (%d vCPU, %d MiB, restart on-failure; --no-demo skips this)\n",
+		devDemoName, devDemoVcpus, devDemoMemoryMiB)
+	resp, err := c.CreateVm(ctx, &apiv1.CreateVmRequest{Name: devDemoName, Start: true, Spec: &apiv1.VmSpec{
+		Vcpus: devDemoVcpus, MemoryMib: devDemoMemoryMiB, RestartPolicy: apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE,
+	}})
+	v := resp.GetVm()
+	switch {
+	case client.ErrorOf(err).GetCode() == apiv1.ErrorCode_ERROR_CODE_ALREADY_EXISTS:
+		got, gerr := c.GetVm(ctx, &apiv1.GetVmRequest{Name: devDemoName})
+		if gerr != nil {
+			return devDemoGaveUp(ctx, errOut, fmt.Errorf("read VM %s: %w", devDemoName, gerr)), false
+		}
+		v = got.GetVm()
+		fmt.Fprintf(errOut, "VM %s exists already (from an earlier run)\n", devDemoName)
+		if v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING {
+			fmt.Fprintf(errOut, "VM %s is wanted %s; 'blixard vm start %s' starts it\n",
+				devDemoName, enumText(v.GetDesiredState()), devDemoName)
+			return true, false
+		}
+	case err != nil:
+		return devDemoGaveUp(ctx, errOut, fmt.Errorf("create VM %s: %w", devDemoName, err)), false
+	}
+	last := ""
+	for {
+		if line := withReason(enumText(v.GetState()), v.GetReason()); line != last {
+			fmt.Fprintf(errOut, "vm %s: %s\n", devDemoName, line)
+			last = line
+		}
+		switch v.GetState() {
+		case apiv1.VmState_VM_STATE_RUNNING:
+			fmt.Fprintf(errOut, "VM %s is running on node %d\n", devDemoName, v.GetNodeId())
+			return true, true
+		case apiv1.VmState_VM_STATE_FAILED:
+			fmt.Fprintf(errOut, "VM %s failed: %s\n", devDemoName, orDash(v.GetReason()))
+			_ = writeConsoleTail(errOut, v)
+			fmt.Fprintf(errOut, "its restart policy (on-failure) boots it again after a back-off; see 'blixard vm status %s' and 'blixard vm logs %s'\n",
+				devDemoName, devDemoName)
+			return true, false
+		case apiv1.VmState_VM_STATE_STOPPED:
+			fmt.Fprintf(errOut, "VM %s stopped on its own: %s; 'blixard vm logs %s' shows its console, 'blixard vm start %s' starts it again\n",
+				devDemoName, orDash(v.GetReason()), devDemoName, devDemoName)
+			return true, false
+		}
+		for _, n := range all {
+			select {
+			case err := <-n.done:
+				n.done <- err
+				return false, false
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return devDemoGaveUp(ctx, errOut, fmt.Errorf("VM %s is still %s", devDemoName, withReason(enumText(v.GetState()), v.GetReason()))), false
+		case <-time.After(devDemoPoll):
+		}
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := c.GetVm(actx, &apiv1.GetVmRequest{Name: devDemoName})
+		acancel()
+		if err == nil {
+			v = got.GetVm()
+		} else if ctx.Err() == nil && client.ErrorOf(err).GetCode() == apiv1.ErrorCode_ERROR_CODE_NOT_FOUND {
+			fmt.Fprintf(errOut, "VM %s was deleted\n", devDemoName)
+			return true, false
+		}
+		// Other errors: a leader change, a slow node; ask again.
+	}
+}
+
+// devDemoGaveUp prints why the demo wait ended early, unless the user
+// stopped dev (the parent context ended). It reports whether the cluster is
+// worth showing.
+func devDemoGaveUp(ctx context.Context, errOut io.Writer, err error) bool {
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		fmt.Fprintf(errOut, "demo: %s after %s; the cluster runs on: see 'blixard vm status %s' and 'blixard vm logs %s'\n",
+			oneLine(err.Error()), devDemoTimeout, devDemoName, devDemoName)
+		return true
+	}
+	fmt.Fprintf(errOut, "demo: %s; the cluster runs on\n", oneLine(err.Error()))
+	return true
+}
+
+// devShow runs the blixard command line args against the dev cluster, as a
+// user would in another shell, and reports whether it succeeded (a failure
+// is printed as a note).
+func devShow(ctx context.Context, out, errOut io.Writer, addrs []string, args ...string) bool {
+	root := NewRootCommand()
+	root.SetArgs(append([]string{"--addr", strings.Join(addrs, ","), "--output", "table"}, args...))
+	root.SetOut(out)
+	root.SetErr(errOut)
+	fmt.Fprintf(out, "\n$ blixard %s\n", strings.Join(args, " "))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		fmt.Fprintf(errOut, "blixard %s: %s\n", strings.Join(args, " "), strings.TrimPrefix(errorLine(cmd, err), "error: "))
+		return false
+	}
+	return true
 }
 
 func startDevNode(exe string, id uint64, addr, dir string, args []string) (*devNode, error) {
@@ -229,5 +387,38 @@ func stopDev(errOut io.Writer, all []*devNode) {
 	}
 	if len(all) > 0 {
 		fmt.Fprintf(errOut, "stopped %d nodes\n", len(all))
+	}
+}
+
+// stopDevVMs ends the VMs the dev cluster's nodes left running: their
+// supervisors and QEMUs outlive a node by design, and name its data
+// directory on their command lines. A later dev run on the same directory
+// finds them ended, and their restart policies decide.
+func stopDevVMs(errOut io.Writer, dataDir string) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return
+	}
+	needle := []byte(abs + string(filepath.Separator))
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	var killed []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, needle) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	if len(killed) > 0 {
+		fmt.Fprintf(errOut, "stopped %d VM processes (supervisors and QEMU)\n", len(killed))
 	}
 }

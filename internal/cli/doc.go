@@ -19,5 +19,6 @@
 //     (output.go).
 //   - Results go to stdout, progress and notes to stderr. A failure is one
 //     line on stderr, "error: ...", printed by Execute (errors.go); main
-//     turns it into exit status 1.
+//     turns it into the exit status an ExitCodeError asks for (a task's own
+//     exit code with task submit --wait), else 1.
 package cli

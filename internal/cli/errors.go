@@ -21,6 +21,36 @@ func usageErrorf(format string, args ...any) error {
 	return usageError{fmt.Sprintf(format, args...)}
 }
 
+// ExitCodeError ends the process with exit status Code instead of 1, after
+// Err is printed as any failure is (Execute prints it; main exits with
+// ExitCode). A task's own exit code reaches the shell this way.
+type ExitCodeError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitCodeError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitCodeError) Unwrap() error { return e.Err }
+
+// ExitCode is the exit status for err, the error Execute returned: 0 for
+// nil, an ExitCodeError's code if it is one from 1 to 255, else 1.
+func ExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ec *ExitCodeError
+	if errors.As(err, &ec) && ec.Code >= 1 && ec.Code <= 255 {
+		return ec.Code
+	}
+	return 1
+}
+
 // errorLine renders the error of cmd as the one line a user sees:
 //   - a usage error, with a pointer to the command's help;
 //   - an interruption;

@@ -37,11 +37,37 @@ func TestErrorLine(t *testing.T) {
 		{"multi-line cobra error", errors.New("unknown command \"stauts\" for \"blixard\"\n\nDid you mean this?\n\tstatus\n"),
 			`error: unknown command "stauts" for "blixard" Did you mean this? status (see 'blixard --help')`},
 		{"plain", errors.New("task 4 failed: exit code 2"), "error: task 4 failed: exit code 2"},
+		{"exit code", &ExitCodeError{Code: 3, Err: errors.New("task 1 exited with code 3")}, "error: task 1 exited with code 3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := errorLine(cmd, tc.err); got != tc.want {
 				t.Errorf("errorLine = %q\nwant          %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"none", nil, 0},
+		{"plain", errors.New("boom"), 1},
+		{"usage", usageErrorf("bad flag"), 1},
+		{"task's code", &ExitCodeError{Code: 3, Err: errors.New("task 1 exited with code 3")}, 3},
+		{"wrapped", fmt.Errorf("run: %w", &ExitCodeError{Code: 42}), 42},
+		{"highest", &ExitCodeError{Code: 255}, 255},
+		{"zero is still a failure", &ExitCodeError{Code: 0}, 1},
+		{"negative", &ExitCodeError{Code: -1}, 1},
+		{"beyond a byte", &ExitCodeError{Code: 256}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ExitCode(tc.err); got != tc.want {
+				t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
 			}
 		})
 	}

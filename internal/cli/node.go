@@ -38,7 +38,15 @@ entries of the leader's, a worker (--role worker) stays a learner for good.
 A node restarts from its data directory alone (--join is then ignored); its
 id and role are fixed by the first start and kept in the data directory.
 Node ids are chosen by the operator and never reused: a removed id cannot
-join again. SIGINT or SIGTERM stops the node cleanly.`,
+join again. SIGINT or SIGTERM stops the node cleanly.
+
+Unless --no-workloads, the node runs the VMs and tasks the leader places on
+it as QEMU microVMs (KVM when a probe VM boots with it, else TCG), each owned
+by a small supervisor process, with its files (console log, sockets) under
+--data-dir/vms. VMs outlive the node process: a node restarted from the same
+data directory adopts the VMs it left running. The default guest image is
+built under --data-dir/images the first time it is needed, from the host's
+Debian kernel, busybox-static and the blixard-agent binary.`,
 		Example: `  blixard node --id 1 --listen 127.0.0.1:7001 --data-dir ./data/n1
   blixard node --id 2 --listen 127.0.0.1:7002 --data-dir ./data/n2 --join 127.0.0.1:7001
   blixard node --id 3 --listen 127.0.0.1:7003 --data-dir ./data/n3 --join 127.0.0.1:7001 --role worker`,
@@ -102,6 +110,10 @@ join again. SIGINT or SIGTERM stops the node cleanly.`,
 	f.IntVar(&electionTicks, "election-ticks", 10, "election timeout in ticks")
 	f.IntVar(&hbTick, "heartbeat-ticks", 1, "leader heartbeat interval in ticks")
 	f.Uint64Var(&cfg.SnapshotEntries, "snapshot-entries", 0, "snapshot the state every this many applied entries (default 10000)")
+	f.BoolVar(&cfg.NoWorkloads, "no-workloads", false, "run no VMs or tasks on this node (it offers no image, so nothing is placed on it)")
+	f.StringVar(&cfg.QEMU, "qemu", "", "the qemu-system-x86_64 `binary` (default: from PATH)")
+	f.StringVar(&cfg.Accel, "accel", "", "`kvm` or tcg (default: kvm when /dev/kvm exists and a probe VM boots with it, else tcg)")
+	f.StringVar(&cfg.Agent, "agent", "", "the blixard-agent `binary` the default guest image is built with (default: beside blixard, or on PATH)")
 	_ = cmd.MarkFlagRequired("id")
 	_ = cmd.MarkFlagRequired("data-dir")
 	return cmd

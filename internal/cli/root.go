@@ -9,9 +9,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// rootLong is the help text of the root command. Its second paragraph says what
-// this build can do; update it whenever a command that reaches a node or a
-// cluster is added.
+// rootLong is the help text of the root command. Its last two paragraphs say
+// what this build can do; update them whenever a command that reaches a node
+// or a cluster is added, or what the cluster does with VMs and tasks changes.
 const rootLong = `Blixard is a distributed orchestrator for microVMs.
 
 A few server nodes keep the cluster's desired state (nodes, VMs and tasks) in a
@@ -21,15 +21,24 @@ placed on it with a real hypervisor and reports back through Raft, and when a
 node dies its VMs restart elsewhere.
 
 "blixard node" runs one node in the foreground; "blixard dev" runs a local
-cluster of several nodes on loopback, each a child process.
+cluster of several nodes on loopback, each a child process, and boots a demo
+VM in it. "blixard image" builds and lists guest images on this machine.
 
 The cluster, vm and task commands talk to a running cluster over gRPC, through
 any of its nodes (--addr, or BLIXARD_ADDR): they show the cluster's members and
-Raft state, remove members, and create, start, stop, delete, list and inspect
-VMs and submit, list, inspect and cancel tasks. Writes reach the leader and are
-retried safely. In this build VMs and tasks are stored and replicated but not
-yet run: no node boots a VM or runs a task yet, so a VM that should run stays
-pending and a task stays pending until it is cancelled.`
+Raft state, remove members, create, start, stop, delete, list and inspect VMs
+and read their consoles, and submit, list, inspect and cancel tasks. Writes
+reach the leader and are retried safely.
+
+In this build the leader places a VM or task on the node that took the request
+(the leader) if it has room, else on the lowest-numbered node with room; real
+placement comes later. The node boots it as a QEMU microVM, with KVM when a
+probe VM boots with it there, else with TCG software emulation, from the image
+it names (default "default", which each node builds the first time it needs
+it). "vm logs" shows a VM's console. A VM's restart policy (always,
+on-failure, never) applies when it fails or stops on its own. A task runs its
+command in a small VM of its own through the guest agent; the VM powers off
+when the command ends, and "task submit --wait" exits with its exit code.`
 
 // NewRootCommand returns the blixard root command with every subcommand
 // attached. Each call builds a fresh tree, so tests can run it in isolation.
@@ -55,6 +64,8 @@ func NewRootCommand() *cobra.Command {
 		newClusterCommand(g),
 		newVMCommand(g),
 		newTaskCommand(g),
+		newImageCommand(),
+		newVMMCommand(),
 	)
 	return root
 }

@@ -73,7 +73,8 @@ func TestRootHelp(t *testing.T) {
 		"Blixard is a distributed orchestrator for microVMs.",
 		"Raft",
 		"--addr, or BLIXARD_ADDR",
-		"stored and replicated but not\nyet run",
+		"QEMU microVM",
+		"\"vm logs\" shows a VM's console",
 		"Usage:\n  blixard [command]",
 		"\n  version ",
 		"\n  cluster ",
@@ -89,6 +90,25 @@ func TestRootHelp(t *testing.T) {
 	if stderr != "" {
 		t.Errorf("blixard --help wrote to stderr: %q", stderr)
 	}
+}
+
+// TestHelpSaysWorkloadsRun walks every command's help: none may still claim
+// that VMs or tasks are not run.
+func TestHelpSaysWorkloadsRun(t *testing.T) {
+	stale := []string{"not yet run", "stays pending until", "do not run", "does not run", "stored and replicated but"}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		text := c.Short + "\n" + c.Long + "\n" + c.Example + "\n" + c.Flags().FlagUsages()
+		for _, s := range stale {
+			if strings.Contains(strings.Join(strings.Fields(text), " "), s) {
+				t.Errorf("%s --help still says %q", c.CommandPath(), s)
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(NewRootCommand())
 }
 
 func TestVersion(t *testing.T) {

@@ -8,11 +8,22 @@ func newTaskCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "task",
 		Short: "Submit, inspect and cancel one-off tasks",
-		Long: `Manage the cluster's tasks: commands run once on some node, with the
-resources they ask for and an optional timeout.
+		Long: `Manage the cluster's tasks: commands run once, each in a small microVM of
+its own, with the resources they ask for and an optional timeout.
 
-In this build tasks are stored and replicated but not yet run: a task stays
-pending until it is cancelled.`,
+The leader places a task on a node with room for it that offers its image:
+for now the node that took the request (the leader) if it has room, else
+the lowest-numbered node with room (real placement comes later); a task
+that fits nowhere stays pending. The node boots a QEMU microVM for it (KVM
+when a probe VM boots with KVM there, else TCG software emulation), the
+guest agent runs the command, and the VM powers off when the command ends.
+The task then holds its exit code, timings and the tail of its output:
+succeeded if it exited 0, else failed (with the reason, such as "timeout").
+
+A task moves through pending, assigned and running to succeeded, failed or
+cancelled; "task cancel" stops one that has not ended. "task submit --wait"
+runs a task like a local command: its output on stdout, its exit code as
+the command's.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}

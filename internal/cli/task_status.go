@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,8 +16,11 @@ func newTaskStatusCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status ID",
 		Short: "Show a task and its result",
-		Long: `Show the task ID: its status (and why), command, resources, node, attempt
-and, once it has run, its exit code, timings and the tail of its output.
+		Long: `Show the task ID: its status (and why), command, image, resources, node,
+attempt and, once it has run, its exit code (none if it was killed or never
+ran), the error that ended it (such as "timeout"), when it started and
+finished, and the last 4 KiB of its output (stdout and stderr interleaved),
+printed as it came.
 
 With -o json it prints the task.`,
 		Example: `  blixard task status 42
@@ -53,6 +57,7 @@ func taskTable(w io.Writer, t *apiv1.Task) {
 	row(w, "Status:", withReason(enumText(t.GetStatus()), t.GetReason()))
 	row(w, "Command:", commandText(spec.GetCommand(), spec.GetArgs()))
 	row(w, "Env:", mapText(spec.GetEnv()))
+	row(w, "Image:", imageText(spec.GetImage()))
 	row(w, "vCPUs:", spec.GetResources().GetVcpus())
 	row(w, "Memory:", mibText(spec.GetResources().GetMemoryMib()))
 	row(w, "Timeout:", timeout)
@@ -64,10 +69,32 @@ func taskTable(w io.Writer, t *apiv1.Task) {
 	if r == nil {
 		return
 	}
-	row(w, "Exit code:", r.GetExitCode())
+	exit := "none"
+	if r.GetExitCode() >= 0 {
+		exit = strconv.Itoa(int(r.GetExitCode()))
+	}
+	row(w, "Exit code:", exit)
 	row(w, "Started:", timeText(r.GetStartedUnixNano()))
 	row(w, "Finished:", timeText(r.GetFinishedUnixNano()))
+	row(w, "Duration:", durationText(r.GetStartedUnixNano(), r.GetFinishedUnixNano()))
 	row(w, "Error:", orDash(r.GetError()))
+}
+
+// imageText shows a workload's image: an empty name means the default one.
+func imageText(name string) string {
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
+// durationText shows the time from start to finish (Unix nanoseconds), to
+// the millisecond; "-" unless both are known.
+func durationText(start, finish int64) string {
+	if start == 0 || finish == 0 || finish < start {
+		return "-"
+	}
+	return time.Duration(finish - start).Round(time.Millisecond).String()
 }
 
 // printTask prints a task as the table of taskTable and then the tail of its

@@ -77,8 +77,8 @@ func TestTaskSubmitFlagErrors(t *testing.T) {
 }
 
 // finishTask makes n move each task one step on every GetTask: running,
-// then the given end.
-func finishTask(n *clienttest.Node, end apiv1.TaskStatus, result *apiv1.TaskResult) {
+// then the given end with its result and reason.
+func finishTask(n *clienttest.Node, end apiv1.TaskStatus, result *apiv1.TaskResult, reason string) {
 	var polls atomic.Int32
 	n.SetHook(func(_ context.Context, method string, req proto.Message, next func() (proto.Message, error)) (proto.Message, error) {
 		if method == "GetTask" {
@@ -86,84 +86,148 @@ func finishTask(n *clienttest.Node, end apiv1.TaskStatus, result *apiv1.TaskResu
 			switch polls.Add(1) {
 			case 1:
 				n.UpdateTask(id, func(t *apiv1.Task) {
-					t.Status, t.NodeId, t.Attempt, t.Reason = apiv1.TaskStatus_TASK_STATUS_RUNNING, 2, 1, "started on node 2"
+					t.Status, t.NodeId, t.Attempt, t.Reason = apiv1.TaskStatus_TASK_STATUS_RUNNING, 2, 1, "running on node 2"
 				})
 			case 2:
-				n.UpdateTask(id, func(t *apiv1.Task) { t.Status, t.Result, t.Reason = end, result, "" })
+				n.UpdateTask(id, func(t *apiv1.Task) { t.Status, t.Result, t.Reason = end, result, reason })
 			}
 		}
 		return next()
 	})
 }
 
-func TestTaskSubmitWaitSucceeds(t *testing.T) {
-	fastPolls(t)
+func TestTaskSubmitImage(t *testing.T) {
 	n := clienttest.Start(t, 1)
-	finishTask(n, apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, &apiv1.TaskResult{
-		ExitCode: 0, OutputTail: []byte("hello\tworld"),
-		StartedUnixNano:  time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC).UnixNano(),
-		FinishedUnixNano: time.Date(2026, 1, 2, 3, 5, 1, 0, time.UTC).UnixNano(),
-	})
-	stdout, stderr, err := runAt(t, n, "task", "submit", "--wait", "--", "echo", "hello")
-	if err != nil {
-		t.Fatalf("task submit --wait: %v (stderr %q)", err, stderr)
-	}
-	wantErr := `task 1 submitted
-task 1: pending (submitted; waiting for placement)
-task 1: running (started on node 2)
-task 1: succeeded
-`
-	if stderr != wantErr {
-		t.Errorf("progress on stderr\n%s\nwant\n%s", stderr, wantErr)
-	}
-	want := `ID:         1
-Status:     succeeded
-Command:    echo hello
-Env:        -
-vCPUs:      1
-Memory:     128 MiB
-Timeout:    1m0s
-Node:       2
-Attempt:    1
-Submitted:  2026-01-02T03:04:06Z (index 1)
-Updated:    index 1
-Exit code:  0
-Started:    2026-01-02T03:05:00Z
-Finished:   2026-01-02T03:05:01Z
-Error:      -
-Output (last 11 bytes):
-hello	world
-`
-	if stdout != want {
-		t.Errorf("task submit --wait printed\n%s\nwant\n%s", stdout, want)
+	mustRunAt(t, n, "task", "submit", "--image", "tools", "--", "true")
+	if spec := n.Calls()[0].Request.(*apiv1.SubmitTaskRequest).GetSpec(); spec.GetImage() != "tools" {
+		t.Errorf("task spec %v, want image tools", spec)
 	}
 }
 
-func TestTaskSubmitWaitFails(t *testing.T) {
-	fastPolls(t)
-	n := clienttest.Start(t, 1)
-	finishTask(n, apiv1.TaskStatus_TASK_STATUS_FAILED, &apiv1.TaskResult{ExitCode: 3})
-	stdout, stderr, err := runAt(t, n, "task", "submit", "--wait", "-o", "json", "false")
+// TestTaskSubmitWait checks what --wait prints and how it exits for each
+// way a task can end: stdout is exactly the task's output (or, with -o
+// json, the task), stderr the progress and at most one error line.
+func TestTaskSubmitWait(t *testing.T) {
+	started := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC).UnixNano()
+	finished := time.Date(2026, 1, 2, 3, 5, 1, 0, time.UTC).UnixNano()
+	result := func(code int32, out, errText string) *apiv1.TaskResult {
+		return &apiv1.TaskResult{ExitCode: code, OutputTail: []byte(out), StartedUnixNano: started, FinishedUnixNano: finished, Error: errText}
+	}
+	const progress = "task 1 submitted\ntask 1: pending (submitted; waiting for placement)\ntask 1: running (running on node 2)\n"
+	tests := []struct {
+		name     string
+		json     bool
+		end      apiv1.TaskStatus
+		result   *apiv1.TaskResult
+		reason   string
+		wantOut  string
+		wantErr  string // stderr after the progress lines
+		wantCode int    // ExitCode of the error; 0 for none
+	}{
+		{
+			name: "succeeded", end: apiv1.TaskStatus_TASK_STATUS_SUCCEEDED,
+			result: result(0, "hello\tworld", ""), reason: "succeeded on node 2",
+			wantOut: "hello\tworld", wantErr: "task 1: succeeded (succeeded on node 2)\n",
+		},
+		{
+			name: "exit code", end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(3, "hello\n", "exit code 3"), reason: "exit code 3",
+			wantOut: "hello\n", wantErr: "task 1: failed (exit code 3)\nerror: task 1 exited with code 3\n", wantCode: 3,
+		},
+		{
+			name: "exit code without an error text", end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(255, "", ""), reason: "exited with code 255 on node 2",
+			wantErr: "task 1: failed (exited with code 255 on node 2)\nerror: task 1 exited with code 255\n", wantCode: 255,
+		},
+		{
+			name: "killed by a signal", end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(137, "partial", "killed by signal 9 (killed)"), reason: "killed by signal 9 (killed)",
+			wantOut:  "partial",
+			wantErr:  "task 1: failed (killed by signal 9 (killed))\nerror: task 1 exited with code 137 (killed by signal 9 (killed))\n",
+			wantCode: 137,
+		},
+		{
+			name: "timeout", end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(137, "tick\ntick\n", "timeout"), reason: "timeout",
+			wantOut: "tick\ntick\n", wantErr: "task 1: failed (timeout)\nerror: task 1 failed: timeout: killed after its timeout of 1m0s\n", wantCode: 1,
+		},
+		{
+			name: "host backstop timeout", end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(-1, "", "timeout; the process did not exit after SIGKILL"), reason: "timeout; the process did not exit after SIGKILL",
+			wantErr:  "task 1: failed (timeout; the process did not exit after SIGKILL)\nerror: task 1 failed: timeout: killed after its timeout of 1m0s\n",
+			wantCode: 1,
+		},
+		{
+			name: "VM failed", end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(-1, "", "boot timeout: no ready frame in 1m0s"), reason: "boot timeout: no ready frame in 1m0s",
+			wantErr:  "task 1: failed (boot timeout: no ready frame in 1m0s)\nerror: task 1 failed: boot timeout: no ready frame in 1m0s\n",
+			wantCode: 1,
+		},
+		{
+			name: "cancelled", end: apiv1.TaskStatus_TASK_STATUS_CANCELLED, reason: "cancelled by user",
+			wantErr: "task 1: cancelled (cancelled by user)\nerror: task 1 cancelled: cancelled by user\n", wantCode: 1,
+		},
+		{
+			name: "lost", end: apiv1.TaskStatus_TASK_STATUS_LOST, reason: "node 2 is down",
+			wantErr: "task 1: lost (node 2 is down)\nerror: task 1 lost: node 2 is down\n", wantCode: 1,
+		},
+		{
+			name: "json, exit code", json: true, end: apiv1.TaskStatus_TASK_STATUS_FAILED,
+			result: result(3, "hello\n", "exit code 3"), reason: "exit code 3",
+			wantErr: "task 1: failed (exit code 3)\nerror: task 1 exited with code 3\n", wantCode: 3,
+		},
+		{
+			name: "json, succeeded", json: true, end: apiv1.TaskStatus_TASK_STATUS_SUCCEEDED,
+			result: result(0, "hello\n", ""), reason: "succeeded on node 2",
+			wantErr: "task 1: succeeded (succeeded on node 2)\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fastPolls(t)
+			n := clienttest.Start(t, 1)
+			finishTask(n, tc.end, tc.result, tc.reason)
+			args := []string{"task", "submit", "--wait"}
+			if tc.json {
+				args = append(args, "-o", "json")
+			}
+			stdout, stderr, err := runAt(t, n, append(args, "--", "sh", "-c", "echo hello; exit 3")...)
+			if got := exitCodeOf(err); got != tc.wantCode {
+				t.Errorf("exit code %d (err %v), want %d", got, err, tc.wantCode)
+			}
+			if stderr != progress+tc.wantErr {
+				t.Errorf("stderr\n%s\nwant\n%s", stderr, progress+tc.wantErr)
+			}
+			if !tc.json {
+				if stdout != tc.wantOut {
+					t.Errorf("stdout %q, want the task's output %q", stdout, tc.wantOut)
+				}
+				return
+			}
+			var task map[string]any
+			if err := json.Unmarshal([]byte(stdout), &task); err != nil || task["status"] != tc.end.String() {
+				t.Errorf("stdout (%v), want the ended task as JSON:\n%s", err, stdout)
+			}
+		})
+	}
+}
+
+// exitCodeOf is the process's exit status for err (0 for none).
+func exitCodeOf(err error) int {
 	if err == nil {
-		t.Fatal("task submit --wait of a failing task: no error")
+		return 0
 	}
-	if !strings.HasSuffix(stderr, "task 1: failed\nerror: task 1 failed: exit code 3\n") {
-		t.Errorf("stderr %q, want progress then the failure", stderr)
-	}
-	var task map[string]any
-	if err := json.Unmarshal([]byte(stdout), &task); err != nil || task["status"] != "TASK_STATUS_FAILED" {
-		t.Errorf("stdout (%v), want the failed task as JSON:\n%s", err, stdout)
-	}
+	return ExitCode(err)
 }
 
 func TestTaskSubmitWaitTimesOut(t *testing.T) {
 	fastPolls(t)
 	n := clienttest.Start(t, 1)
 	stdout, stderr, err := runAt(t, n, "task", "submit", "--wait", "--wait-timeout", "20ms", "--", "sleep", "1")
-	if err == nil {
-		t.Fatal("task submit --wait of a task that never runs: no error")
+	if err == nil || ExitCode(err) != 1 {
+		t.Fatalf("task submit --wait of a task that does not end in time: err %v, want one with exit status 1", err)
 	}
-	want := "error: task 1 is still pending after 20ms; it stays in the cluster (this build does not run tasks yet): see 'blixard task status 1'\n"
+	want := "error: task 1 is still pending after 20ms; it goes on in the cluster: see 'blixard task status 1', or stop it with 'blixard task cancel 1'\n"
 	if !strings.HasSuffix(stderr, want) || stdout != "" {
 		t.Errorf("stdout %q, stderr %q; want nothing, then progress ending in %q", stdout, stderr, want)
 	}

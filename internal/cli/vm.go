@@ -11,13 +11,26 @@ import (
 func newVMCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vm",
-		Short: "Create, start, stop, delete and inspect VMs",
+		Short: "Create, start, stop, delete and inspect VMs, and read their consoles",
 		Long: `Manage the cluster's VMs. A VM has a spec (vCPUs, memory, image, kernel
 command line, restart policy, placement constraints), a desired state
-(running, stopped) and an observed state.
+(running, stopped) and an observed state (pending, scheduled, starting,
+running, stopping, stopped, failed, lost).
 
-In this build VMs are stored and replicated but not yet run: no node boots
-them, so a VM that should run stays pending.`,
+The leader places a VM that should run on a node with room for it that
+offers its image. For now that is the node that took the request (the
+leader) if it has room, else the lowest-numbered node with room; a VM that
+restarts goes back to its last node if it still fits. Real placement comes
+later. A VM that fits nowhere stays pending, with the reason.
+
+The node boots it as a QEMU microVM: with KVM when a probe VM boots with
+KVM on that node, else with TCG software emulation (slower). The guest's
+agent reports it ready, and the VM is running. "vm logs" prints its console.
+
+When a VM fails, or stops on its own, its restart policy decides: always
+restarts it either way, on-failure only after a failure, never leaves it
+stopped or failed. Restarts back off, doubling each time. "vm stop" and
+"vm delete" power a VM off and free its room on the node.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -28,6 +41,7 @@ them, so a VM that should run stays pending.`,
 		newVMDeleteCommand(g),
 		newVMListCommand(g),
 		newVMStatusCommand(g),
+		newVMLogsCommand(g),
 	)
 	return cmd
 }

@@ -30,11 +30,21 @@ func newVMCreateCommand(g *globalFlags) *cobra.Command {
 		Use:   "create NAME --vcpus N --memory MiB",
 		Short: "Create a VM, and start it unless --no-start",
 		Long: `Create the VM NAME (1-63 of a-z, 0-9 and '-'), wanted running unless
---no-start. Its spec cannot change later.
+--no-start. Its spec cannot change later. The command returns once the
+cluster has recorded the VM; it does not wait for the VM to boot.
 
-The leader places a running VM on a node that carries every --constraint label
-and holds no other VM of its --anti-affinity group. In this build VMs are
-stored and replicated but not yet run: the VM stays pending.
+The leader places a VM that should run on a node with room for --vcpus and
+--memory that offers --image, carries every --constraint label and holds no
+other VM of its --anti-affinity group: for now the node that took the
+request (the leader) if it qualifies, else the lowest-numbered node that
+does (real placement comes later). That node boots the VM as a QEMU
+microVM, with KVM if a probe VM boots with it there, else with TCG software
+emulation. Follow it with 'blixard vm status NAME' (pending, scheduled,
+starting, running) and read its console with 'blixard vm logs NAME'.
+
+--restart decides what happens when the VM fails or stops on its own:
+always restarts it either way, on-failure only after a failure, never
+leaves it be.
 
 With -o json it prints the VM.`,
 		Example: `  # A VM with 2 vCPUs and 512 MiB, started at once
@@ -78,9 +88,9 @@ With -o json it prints the VM.`,
 	f := cmd.Flags()
 	f.IntVar(&vcpus, "vcpus", 0, "`N` virtual CPUs (required)")
 	f.Int64Var(&memory, "memory", 0, "memory in `MiB` (required)")
-	f.StringVar(&image, "image", "", "image `NAME` (default: the node's default image)")
+	f.StringVar(&image, "image", "", "image `NAME` to boot; only nodes that offer it host the VM (default \"default\", built by each node the first time it needs it)")
 	f.StringVar(&cmdline, "cmdline", "", "kernel command `LINE` (default: the image's)")
-	f.StringVar(&restart, "restart", "on-failure", "restart `POLICY`: always, on-failure or never")
+	f.StringVar(&restart, "restart", "on-failure", "restart `POLICY` when the VM fails or stops on its own: always, on-failure or never")
 	f.BoolVar(&noStart, "no-start", false, "create the VM stopped")
 	f.StringArrayVar(&constraints, "constraint", nil, "node label `KEY=VALUE` the hosting node must carry (repeatable)")
 	f.StringVar(&antiAffinity, "anti-affinity", "", "anti-affinity `GROUP`: at most one VM of the group per node")

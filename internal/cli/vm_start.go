@@ -13,8 +13,8 @@ func newVMStartCommand(g *globalFlags) *cobra.Command {
 		Use:   "start NAME",
 		Short: "Want a VM running",
 		Long: `Set the desired state of the VM NAME to running. A VM that runs nowhere
-goes back to pending, to be placed afresh. In this build VMs are stored and
-replicated but not yet run: the VM stays pending.
+goes back to pending, to be placed afresh on a node with room, which boots
+it ('blixard vm status NAME' shows its progress).
 
 With -o json it prints the VM.`,
 		Example: `  blixard vm start web`,

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +16,9 @@ func newVMStatusCommand(g *globalFlags) *cobra.Command {
 		Use:   "status NAME",
 		Short: "Show a VM and its recent events",
 		Long: `Show the VM NAME: its observed state (and why), desired state, node,
-generation, spec and recent events, oldest first.
+generation, how often its restart policy restarted it, spec and recent
+events, oldest first. If it has failed, the end of its console at the last
+failure follows ('blixard vm logs NAME' shows the whole console).
 
 With -o json it prints the VM object itself (not wrapped in a response).`,
 		Example: `  blixard vm status web
@@ -31,7 +34,7 @@ With -o json it prints the VM object itself (not wrapped in a response).`,
 			if err != nil {
 				return err
 			}
-			return s.emit(resp.GetVm(), func(w io.Writer) { vmTable(w, resp.GetVm()) })
+			return printVM(s, resp.GetVm())
 		},
 	}
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the contacted node's state without a linearizable read")
@@ -45,9 +48,10 @@ func vmTable(w io.Writer, v *apiv1.Vm) {
 	row(w, "Desired:", enumText(v.GetDesiredState()))
 	row(w, "Node:", nodeText(v.GetNodeId()))
 	row(w, "Generation:", v.GetGeneration())
+	row(w, "Restarts:", v.GetRestarts())
 	row(w, "vCPUs:", spec.GetVcpus())
 	row(w, "Memory:", mibText(spec.GetMemoryMib()))
-	row(w, "Image:", orDash(spec.GetImage()))
+	row(w, "Image:", imageText(spec.GetImage()))
 	row(w, "Kernel cmdline:", orDash(spec.GetKernelCmdline()))
 	row(w, "Restart:", enumText(spec.GetRestartPolicy()))
 	row(w, "Constraints:", mapText(spec.GetConstraints()))
@@ -64,4 +68,28 @@ func vmTable(w io.Writer, v *apiv1.Vm) {
 		row(w, timeText(e.GetTimeUnixNano()), e.GetIndex(), enumText(e.GetState()), nodeText(e.GetNodeId()),
 			e.GetGeneration(), orDash(e.GetReason()))
 	}
+}
+
+// printVM prints a VM as the table of vmTable and then, if it has one, the
+// console tail of its last failure as it came (not through the table, whose
+// columns its tabs would upset).
+func printVM(s *session, v *apiv1.Vm) error {
+	if err := s.emit(v, func(w io.Writer) { vmTable(w, v) }); err != nil || s.json {
+		return err
+	}
+	return writeConsoleTail(s.out, v)
+}
+
+// writeConsoleTail writes the console tail a failed VM left, under a
+// heading, ending in a newline; nothing if there is none.
+func writeConsoleTail(w io.Writer, v *apiv1.Vm) error {
+	tail := v.GetConsoleTail()
+	if tail == "" {
+		return nil
+	}
+	if !strings.HasSuffix(tail, "\n") {
+		tail += "\n"
+	}
+	_, err := fmt.Fprintf(w, "\nConsole at the last failure (last %d bytes):\n%s", len(v.GetConsoleTail()), tail)
+	return err
 }

@@ -345,14 +345,27 @@ func (n *Node) taskReport(id uint64, l *localVM) *apiv1.Command {
 	}}}
 }
 
+// Bounds of one placement pass, so that a backlog of thousands of pending
+// tasks costs a tick little: at most maxPlacementsPerPass proposals, and
+// at most maxPlacementTries workloads looked at.
+const (
+	maxPlacementsPerPass = 32
+	maxPlacementTries    = 128
+)
+
 // place (leader only) proposes a node for each VM and task that waits for
 // one. Until the placement issue lands this is the simplest rule that keeps
 // the capacity promise: the VM's last node for a restart, else this node
 // (the one that took the request), else the lowest-numbered node with room.
-// Apply checks capacity again, so a placement that raced another is refused
-// there and tried again.
+// What one pass proposes is reserved for the rest of the pass; apply checks
+// capacity again, so a placement that raced another is refused there and
+// tried again later.
 func (n *Node) place() {
+	p := placer{n: n, reserved: map[uint64]*apiv1.Resources{}}
 	for _, v := range n.st.VmsToPlace() {
+		if p.done() {
+			break
+		}
 		if !n.restartDue(v) {
 			continue
 		}
@@ -360,36 +373,86 @@ func (n *Node) place() {
 		if n.placing[key] > n.ticks {
 			continue
 		}
-		node, ok := n.chooseNode(v.GetNodeId(), state.ImageOf(v.GetSpec().GetImage()), state.VmNeeds(v.GetSpec()))
+		need := state.VmNeeds(v.GetSpec())
+		node, ok := p.choose(v.GetNodeId(), state.ImageOf(v.GetSpec().GetImage()), need)
 		if !ok {
 			continue
 		}
-		if n.propose(&apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{
+		p.propose(key, node, need, &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{
 			Name: v.GetName(), NodeId: node, Generation: v.GetGeneration(),
-		}}}) == nil {
-			n.placing[key] = n.ticks + uint64(n.cfg.ReportEveryTicks)
-		}
+		}}})
 	}
-	for _, t := range n.st.PendingTasks() {
+	for _, t := range n.st.PendingTasks(maxPlacementTries) {
+		if p.done() {
+			break
+		}
 		key := "task/" + strconv.FormatUint(t.GetId(), 10) + "/" + strconv.FormatUint(uint64(t.GetAttempt()), 10)
 		if n.placing[key] > n.ticks {
 			continue
 		}
-		node, ok := n.chooseNode(0, state.ImageOf(t.GetSpec().GetImage()), t.GetSpec().GetResources())
+		need := t.GetSpec().GetResources()
+		node, ok := p.choose(0, state.ImageOf(t.GetSpec().GetImage()), need)
 		if !ok {
 			continue
 		}
-		if n.propose(&apiv1.Command{Op: &apiv1.Command_AssignTask{AssignTask: &apiv1.AssignTaskCommand{
+		p.propose(key, node, need, &apiv1.Command{Op: &apiv1.Command_AssignTask{AssignTask: &apiv1.AssignTaskCommand{
 			Id: t.GetId(), NodeId: node,
-		}}}) == nil {
-			n.placing[key] = n.ticks + uint64(n.cfg.ReportEveryTicks)
-		}
+		}}})
 	}
 	for _, key := range sortedKeys(n.placing) {
 		if n.placing[key] <= n.ticks {
 			delete(n.placing, key)
 		}
 	}
+}
+
+// placer is one placement pass.
+type placer struct {
+	n        *Node
+	tries    int
+	proposed int
+	// reserved is what this pass proposed for each node.
+	reserved map[uint64]*apiv1.Resources
+	// nodes are the ids of the nodes in the state, read once per pass.
+	nodes []uint64
+}
+
+func (p *placer) done() bool {
+	return p.proposed >= maxPlacementsPerPass || p.tries >= maxPlacementTries
+}
+
+// choose picks a node with room for need: prefer first, then this node,
+// then the others by id.
+func (p *placer) choose(prefer uint64, image string, need *apiv1.Resources) (uint64, bool) {
+	p.tries++
+	n := p.n
+	if p.nodes == nil {
+		for _, node := range n.st.Nodes() {
+			p.nodes = append(p.nodes, node.GetId())
+		}
+	}
+	for _, id := range append([]uint64{prefer, n.cfg.ID}, p.nodes...) {
+		if id != 0 && n.st.CanPlaceWith(id, image, need, p.reserved[id]) == nil {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+func (p *placer) propose(key string, node uint64, need *apiv1.Resources, cmd *apiv1.Command) {
+	if p.n.propose(cmd) != nil {
+		return
+	}
+	p.proposed++
+	p.n.placing[key] = p.n.ticks + uint64(p.n.cfg.ReportEveryTicks)
+	r := p.reserved[node]
+	if r == nil {
+		r = &apiv1.Resources{}
+		p.reserved[node] = r
+	}
+	r.Vcpus += need.GetVcpus()
+	r.MemoryMib += need.GetMemoryMib()
+	r.DiskMib += need.GetDiskMib()
 }
 
 // restartDue applies the VM's restart policy: a pending VM is placed at
@@ -423,21 +486,6 @@ func (n *Node) restartDue(v *apiv1.Vm) bool {
 	}
 	delete(n.restartAt, key)
 	return true
-}
-
-// chooseNode picks a node with room for need: prefer first, then this
-// node, then the others by id.
-func (n *Node) chooseNode(prefer uint64, image string, need *apiv1.Resources) (uint64, bool) {
-	candidates := []uint64{prefer, n.cfg.ID}
-	for _, node := range n.st.Nodes() {
-		candidates = append(candidates, node.GetId())
-	}
-	for _, id := range candidates {
-		if id != 0 && n.st.CanPlace(id, image, need) == nil {
-			return id, true
-		}
-	}
-	return 0, false
 }
 
 func cloneVm(v *apiv1.Vm) *apiv1.Vm {

@@ -156,7 +156,7 @@ func startVMWriters(t *testing.T, cl *client.Client, workers int) *vmWriters {
 				name := fmt.Sprintf("w%d-%d", g, i)
 				cctx, cancel := context.WithTimeout(ctx, callTimeout)
 				_, err := cl.CreateVm(cctx, &apiv1.CreateVmRequest{
-					Name: name, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 64},
+					Name: name, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128},
 				})
 				cancel()
 				w.mu.Lock()
@@ -251,7 +251,7 @@ func TestRestartedFollowerCatchesUpBySnapshot(t *testing.T) {
 	t.Logf("killed follower %d at applied index %d", f.id, before.GetAppliedIndex())
 
 	cl := c.client()
-	submitTasks(t, cl, writes, 96, "while-down")
+	createVMs(t, cl, writes, 96, "while-down")
 	st, _ := c.mustLeader()
 	commit := st.GetCommitIndex()
 	offsets := map[*node]int{}
@@ -263,24 +263,24 @@ func TestRestartedFollowerCatchesUpBySnapshot(t *testing.T) {
 	waitCaughtUp(t, f, commit)
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	got, err := f.staleClient().ListTasks(ctx, &apiv1.ListTasksRequest{Stale: true})
+	got, err := f.staleClient().ListVms(ctx, &apiv1.ListVmsRequest{Stale: true})
 	if err != nil {
-		t.Fatalf("ListTasks on node %d: %v", f.id, err)
+		t.Fatalf("ListVms on node %d: %v", f.id, err)
 	}
-	if n := len(got.GetTasks()); n < writes {
-		t.Fatalf("restarted node %d holds %d tasks, want at least %d", f.id, n, writes)
+	if n := len(got.GetVms()); n < writes {
+		t.Fatalf("restarted node %d holds %d VMs, want at least %d", f.id, n, writes)
 	}
 	// It holds exactly what the leader holds (nothing was written since).
 	lst, ln := c.mustLeader()
-	want, err := ln.staleClient().ListTasks(ctx, &apiv1.ListTasksRequest{Stale: true})
+	want, err := ln.staleClient().ListVms(ctx, &apiv1.ListVmsRequest{Stale: true})
 	if err != nil {
-		t.Fatalf("ListTasks on the leader: %v", err)
+		t.Fatalf("ListVms on the leader: %v", err)
 	}
 	if lst.GetCommitIndex() != commit {
 		t.Logf("the leader's commit index moved from %d to %d (its own entries)", commit, lst.GetCommitIndex())
 	}
-	if !slices.EqualFunc(got.GetTasks(), want.GetTasks(), func(a, b *apiv1.Task) bool { return a.GetId() == b.GetId() }) {
-		t.Fatalf("restarted node %d holds %d tasks, the leader %d: their ids differ", f.id, len(got.GetTasks()), len(want.GetTasks()))
+	if !slices.EqualFunc(got.GetVms(), want.GetVms(), func(a, b *apiv1.Vm) bool { return a.GetName() == b.GetName() }) {
+		t.Fatalf("restarted node %d holds %d VMs, the leader %d: their names differ", f.id, len(got.GetVms()), len(want.GetVms()))
 	}
 	if st := c.waitVoters(3); member(st, f.id) == nil || !member(st, f.id).GetVoter() {
 		t.Fatalf("node %d is not a voter again: %s", f.id, describeMembers(st))

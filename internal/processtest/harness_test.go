@@ -271,6 +271,9 @@ func newCluster(t *testing.T) *cluster {
 		for _, n := range c.all {
 			n.kill()
 		}
+		// VMs outlive their nodes: their supervisors and QEMUs name the
+		// node's data directory on their command lines.
+		killNaming(t, c.dir)
 		if t.Failed() || os.Getenv("BLIXARD_PROCESSTEST_LOGS") != "" {
 			c.dumpLogs()
 		}
@@ -424,9 +427,21 @@ func (c *cluster) waitVoters(want int) *apiv1.GetClusterStatusResponse {
 			return false, why
 		}
 		st = s
-		return len(voters(s)) == want, describeMembers(s)
+		return len(voters(s)) == want && registered(s, want), describeMembers(s)
 	})
 	return st
+}
+
+// registered: at least want nodes have registered, each with the images
+// it offers (until then a workload may be refused for want of one).
+func registered(st *apiv1.GetClusterStatusResponse, want int) bool {
+	n := 0
+	for _, rec := range st.GetNodes() {
+		if len(rec.GetImages()) > 0 {
+			n++
+		}
+	}
+	return n >= want
 }
 
 // unexpectedExit names a node whose process exited although the test
@@ -581,16 +596,18 @@ func freeAddr(t *testing.T) string {
 
 // ---- writes ----
 
-// submitTasks submits count tasks through cl from workers goroutines and
-// fails the test on the first error. It returns the submitted tasks' ids.
-func submitTasks(t *testing.T, cl *client.Client, count, workers int, tag string) []uint64 {
+// createVMs creates count VMs, stopped (so that nothing boots: a write of
+// the log, nothing more), named <tag>-<i>, through cl from workers
+// goroutines, and fails the test on the first error. It returns their
+// names.
+func createVMs(t *testing.T, cl *client.Client, count, workers int, tag string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	var (
 		next     atomic.Int64
 		mu       sync.Mutex
-		ids      []uint64
+		names    []string
 		firstErr error
 		wg       sync.WaitGroup
 	)
@@ -601,32 +618,27 @@ func submitTasks(t *testing.T, cl *client.Client, count, workers int, tag string
 				if i > int64(count) || ctx.Err() != nil {
 					return
 				}
-				resp, err := cl.SubmitTask(ctx, &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
-					Command: "true", Args: []string{tag, strconv.FormatInt(i, 10)},
-					Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64},
-				}})
+				name := fmt.Sprintf("%s-%d", tag, i)
+				_, err := cl.CreateVm(ctx, &apiv1.CreateVmRequest{Name: name, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128}})
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {
-						firstErr = fmt.Errorf("task %s-%d: %w", tag, i, err)
+						firstErr = fmt.Errorf("VM %s: %w", name, err)
 					}
 					mu.Unlock()
 					cancel()
 					return
 				}
-				ids = append(ids, resp.GetTask().GetId())
+				names = append(names, name)
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	if firstErr != nil {
-		t.Fatalf("submitting %d tasks (%s): %v", count, tag, firstErr)
+		t.Fatalf("creating %d VMs (%s): %v", count, tag, firstErr)
 	}
-	if len(ids) != count {
-		t.Fatalf("submitted %d tasks (%s), want %d", len(ids), tag, count)
-	}
-	return ids
+	return names
 }
 
 // ---- the command line ----
@@ -675,4 +687,51 @@ func lines(s string) []string {
 		}
 	}
 	return out
+}
+
+// killNaming SIGKILLs every process whose command line names dir, and
+// waits until they are gone.
+func killNaming(t *testing.T, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(exitTimeout)
+	for {
+		pids := pidsNaming(dir)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes %v naming %s survived SIGKILL", pids, dir)
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// pidsNaming lists the live processes whose command line names dir.
+func pidsNaming(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+			continue
+		}
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if i := bytes.LastIndexByte(st, ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
+				continue // a zombie: dead, waiting for its parent
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
 }

@@ -36,5 +36,13 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "processtest: go build ./cmd/blixard:", err)
 		return 1
 	}
+	// The guest agent goes beside blixard, where nodes look for it.
+	agent := exec.Command(goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "blixard-agent"), "github.com/blixard/blixard/cmd/blixard-agent")
+	agent.Env = append(os.Environ(), "CGO_ENABLED=0")
+	agent.Stdout, agent.Stderr = os.Stderr, os.Stderr
+	if err := agent.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "processtest: go build ./cmd/blixard-agent:", err)
+		return 1
+	}
 	return m.Run()
 }

@@ -63,7 +63,7 @@ func TestThreeNodeClusterForms(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	if _, err := c.client().CreateVm(ctx, &apiv1.CreateVmRequest{
-		Name: "survivor", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 64},
+		Name: "survivor", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128},
 	}); err != nil {
 		t.Fatalf("CreateVm: %v", err)
 	}
@@ -94,7 +94,7 @@ func TestThreeNodeClusterForms(t *testing.T) {
 func TestJoiningVoterIsLearnerUntilCaughtUp(t *testing.T) {
 	c := startCluster(t, 3)
 	cl := c.client()
-	submitTasks(t, cl, 3000, 64, "before-join")
+	createVMs(t, cl, 3000, 64, "before-join")
 
 	_, leader := c.mustLeader()
 	n4 := c.add(4)
@@ -131,7 +131,7 @@ func TestJoiningVoterIsLearnerUntilCaughtUp(t *testing.T) {
 		t.Logf("node 4 was promoted before the pause took effect; skipping the lag phase: %s", describeMembers(st))
 	} else {
 		// Leave it more than PromoteWithinEntries (1,000) behind.
-		submitTasks(t, cl, 2000, 64, "while-paused")
+		createVMs(t, cl, 2000, 64, "while-paused")
 		st, err = leader.status()
 		if err != nil {
 			t.Fatal(err)
@@ -164,12 +164,12 @@ func TestJoiningVoterIsLearnerUntilCaughtUp(t *testing.T) {
 	waitCaughtUp(t, n4, st.GetCommitIndex())
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	tasks, err := n4.staleClient().ListTasks(ctx, &apiv1.ListTasksRequest{Stale: true})
+	vms, err := n4.staleClient().ListVms(ctx, &apiv1.ListVmsRequest{Stale: true})
 	if err != nil {
-		t.Fatalf("ListTasks on node 4: %v", err)
+		t.Fatalf("ListVms on node 4: %v", err)
 	}
-	if got := len(tasks.GetTasks()); got < 3000 {
-		t.Fatalf("node 4 holds %d tasks, want at least 3,000", got)
+	if got := len(vms.GetVms()); got < 3000 {
+		t.Fatalf("node 4 holds %d VMs, want at least 3,000", got)
 	}
 }
 
@@ -196,7 +196,7 @@ func TestWorkerStaysLearner(t *testing.T) {
 	n1.start("")
 	c.waitVoters(1)
 	cl := c.client(n1.addr)
-	submitTasks(t, cl, 200, 16, "before-join")
+	createVMs(t, cl, 200, 16, "before-join")
 	c.add(2).start(n1.addr)
 	worker := c.add(3, "--role", "worker")
 	worker.start(n1.addr)
@@ -249,12 +249,12 @@ func TestWorkerStaysLearner(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	tasks, err := worker.staleClient().ListTasks(ctx, &apiv1.ListTasksRequest{Stale: true})
+	vms, err := worker.staleClient().ListVms(ctx, &apiv1.ListVmsRequest{Stale: true})
 	if err != nil {
-		t.Fatalf("ListTasks on the worker: %v", err)
+		t.Fatalf("ListVms on the worker: %v", err)
 	}
-	if got := len(tasks.GetTasks()); got != 200 {
-		t.Fatalf("worker holds %d tasks, want 200", got)
+	if got := len(vms.GetVms()); got != 200 {
+		t.Fatalf("worker holds %d VMs, want 200", got)
 	}
 }
 
@@ -326,7 +326,7 @@ func TestLeaveRemovesNodeForGood(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	if _, err := c.client(c.node(1).addr, c.node(2).addr).CreateVm(ctx, &apiv1.CreateVmRequest{
-		Name: "after-leave", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 64},
+		Name: "after-leave", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128},
 	}); err != nil {
 		t.Fatalf("write after the leave: %v", err)
 	}

@@ -48,6 +48,21 @@ type Config struct {
 	// messages beyond it are dropped (raft tolerates loss). Default 4096.
 	InboxSize int
 	Logger    *slog.Logger
+
+	// NoWorkloads: this node runs no VMs or tasks. It offers no image, so
+	// the leader places nothing on it; it still places work as a leader.
+	NoWorkloads bool
+	// QEMU is the qemu-system-x86_64 binary (default: from PATH).
+	QEMU string
+	// Accel is "kvm", "tcg", or "" to decide: KVM only when /dev/kvm
+	// exists and a probe VM boots with it.
+	Accel string
+	// Agent is the blixard-agent binary the default image is built with
+	// (default: beside this executable, or on PATH).
+	Agent string
+	// Supervisor is the argv prefix that runs a VM's supervisor (default:
+	// this executable's hidden "vmm supervise" command).
+	Supervisor []string
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -102,6 +117,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	switch c.Accel {
+	case "", "kvm", "tcg":
+	default:
+		return c, fmt.Errorf("--accel %q is not kvm or tcg", c.Accel)
 	}
 	return c, nil
 }

@@ -59,6 +59,12 @@ type Node struct {
 	nextReq   core.RequestID
 	waiting   map[core.RequestID]chan *apiv1.Response
 	peers     map[uint64]string
+
+	// wl runs the VMs placed on this node; nil with Config.NoWorkloads.
+	wl *workloads
+	// runCtx lives while Run does; VM actions run under it.
+	runCtx    context.Context
+	runCancel context.CancelFunc
 }
 
 // Start opens the node's store, makes its core, and starts listening. Run
@@ -94,6 +100,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		peers:   map[uint64]string{},
 		changed: make(chan struct{}),
 	}
+	n.runCtx, n.runCancel = context.WithCancel(context.Background())
+	var images []*apiv1.ImageInfo
+	if !cfg.NoWorkloads {
+		if n.wl, err = newWorkloads(n); err != nil {
+			_ = lis.Close()
+			_ = st.Close()
+			return nil, err
+		}
+		if err := n.wl.decideAccel(ctx); err != nil {
+			_ = lis.Close()
+			_ = st.Close()
+			return nil, err
+		}
+		images = n.wl.images()
+	}
 	var peers []uint64
 	if n.fresh && len(cfg.Join) == 0 {
 		peers = []uint64{cfg.ID} // bootstrap a new cluster of one
@@ -107,8 +128,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ClusterID:       fmt.Sprintf("blixard-%d-%d", cfg.ID, time.Now().UnixNano()),
 		Address:         addr,
 		Role:            cfg.Role,
-		Capacity:        cfg.Capacity,
+		Capacity:        n.cfg.Capacity,
 		Labels:          cfg.Labels,
+		Workloads:       true,
+		Images:          images,
 		ElectionTicks:   cfg.ElectionTicks,
 		HeartbeatTicks:  cfg.HeartbeatTicks,
 		SnapshotEntries: cfg.SnapshotEntries,
@@ -157,6 +180,13 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 	go n.removalWatch(ctx)
 	defer func() { n.shutdown() }()
+	if n.wl != nil {
+		reports := n.wl.recover(ctx)
+		n.core.VMsRecovered(reports)
+		go n.wl.watch(n.runCtx)
+	} else {
+		n.core.VMsRecovered(nil)
+	}
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	n.syncPeers()
@@ -227,6 +257,13 @@ func (n *Node) drive() error {
 			return fmt.Errorf("persist: %w", err)
 		}
 		n.tr.Send(rd.Messages)
+		if len(rd.VMActions) > 0 {
+			if n.wl != nil {
+				n.wl.carry(n.runCtx, rd.VMActions)
+			} else {
+				n.log.Error("asked to run VMs on a node without workloads", "actions", len(rd.VMActions))
+			}
+		}
 		for _, r := range rd.Responses {
 			if ch, ok := n.waiting[r.ID]; ok {
 				delete(n.waiting, r.ID)
@@ -400,6 +437,11 @@ func (n *Node) peerAddrs() []string {
 // stop would otherwise wait on.
 func (n *Node) shutdown() {
 	close(n.stopped)
+	n.runCancel()
+	if n.wl != nil {
+		// VMs outlive the node; only the actions under way end.
+		n.wl.close()
+	}
 	if err := n.tr.Close(); err != nil {
 		n.log.Warn("close transport", "err", err)
 	}
@@ -415,3 +457,15 @@ func (n *Node) shutdown() {
 	}
 	n.log.Info("stopped")
 }
+
+// ConsoleLog is the path of VM name's console log on this node
+// (server.Consoles).
+func (n *Node) ConsoleLog(name string) (string, error) {
+	if n.wl == nil {
+		return "", errors.New("this node runs no VMs (--no-workloads)")
+	}
+	return n.wl.consoleLog(name)
+}
+
+// stoppingCtx is done once the node stops.
+func (n *Node) stoppingCtx() context.Context { return n.runCtx }

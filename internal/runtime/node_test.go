@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -15,7 +16,8 @@ import (
 )
 
 // startNode runs a one-node cluster in this process on a free port and
-// returns a connection to it and a function that stops it.
+// returns a connection to it and a function that stops it. The VMs these
+// tests create are never started: booting them is processtest's part.
 func startNode(t *testing.T, dir string) (*grpc.ClientConn, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -74,14 +76,23 @@ func TestNodeServesWritesWatchesAndRestartsFromItsDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Until the node has registered the images it offers, a create is
+	// refused (and the refusal remembered under its request id).
+	eventually(t, "the node registered", func() error {
+		st, err := apiv1grpc.NewClusterServiceClient(conn).GetClusterStatus(ctx, &apiv1.GetClusterStatusRequest{})
+		if err == nil && (len(st.GetNodes()) != 1 || len(st.GetNodes()[0].GetImages()) == 0) {
+			err = fmt.Errorf("nodes %v", st.GetNodes())
+		}
+		return err
+	})
 	eventually(t, "create a VM", func() error {
-		_, err := vms.CreateVm(ctx, &apiv1.CreateVmRequest{ClientRequestId: "c1", Name: "web", Start: true,
+		_, err := vms.CreateVm(ctx, &apiv1.CreateVmRequest{ClientRequestId: "c1", Name: "web",
 			Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128}})
 		return err
 	})
 	ev, err := watch.Recv()
-	if err != nil || ev.GetVm().GetName() != "web" || ev.GetVm().GetState() != apiv1.VmState_VM_STATE_PENDING {
-		t.Fatalf("watch event = %v, %v; want web pending", ev, err)
+	if err != nil || ev.GetVm().GetName() != "web" || ev.GetVm().GetState() != apiv1.VmState_VM_STATE_STOPPED {
+		t.Fatalf("watch event = %v, %v; want web stopped", ev, err)
 	}
 	stop()
 
@@ -96,7 +107,7 @@ func TestNodeServesWritesWatchesAndRestartsFromItsDisk(t *testing.T) {
 		return err
 	})
 	// The retried create is answered from the remembered response.
-	again, err := vms.CreateVm(ctx, &apiv1.CreateVmRequest{ClientRequestId: "c1", Name: "web", Start: true,
+	again, err := vms.CreateVm(ctx, &apiv1.CreateVmRequest{ClientRequestId: "c1", Name: "web",
 		Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128}})
 	if err != nil || again.GetVm().GetName() != "web" {
 		t.Fatalf("retried create after restart = %v, %v", again, err)

@@ -274,7 +274,9 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 	if !mutate {
 		return nil, nil
 	}
-	return run(), nil
+	resp := run()
+	s.reindex(a.index, cmd)
+	return resp, nil
 }
 
 func sortedIDs(ids []uint64) []uint64 {

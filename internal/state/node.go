@@ -101,8 +101,16 @@ func (s *State) nodeSchedulable(field string, id uint64) *Error {
 // checkFits reports whether need fits in node id's free capacity, and the
 // node has every feature need asks for.
 func (s *State) checkFits(field string, id uint64, need *apiv1.Resources) *Error {
+	return s.checkFitsWith(field, id, need, nil)
+}
+
+// checkFitsWith is checkFits on a node that also holds reserved.
+func (s *State) checkFitsWith(field string, id uint64, need, reserved *apiv1.Resources) *Error {
 	n := s.nodes[id]
 	used := s.Allocated(id)
+	used.Vcpus += reserved.GetVcpus()
+	used.MemoryMib += reserved.GetMemoryMib()
+	used.DiskMib += reserved.GetDiskMib()
 	capacity := n.GetCapacity()
 	if uint64(used.GetVcpus())+uint64(need.GetVcpus()) > uint64(capacity.GetVcpus()) {
 		return exhausted(field, "node %d has %d of %d vCPUs free, %d needed",

@@ -86,5 +86,6 @@ func Restore(data []byte) (*State, error) {
 		s.requests[id] = r
 		s.requestLog = append(s.requestLog, r)
 	}
+	s.rebuildIndex()
 	return s, nil
 }

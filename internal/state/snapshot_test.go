@@ -630,7 +630,7 @@ func checkTasks(t fataler, s *state.State) {
 	}
 	all := s.Tasks(0)
 	pending := tasksWith(all, apiv1.TaskStatus_TASK_STATUS_PENDING)
-	if got := s.PendingTasks(); !protoSliceEqual(got, pending) {
+	if got := s.PendingTasks(0); !protoSliceEqual(got, pending) {
 		t.Fatalf("PendingTasks() = %d tasks, want %d", len(got), len(pending))
 	}
 	for _, id := range append(slices.Clone(poolNodes), 9) {
@@ -857,7 +857,7 @@ func compareStates(t fataler, a, b *state.State) {
 			t.Fatalf("workloads on %d differ", id)
 		}
 	}
-	if !protoSliceEqual(a.VmsToPlace(), b.VmsToPlace()) || !protoSliceEqual(a.PendingTasks(), b.PendingTasks()) {
+	if !protoSliceEqual(a.VmsToPlace(), b.VmsToPlace()) || !protoSliceEqual(a.PendingTasks(0), b.PendingTasks(0)) {
 		t.Fatalf("workloads waiting for a node differ")
 	}
 	for _, name := range poolVMs {

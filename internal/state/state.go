@@ -32,6 +32,9 @@ type State struct {
 	// Invariant: len(requests) == len(requestLog) <= MaxRequestRecords.
 	requests   map[string]*apiv1.RequestRecord
 	requestLog []*apiv1.RequestRecord
+
+	// ix files the workloads by node and by need of placement (index.go).
+	ix index
 }
 
 // New returns an empty state.
@@ -42,6 +45,7 @@ func New() *State {
 		vms:        map[string]*apiv1.Vm{},
 		tasks:      map[uint64]*apiv1.Task{},
 		requests:   map[string]*apiv1.RequestRecord{},
+		ix:         newIndex(),
 	}
 }
 
@@ -148,28 +152,6 @@ func (s *State) Response(clientRequestID string) (*apiv1.Response, bool) {
 
 // RequestRecords is how many client request ids are remembered.
 func (s *State) RequestRecords() int { return len(s.requestLog) }
-
-// Allocated returns what the workloads placed on node id hold: VMs that are
-// scheduled, starting, running or stopping, and tasks assigned or running
-// (or cancelled while their VM has not ended yet).
-func (s *State) Allocated(id uint64) *apiv1.Resources {
-	r := &apiv1.Resources{}
-	// Sums do not depend on iteration order.
-	for _, v := range s.vms {
-		if v.GetNodeId() == id && holdsResources(v.GetState()) {
-			r.Vcpus += v.GetSpec().GetVcpus()
-			r.MemoryMib += v.GetSpec().GetMemoryMib()
-		}
-	}
-	for _, t := range s.tasks {
-		if t.GetNodeId() == id && taskHolds(t) {
-			r.Vcpus += t.GetSpec().GetResources().GetVcpus()
-			r.MemoryMib += t.GetSpec().GetResources().GetMemoryMib()
-			r.DiskMib += t.GetSpec().GetResources().GetDiskMib()
-		}
-	}
-	return r
-}
 
 func holdsResources(st apiv1.VmState) bool {
 	switch st {

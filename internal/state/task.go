@@ -94,7 +94,7 @@ func (s *State) checkAssignTask(op *apiv1.AssignTaskCommand) *Error {
 	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING {
 		return precondition("id", "task %d is %s, not pending", op.GetId(), t.GetStatus())
 	}
-	return s.canPlace(op.GetNodeId(), t.GetSpec().GetImage(), t.GetSpec().GetResources())
+	return s.canPlace(op.GetNodeId(), t.GetSpec().GetImage(), t.GetSpec().GetResources(), nil)
 }
 
 func (s *State) assignTask(a at, op *apiv1.AssignTaskCommand) *apiv1.Response {

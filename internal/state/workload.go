@@ -116,23 +116,29 @@ func hasFeatures(c *apiv1.Resources, want []string) bool {
 }
 
 // CanPlace reports why node id cannot take a workload of image needing
-// need now, or nil: it must be ready and not draining, offer the image and
-// have the room free.
+// need now, or nil: it must be ready and not draining, offer the image (with
+// no more than need's memory as its minimum) and have the room free.
 func (s *State) CanPlace(id uint64, image string, need *apiv1.Resources) error {
-	if err := s.canPlace(id, image, need); err != nil {
+	return s.CanPlaceWith(id, image, need, nil)
+}
+
+// CanPlaceWith is CanPlace on a node that also holds reserved: what a
+// placer has proposed for it and the state does not show yet.
+func (s *State) CanPlaceWith(id uint64, image string, need, reserved *apiv1.Resources) error {
+	if err := s.canPlace(id, image, need, reserved); err != nil {
 		return err
 	}
 	return nil
 }
 
-func (s *State) canPlace(id uint64, image string, need *apiv1.Resources) *Error {
+func (s *State) canPlace(id uint64, image string, need, reserved *apiv1.Resources) *Error {
 	if err := s.nodeSchedulable("node_id", id); err != nil {
 		return err
 	}
 	if err := checkNodeImage(s.nodes[id], image, need.GetMemoryMib()); err != nil {
 		return err
 	}
-	return s.checkFits("node_id", id, need)
+	return s.checkFitsWith("node_id", id, need, reserved)
 }
 
 // checkNodeImage: node n must offer image, and memoryMiB must be enough
@@ -155,67 +161,6 @@ func VmNeeds(spec *apiv1.VmSpec) *apiv1.Resources {
 
 func (s *State) nodeIDs() []uint64 {
 	return slices.Sorted(maps.Keys(s.nodes))
-}
-
-// VmsOn returns the VMs assigned to node id that hold resources there
-// (scheduled, starting, running or stopping), sorted by name. The records
-// are the state's own: read them, never change them.
-func (s *State) VmsOn(id uint64) []*apiv1.Vm {
-	var out []*apiv1.Vm
-	for _, name := range slices.Sorted(maps.Keys(s.vms)) {
-		if v := s.vms[name]; v.GetNodeId() == id && holdsResources(v.GetState()) {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// VmsToPlace returns the VMs wanted running that run nowhere: pending, or
-// failed, stopped or lost (for their restart policy to judge), sorted by
-// name. The records are the state's own: read them, never change them.
-func (s *State) VmsToPlace() []*apiv1.Vm {
-	var out []*apiv1.Vm
-	for _, name := range slices.Sorted(maps.Keys(s.vms)) {
-		v := s.vms[name]
-		if v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && !holdsResources(v.GetState()) {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// TasksOn returns the tasks assigned to node id that have not been
-// reported ended — assigned, running, or cancelled while they ran — sorted
-// by id. The records are the state's own: read them, never change them.
-func (s *State) TasksOn(id uint64) []*apiv1.Task {
-	var out []*apiv1.Task
-	for _, tid := range s.taskIDs() {
-		t := s.tasks[tid]
-		if t.GetNodeId() != id || id == 0 {
-			continue
-		}
-		switch t.GetStatus() {
-		case apiv1.TaskStatus_TASK_STATUS_ASSIGNED, apiv1.TaskStatus_TASK_STATUS_RUNNING:
-			out = append(out, t)
-		case apiv1.TaskStatus_TASK_STATUS_CANCELLED:
-			if t.GetResult().GetFinishedUnixNano() == 0 {
-				out = append(out, t)
-			}
-		}
-	}
-	return out
-}
-
-// PendingTasks returns the tasks waiting for a node, sorted by id. The
-// records are the state's own: read them, never change them.
-func (s *State) PendingTasks() []*apiv1.Task {
-	var out []*apiv1.Task
-	for _, tid := range s.taskIDs() {
-		if t := s.tasks[tid]; t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // ValidImageName reports whether name can name an image.

@@ -299,7 +299,7 @@ func TestPlacementAccepts(t *testing.T) {
 			if tk.GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING || tk.GetSpec().GetImage() != tc.cmd.GetSubmitTask().GetSpec().GetImage() {
 				t.Fatalf("task = %v", tk)
 			}
-			if got := h.s.PendingTasks(); len(got) != 1 || got[0].GetId() != tk.GetId() {
+			if got := h.s.PendingTasks(0); len(got) != 1 || got[0].GetId() != tk.GetId() {
 				t.Fatalf("PendingTasks() = %v", got)
 			}
 		})
@@ -1010,7 +1010,7 @@ func TestTasksOnAndPendingTasks(t *testing.T) {
 		got  []*apiv1.Task
 		want []uint64
 	}{
-		{"PendingTasks()", h.s.PendingTasks(), []uint64{p1, p2, p3}},
+		{"PendingTasks()", h.s.PendingTasks(0), []uint64{p1, p2, p3}},
 		{"TasksOn(1)", h.s.TasksOn(1), []uint64{assigned, run1, cancelledRunning}},
 		{"TasksOn(2)", h.s.TasksOn(2), []uint64{cancelledAssigned, run2}},
 		{"TasksOn(unknown node)", h.s.TasksOn(9), nil},
@@ -1034,7 +1034,7 @@ func TestTasksOnAndPendingTasks(t *testing.T) {
 		t.Fatalf("TasksOn(1) = %v after the cancelled task ended", got)
 	}
 	h.ok(assignTask(p2, 2))
-	if got := taskIDs(h.s.PendingTasks()); fmt.Sprint(got) != fmt.Sprint([]uint64{p1, p3}) {
+	if got := taskIDs(h.s.PendingTasks(0)); fmt.Sprint(got) != fmt.Sprint([]uint64{p1, p3}) {
 		t.Fatalf("PendingTasks() = %v after placing %d", got, p2)
 	}
 	if got := taskIDs(h.s.TasksOn(2)); fmt.Sprint(got) != fmt.Sprint([]uint64{cancelledAssigned, p2, run2}) {

@@ -1,0 +1,320 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/core"
+	"github.com/blixard/blixard/internal/guest/wire"
+	"github.com/blixard/blixard/internal/image"
+	"github.com/blixard/blixard/internal/state"
+	"github.com/blixard/blixard/internal/vmm"
+)
+
+// taskInitrdFile is the name, in a task VM's directory, of the initramfs
+// that carries the task.
+const taskInitrdFile = "task-initrd.img"
+
+// actionTimeout bounds one start, stop or remove of a VM.
+const actionTimeout = 3 * time.Minute
+
+// workloads carries the node agent's VMActions out through vmm, and its
+// VMs' status changes back to the core as VMReports.
+type workloads struct {
+	n    *Node
+	log  *slog.Logger
+	mgr  *vmm.Manager
+	opts image.BuildOptions
+
+	// imageMu serialises image builds (the first VM builds the default).
+	imageMu sync.Mutex
+
+	mu sync.Mutex
+	// queues run each VM's actions in order, one goroutine per VM while it
+	// has actions.
+	queues map[string][]core.VMAction
+	wg     sync.WaitGroup
+}
+
+func newWorkloads(n *Node) (*workloads, error) {
+	return &workloads{n: n, log: n.log, opts: image.BuildOptions{Agent: n.cfg.Agent, Logger: n.log}, queues: map[string][]core.VMAction{}}, nil
+}
+
+// decideAccel settles KVM or TCG before the node registers, so that its
+// features say "kvm" only when a probe VM really booted with it.
+func (wl *workloads) decideAccel(ctx context.Context) error {
+	cfg := &wl.n.cfg
+	if cfg.Accel == "" {
+		if _, err := os.Stat("/dev/kvm"); err != nil {
+			cfg.Accel = vmm.AccelTCG
+			wl.log.Warn("no /dev/kvm: VMs run under TCG, QEMU's software emulation (slower)", "err", err)
+		} else {
+			img, err := wl.image(ctx, state.DefaultImage)
+			if err != nil {
+				return fmt.Errorf("build the default image to probe KVM: %w", err)
+			}
+			accel, err := vmm.Probe(ctx, cfg.QEMU, img.Kernel, img.Initrd, wl.log)
+			if err != nil {
+				return fmt.Errorf("probe KVM: %w", err)
+			}
+			cfg.Accel = accel
+			if accel != vmm.AccelKVM {
+				wl.log.Warn("/dev/kvm is there but a probe VM does not boot with it: VMs run under TCG, QEMU's software emulation (slower)")
+			}
+		}
+	}
+	wl.log.Info("VMs will run", "accel", cfg.Accel)
+	if cfg.Accel == vmm.AccelKVM && !slices.Contains(cfg.Capacity.GetFeatures(), "kvm") {
+		cfg.Capacity.Features = append(slices.Clone(cfg.Capacity.GetFeatures()), "kvm")
+		slices.Sort(cfg.Capacity.Features)
+	}
+	mgr, err := vmm.NewManager(vmm.Config{
+		DataDir: cfg.DataDir, QEMU: cfg.QEMU, Supervisor: cfg.Supervisor, Accel: cfg.Accel, Logger: wl.log,
+	})
+	if err != nil {
+		return fmt.Errorf("vm manager: %w", err)
+	}
+	wl.mgr = mgr
+	return nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// images are the images this node offers: those in its data directory,
+// and the default image, which it builds the first time it needs it.
+func (wl *workloads) images() []*apiv1.ImageInfo {
+	byName := map[string]*apiv1.ImageInfo{
+		state.DefaultImage: {Name: state.DefaultImage, MinMemoryMib: image.DefaultMinMemoryMiB},
+	}
+	imgs, err := image.List(wl.n.cfg.DataDir)
+	if err != nil {
+		wl.log.Warn("cannot list the images in the data directory", "err", err)
+	}
+	for _, img := range imgs {
+		if state.ValidImageName(img.Name) {
+			byName[img.Name] = &apiv1.ImageInfo{Name: img.Name, Digest: img.Digest, MinMemoryMib: img.MinMemoryMiB}
+		}
+	}
+	var out []*apiv1.ImageInfo
+	for _, name := range sortedNames(byName) {
+		out = append(out, byName[name])
+	}
+	return out
+}
+
+// recover finds the VMs this node left running (or that ended while it was
+// down) and tells the core, which adopts them.
+func (wl *workloads) recover(ctx context.Context) []core.VMReport {
+	statuses, err := wl.mgr.Recover(ctx)
+	if err != nil {
+		wl.log.Error("recovering VMs", "err", err)
+	}
+	var out []core.VMReport
+	for _, st := range statuses {
+		wl.log.Info("found a VM from before the restart", "vm", st.Name, "generation", st.Generation, "state", st.State, "qemu_pid", st.QEMUPid)
+		out = append(out, reportOf(st))
+	}
+	return out
+}
+
+// watch forwards every status change to the core until ctx ends.
+func (wl *workloads) watch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case st, ok := <-wl.mgr.Events():
+			if !ok {
+				return
+			}
+			r := reportOf(st)
+			wl.n.postWait(func() { wl.n.core.ReportVM(r) })
+		}
+	}
+}
+
+// reportOf turns a vmm status into the core's report.
+func reportOf(st vmm.Status) core.VMReport {
+	r := core.VMReport{Name: st.Name, Generation: st.Generation, Reason: st.Reason, ConsoleTail: st.ConsoleTail}
+	switch st.State {
+	case vmm.StateStarting:
+		r.State = apiv1.VmState_VM_STATE_STARTING
+	case vmm.StateRunning:
+		r.State = apiv1.VmState_VM_STATE_RUNNING
+	case vmm.StateStopped:
+		r.State = apiv1.VmState_VM_STATE_STOPPED
+	default:
+		r.State = apiv1.VmState_VM_STATE_FAILED
+	}
+	if t := st.Task; t != nil {
+		r.Task = &apiv1.TaskResult{ExitCode: int32(t.ExitCode), OutputTail: t.Output, Error: t.Error}
+		if t.TimedOut {
+			r.Task.Error = "timeout"
+		}
+		if !t.Started.IsZero() {
+			r.Task.StartedUnixNano = t.Started.UnixNano()
+		}
+		if !t.Finished.IsZero() {
+			r.Task.FinishedUnixNano = t.Finished.UnixNano()
+		}
+	}
+	return r
+}
+
+// carry queues the actions of one Ready; each VM's run in order.
+func (wl *workloads) carry(ctx context.Context, actions []core.VMAction) {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	for _, a := range actions {
+		q, busy := wl.queues[a.Name]
+		wl.queues[a.Name] = append(q, a)
+		if !busy {
+			wl.wg.Add(1)
+			go wl.run(ctx, a.Name)
+		}
+	}
+}
+
+func (wl *workloads) run(ctx context.Context, name string) {
+	defer wl.wg.Done()
+	for {
+		wl.mu.Lock()
+		q := wl.queues[name]
+		if len(q) == 0 {
+			delete(wl.queues, name)
+			wl.mu.Unlock()
+			return
+		}
+		a := q[0]
+		wl.queues[name] = q[1:]
+		wl.mu.Unlock()
+		wl.do(ctx, a)
+	}
+}
+
+func (wl *workloads) do(ctx context.Context, a core.VMAction) {
+	ctx, cancel := context.WithTimeout(ctx, actionTimeout)
+	defer cancel()
+	log := wl.log.With("vm", a.Name, "generation", a.Generation)
+	switch a.Kind {
+	case core.StartVM:
+		spec, err := wl.spec(ctx, a)
+		if err == nil {
+			log.Info("starting VM", "vcpus", spec.Vcpus, "memory_mib", spec.MemoryMiB)
+			err = wl.mgr.Start(ctx, spec)
+		}
+		if err != nil {
+			log.Error("VM did not start", "err", err)
+			if ctx.Err() != nil && wl.n.stoppingCtx().Err() != nil {
+				return // the node is stopping; the next run recovers it
+			}
+			r := core.VMReport{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_FAILED, Reason: "start: " + err.Error()}
+			if st, ok := wl.mgr.Status(a.Name); ok && st.Generation == a.Generation && st.State.Final() {
+				r = reportOf(st)
+			}
+			wl.n.postWait(func() { wl.n.core.ReportVM(r) })
+		}
+	case core.StopVM:
+		log.Info("stopping VM")
+		err := wl.mgr.Stop(ctx, a.Name)
+		if errors.Is(err, vmm.ErrNotFound) {
+			r := core.VMReport{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_STOPPED, Reason: "not running on this node"}
+			wl.n.postWait(func() { wl.n.core.ReportVM(r) })
+			return
+		}
+		if err != nil {
+			log.Error("VM did not stop", "err", err)
+		}
+	case core.RemoveVM:
+		if err := wl.mgr.Remove(a.Name); err != nil && !errors.Is(err, vmm.ErrNotFound) {
+			log.Error("cannot remove the VM's files", "err", err)
+			return
+		}
+		log.Info("removed the VM's files")
+	}
+}
+
+// spec makes the vmm spec of a StartVM: the image (built the first time),
+// and for a task its own initramfs carrying the command.
+func (wl *workloads) spec(ctx context.Context, a core.VMAction) (vmm.Spec, error) {
+	spec := vmm.Spec{Name: a.Name, Generation: a.Generation}
+	var imageName string
+	switch {
+	case a.Vm != nil:
+		s := a.Vm.GetSpec()
+		spec.Vcpus, spec.MemoryMiB, spec.Cmdline, imageName = s.GetVcpus(), s.GetMemoryMib(), s.GetKernelCmdline(), s.GetImage()
+	case a.Task != nil:
+		s := a.Task.GetSpec()
+		spec.Vcpus, spec.MemoryMiB, imageName = s.GetResources().GetVcpus(), s.GetResources().GetMemoryMib(), s.GetImage()
+		spec.Task = &wire.Run{Command: s.GetCommand(), Args: s.GetArgs(), Env: s.GetEnv(), TimeoutMillis: int64(s.GetTimeoutMs()), PoweroffAfter: true}
+	default:
+		return spec, errors.New("a start with neither a VM nor a task")
+	}
+	img, err := wl.image(ctx, state.ImageOf(imageName))
+	if err != nil {
+		return spec, err
+	}
+	spec.Kernel, spec.Initrd = img.Kernel, img.Initrd
+	if wl.n.cfg.Accel == vmm.AccelTCG {
+		// Under TCG the guest must take the host's TSC rate on trust, or
+		// its boot may hang on a busy host (see image.TCGArgs).
+		args, err := image.TCGArgs()
+		if err != nil {
+			return spec, fmt.Errorf("kernel arguments for TCG: %w", err)
+		}
+		spec.Cmdline = strings.TrimSpace(args + " " + spec.Cmdline)
+	}
+	if spec.Task != nil {
+		task, err := json.Marshal(spec.Task)
+		if err != nil {
+			return spec, fmt.Errorf("encode the task: %w", err)
+		}
+		dir := wl.mgr.Dir(a.Name)
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return spec, fmt.Errorf("make the VM's directory: %w", err)
+		}
+		initrd := filepath.Join(dir, taskInitrdFile)
+		if err := image.WithFiles(img.Initrd, initrd, []image.File{{Path: "blixard/task.json", Mode: 0o644, Data: task}}); err != nil {
+			return spec, fmt.Errorf("write the task's initramfs: %w", err)
+		}
+		spec.Initrd = initrd
+	}
+	return spec, nil
+}
+
+func (wl *workloads) image(ctx context.Context, name string) (*image.Image, error) {
+	wl.imageMu.Lock()
+	defer wl.imageMu.Unlock()
+	img, err := image.Ensure(ctx, wl.n.cfg.DataDir, name, wl.opts)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", name, err)
+	}
+	return img, nil
+}
+
+// consoleLog is the path of VM name's console log on this node.
+func (wl *workloads) consoleLog(name string) (string, error) {
+	if !state.ValidImageName(name) || strings.Contains(name, "..") {
+		return "", fmt.Errorf("%q is not a VM name", name)
+	}
+	return wl.mgr.ConsolePath(name), nil
+}
+
+// close waits for the actions under way and stops watching; the VMs run on.
+func (wl *workloads) close() {
+	wl.wg.Wait()
+	_ = wl.mgr.Close()
+}
