@@ -37,8 +37,10 @@ type workloads struct {
 	mgr  *vmm.Manager
 	opts image.BuildOptions
 
-	// imageMu serialises image builds (the first VM builds the default).
+	// imageMu serialises image builds (the first VM builds the default);
+	// checked are the images checked in this run, by name.
 	imageMu sync.Mutex
+	checked map[string]*image.Image
 
 	mu sync.Mutex
 	// queues run each VM's actions in order, one goroutine per VM while it
@@ -48,7 +50,8 @@ type workloads struct {
 }
 
 func newWorkloads(n *Node) (*workloads, error) {
-	return &workloads{n: n, log: n.log, opts: image.BuildOptions{Agent: n.cfg.Agent, Logger: n.log}, queues: map[string][]core.VMAction{}}, nil
+	return &workloads{n: n, log: n.log, opts: image.BuildOptions{Agent: n.cfg.Agent, Logger: n.log},
+		queues: map[string][]core.VMAction{}, checked: map[string]*image.Image{}}, nil
 }
 
 // decideAccel settles KVM or TCG before the node registers, so that its
@@ -295,13 +298,23 @@ func (wl *workloads) spec(ctx context.Context, a core.VMAction) (vmm.Spec, error
 	return spec, nil
 }
 
+// image returns the image called name: checked (and built, for the
+// default) once per run of the node, which hashes every byte of it, then
+// from memory as long as its files are still there.
 func (wl *workloads) image(ctx context.Context, name string) (*image.Image, error) {
 	wl.imageMu.Lock()
 	defer wl.imageMu.Unlock()
+	if img, ok := wl.checked[name]; ok {
+		if _, err := image.Load(wl.n.cfg.DataDir, name); err == nil {
+			return img, nil
+		}
+		delete(wl.checked, name)
+	}
 	img, err := image.Ensure(ctx, wl.n.cfg.DataDir, name, wl.opts)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", name, err)
 	}
+	wl.checked[name] = img
 	return img, nil
 }
 
