@@ -111,8 +111,8 @@ func (c *Client) StreamVmLogs(ctx context.Context, req *apiv1.StreamVmLogsReques
 			return nil
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil // the caller went away (Ctrl-C on a follow)
 			}
 			return fmt.Errorf("console of VM %q from node %d at %s: %w", req.GetName(), nodeID, addr, err)
 		}

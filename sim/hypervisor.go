@@ -50,6 +50,9 @@ func (v *SimVM) Ended() bool {
 type hypervisor struct {
 	n   *Node
 	vms map[string]*SimVM
+	// dropStops: the next this many stops fail on the way (the driver
+	// never carries them out), as a stop whose control socket broke.
+	dropStops int
 }
 
 func newHypervisor(n *Node) *hypervisor {
@@ -152,6 +155,11 @@ func (h *hypervisor) runTask(v *SimVM) {
 }
 
 func (h *hypervisor) stop(a core.VMAction) {
+	if h.dropStops > 0 {
+		h.dropStops--
+		h.n.w.tracef("node %d vmm: the stop of %s failed on the way", h.n.id, a.Name)
+		return
+	}
 	v, ok := h.vms[a.Name]
 	if !ok || v.Generation != a.Generation || v.Ended() {
 		return
@@ -244,4 +252,10 @@ func (w *World) SimVMs(id uint64) []SimVM {
 func (w *World) FailVM(id uint64, name, reason string) bool {
 	w.note("node %d vmm: VM %s killed (%s)", id, name, reason)
 	return w.nodes[id].hyper.fail(name, reason)
+}
+
+// DropStops makes the next count stops that node id's hypervisor is asked
+// for fail on the way: the agent must ask again.
+func (w *World) DropStops(id uint64, count int) {
+	w.nodes[id].hyper.dropStops = count
 }

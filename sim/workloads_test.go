@@ -234,3 +234,69 @@ func TestWorkloadCapacityIsNeverExceeded(t *testing.T) {
 		t.Fatalf("%d VMs pending, want 2", pending)
 	}
 }
+
+// A stop that fails on the way is asked for again: the VM does not keep
+// running, nor its record stay stopping.
+func TestWorkloadFailedStopIsRetried(t *testing.T) {
+	w, c := wlWorld(t, 3)
+	wlDo(t, w, c, createReq("web", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	v := wlAwaitVm(t, w, "web", "running", running)
+	w.DropStops(v.GetNodeId(), 1)
+	wlDo(t, w, c, &apiv1.Request{Kind: &apiv1.Request_StopVm{StopVm: &apiv1.StopVmRequest{Name: "web"}}})
+	wlAwaitVm(t, w, "web", "stopped", func(v *apiv1.Vm) bool { return v.GetState() == apiv1.VmState_VM_STATE_STOPPED })
+	if sv, _ := wlSimVM(w, v.GetNodeId(), "web"); !sv.Ended() {
+		t.Fatalf("the state says stopped but the hypervisor runs %+v", sv)
+	}
+}
+
+// Placement honours label constraints and anti-affinity: a constrained VM
+// goes to the one node that carries the label, wherever the leader is, and
+// two VMs of one group never share a node.
+func TestWorkloadConstraintsAndAntiAffinity(t *testing.T) {
+	w := NewT(t, BaseSeed(t), Options{Nodes: 3, Workloads: true, Core: func(c *core.Config) {
+		if c.ID == 3 {
+			c.Labels = map[string]string{"zone": "b"}
+		}
+	}})
+	runToLeader(t, w)
+	c := w.NewClient(ClientOptions{})
+	req := createReq("pinned", apiv1.RestartPolicy_RESTART_POLICY_NEVER)
+	req.GetCreateVm().Spec.Constraints = map[string]string{"zone": "b"}
+	wlDo(t, w, c, req)
+	if v := wlAwaitVm(t, w, "pinned", "running", running); v.GetNodeId() != 3 {
+		t.Fatalf("a VM constrained to zone=b runs on node %d", v.GetNodeId())
+	}
+	nodes := map[uint64]string{}
+	for _, name := range []string{"db-a", "db-b", "db-c"} {
+		req := createReq(name, apiv1.RestartPolicy_RESTART_POLICY_NEVER)
+		req.GetCreateVm().Spec.AntiAffinityGroup = "db"
+		wlDo(t, w, c, req)
+	}
+	for _, name := range []string{"db-a", "db-b", "db-c"} {
+		v := wlAwaitVm(t, w, name, "running", running)
+		if other, ok := nodes[v.GetNodeId()]; ok {
+			t.Fatalf("%s and %s of one anti-affinity group share node %d", other, name, v.GetNodeId())
+		}
+		nodes[v.GetNodeId()] = name
+	}
+}
+
+// A VM deleted and created again under the same name is a new life: it
+// runs, and nothing of the earlier life (its failure) touches it.
+func TestWorkloadRecreatedVmIsANewLife(t *testing.T) {
+	w, c := wlWorld(t, 3)
+	wlDo(t, w, c, createReq("web", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	v := wlAwaitVm(t, w, "web", "running", running)
+	w.FailVM(v.GetNodeId(), "web", "qemu exited: signal: killed")
+	old := wlAwaitVm(t, w, "web", "failed", func(v *apiv1.Vm) bool { return v.GetState() == apiv1.VmState_VM_STATE_FAILED })
+	wlDo(t, w, c, &apiv1.Request{Kind: &apiv1.Request_DeleteVm{DeleteVm: &apiv1.DeleteVmRequest{Name: "web"}}})
+	wlDo(t, w, c, createReq("web", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	v = wlAwaitVm(t, w, "web", "running again", running)
+	if v.GetGeneration() <= old.GetGeneration() {
+		t.Fatalf("the new life runs at generation %d, the old one reached %d", v.GetGeneration(), old.GetGeneration())
+	}
+	w.Must(t, w.RunFor(5*time.Second))
+	if v, _ := wlVm(w, "web"); !running(v) {
+		t.Fatalf("the new life is %s (%s)", v.GetState(), v.GetReason())
+	}
+}

@@ -819,8 +819,10 @@ type Vm struct {
 	State VmState `protobuf:"varint,4,opt,name=state,proto3,enum=blixard.v1.VmState" json:"state,omitempty"`
 	// Node it is assigned to; 0 when none.
 	NodeId uint64 `protobuf:"varint,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// Goes up each time the VM is (re)assigned to a node; reports carrying an
-	// older generation are stale and ignored.
+	// Starts at the log index of the VM's creation and goes up by one each
+	// time the VM is (re)assigned to a node, so that (name, generation) never
+	// repeats, even across a delete and a re-create; reports carrying another
+	// generation are stale and refused.
 	Generation uint64 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
 	// Why the last transition happened.
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`

@@ -89,6 +89,7 @@ type localVM struct {
 	consoleTail string
 	task        *apiv1.TaskResult
 	stopSent    bool
+	stopAt      uint64 // tick of the last StopVM
 	// lastReport is the report last proposed and the tick it was.
 	lastReport   string
 	lastReportAt uint64
@@ -237,11 +238,14 @@ func (n *Node) keepFiles(name string, l *localVM) bool {
 	return ok && v.GetNodeId() == n.cfg.ID && v.GetGeneration() == l.gen
 }
 
+// stop asks the driver to stop the VM, and asks again every
+// Config.StopRetryTicks until it reports the VM ended (a stop that failed
+// on the way must not leave it running).
 func (n *Node) stop(name string, l *localVM) {
-	if l.stopSent {
+	if l.stopSent && n.ticks < l.stopAt+uint64(n.cfg.StopRetryTicks) {
 		return
 	}
-	l.stopSent = true
+	l.stopSent, l.stopAt = true, n.ticks
 	n.act(VMAction{Kind: StopVM, Name: name, Generation: l.gen})
 }
 
@@ -293,12 +297,13 @@ func (n *Node) vmReport(name string, l *localVM) *apiv1.Command {
 	default:
 		return nil
 	}
-	if v.GetState() == l.observed && v.GetReason() == l.reason {
+	reason := clip(l.reason, state.MaxReasonLen)
+	if v.GetState() == l.observed && v.GetReason() == reason {
 		return nil
 	}
 	return &apiv1.Command{Op: &apiv1.Command_ReportVm{ReportVm: &apiv1.ReportVmCommand{
 		Name: name, NodeId: n.cfg.ID, Generation: l.gen, State: l.observed,
-		Reason: clip(l.reason, state.MaxReasonLen), ConsoleTail: clipTail(l.consoleTail, state.MaxConsoleTailLen),
+		Reason: reason, ConsoleTail: clipTail(l.consoleTail, state.MaxConsoleTailLen),
 	}}}
 }
 
@@ -325,19 +330,18 @@ func (n *Node) taskReport(id uint64, l *localVM) *apiv1.Command {
 	default:
 		return nil
 	}
+	if l.ended() && l.task == nil {
+		// No word from the agent: the end is stamped once, so that the
+		// report is the same each time it is proposed again.
+		l.task = &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: max(n.now, 1), Error: l.reason}
+	}
 	res := cloneResult(l.task)
 	if l.ended() {
-		if res == nil {
-			res = &apiv1.TaskResult{ExitCode: -1}
-		}
-		if l.task == nil && status == apiv1.TaskStatus_TASK_STATUS_FAILED {
-			// No word from the agent: the VM's end is the reason.
-			res.Error = l.reason
-		}
 		res.Error = clip(res.GetError(), state.MaxReasonLen)
 		res.OutputTail = clipTailBytes(res.GetOutputTail(), state.MaxOutputTailBytes)
 		if res.FinishedUnixNano == 0 {
-			res.FinishedUnixNano = max(n.now, 1)
+			l.task.FinishedUnixNano = max(n.now, 1)
+			res.FinishedUnixNano = l.task.FinishedUnixNano
 		}
 	}
 	return &apiv1.Command{Op: &apiv1.Command_ReportTask{ReportTask: &apiv1.ReportTaskCommand{
@@ -367,6 +371,7 @@ func (n *Node) place() {
 			break
 		}
 		if !n.restartDue(v) {
+			p.tries++
 			continue
 		}
 		key := "vm/" + v.GetName() + "/" + strconv.FormatUint(v.GetGeneration(), 10)
@@ -374,7 +379,7 @@ func (n *Node) place() {
 			continue
 		}
 		need := state.VmNeeds(v.GetSpec())
-		node, ok := p.choose(v.GetNodeId(), state.ImageOf(v.GetSpec().GetImage()), need)
+		node, ok := p.choose(v.GetNodeId(), func(id uint64) error { return n.st.CanPlaceVm(id, v.GetName(), p.reserved[id]) })
 		if !ok {
 			continue
 		}
@@ -391,7 +396,8 @@ func (n *Node) place() {
 			continue
 		}
 		need := t.GetSpec().GetResources()
-		node, ok := p.choose(0, state.ImageOf(t.GetSpec().GetImage()), need)
+		image := state.ImageOf(t.GetSpec().GetImage())
+		node, ok := p.choose(0, func(id uint64) error { return n.st.CanPlaceWith(id, image, need, p.reserved[id]) })
 		if !ok {
 			continue
 		}
@@ -402,6 +408,14 @@ func (n *Node) place() {
 	for _, key := range sortedKeys(n.placing) {
 		if n.placing[key] <= n.ticks {
 			delete(n.placing, key)
+		}
+	}
+	// A back-off whose VM no longer waits at that generation (started,
+	// stopped or deleted meanwhile) is forgotten.
+	for _, key := range sortedKeys(n.restartAt) {
+		name, gen, _ := strings.Cut(key, "/")
+		if v, ok := n.st.Vm(name); !ok || strconv.FormatUint(v.GetGeneration(), 10) != gen {
+			delete(n.restartAt, key)
 		}
 	}
 }
@@ -421,9 +435,9 @@ func (p *placer) done() bool {
 	return p.proposed >= maxPlacementsPerPass || p.tries >= maxPlacementTries
 }
 
-// choose picks a node with room for need: prefer first, then this node,
-// then the others by id.
-func (p *placer) choose(prefer uint64, image string, need *apiv1.Resources) (uint64, bool) {
+// choose picks a node that fits (fits returns nil): prefer first, then
+// this node, then the others by id.
+func (p *placer) choose(prefer uint64, fits func(id uint64) error) (uint64, bool) {
 	p.tries++
 	n := p.n
 	if p.nodes == nil {
@@ -432,7 +446,7 @@ func (p *placer) choose(prefer uint64, image string, need *apiv1.Resources) (uin
 		}
 	}
 	for _, id := range append([]uint64{prefer, n.cfg.ID}, p.nodes...) {
-		if id != 0 && n.st.CanPlaceWith(id, image, need, p.reserved[id]) == nil {
+		if id != 0 && fits(id) == nil {
 			return id, true
 		}
 	}

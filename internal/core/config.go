@@ -22,6 +22,7 @@ const (
 	DefaultRegisterEveryTicks  = 20
 	DefaultReportEveryTicks    = 10
 	DefaultRestartBackoffTicks = 10
+	DefaultStopRetryTicks      = 300
 )
 
 // Config is what a Node is made with. Zero fields take the defaults above.
@@ -82,6 +83,9 @@ type Config struct {
 	// RestartBackoffTicks is the first wait before a failed VM restarts;
 	// it doubles with each restart, up to 32 times.
 	RestartBackoffTicks int
+	// StopRetryTicks: a VM asked to stop that has not ended after this
+	// many ticks is asked again.
+	StopRetryTicks int
 
 	// Incarnation tells this run of the node from earlier ones: it goes into
 	// the context of every ReadIndex request, so that an answer to a read
@@ -136,6 +140,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.RestartBackoffTicks == 0 {
 		out.RestartBackoffTicks = DefaultRestartBackoffTicks
+	}
+	if out.StopRetryTicks == 0 {
+		out.StopRetryTicks = DefaultStopRetryTicks
 	}
 	if out.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 		out.Role = apiv1.NodeRole_NODE_ROLE_VOTER

@@ -450,6 +450,9 @@ func (n *Node) leadership(ss *raft.SoftState) {
 	n.term = n.rn.BasicStatus().GetTerm()
 	if !n.isLeader {
 		n.confPending = 0
+		// A later term's leader starts its placement afresh.
+		clear(n.placing)
+		clear(n.restartAt)
 	}
 	if wasLeader && !n.isLeader {
 		n.failProposals(apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "outcome unknown: leadership changed while the write was in flight")

@@ -256,15 +256,18 @@ func TestTasks(t *testing.T) {
 // TestWorkloadBadInput: what no node could run is refused before anything
 // starts.
 func TestWorkloadBadInput(t *testing.T) {
-	c := startCluster(t, 1)
+	c := newCluster(t)
+	c.add(1, "--capacity-vcpus", "4", "--capacity-memory", "4096").start("")
+	c.waitVoters(1)
 	addrs := strings.Join(c.addrs(), ",")
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"vm", "create", "small", "--vcpus", "1", "--memory", "16"}, "memory"},
-		{[]string{"vm", "create", "huge", "--vcpus", "1000", "--memory", "128"}, "no node"},
-		{[]string{"vm", "create", "vast", "--vcpus", "1", "--memory", "16000000"}, "no node"},
+		{[]string{"vm", "create", "huge", "--vcpus", "8", "--memory", "128"}, "no node"},
+		{[]string{"vm", "create", "wide", "--vcpus", "1000", "--memory", "128"}, "vcpus"},
+		{[]string{"vm", "create", "vast", "--vcpus", "1", "--memory", "8192"}, "no node"},
 		{[]string{"vm", "create", "odd", "--vcpus", "1", "--memory", "128", "--image", "nosuchimage"}, "nosuchimage"},
 		{[]string{"task", "submit", "--", ""}, "command"},
 		{[]string{"task", "submit", "--memory", "16", "--", "true"}, "memory"},

@@ -199,6 +199,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("grpc server: %w", err)
 		case now := <-ticker.C:
 			if !n.removedAt.IsZero() && now.Sub(n.removedAt) > removedLinger {
+				if n.wl != nil {
+					// A removed node runs nothing of the cluster's any more.
+					n.wl.stopAll(ctx)
+				}
 				return ErrRemoved
 			}
 			n.core.Tick(now)
@@ -466,6 +470,3 @@ func (n *Node) ConsoleLog(name string) (string, error) {
 	}
 	return n.wl.consoleLog(name)
 }
-
-// stoppingCtx is done once the node stops.
-func (n *Node) stoppingCtx() context.Context { return n.runCtx }

@@ -209,9 +209,15 @@ func (wl *workloads) run(ctx context.Context, name string) {
 }
 
 func (wl *workloads) do(ctx context.Context, a core.VMAction) {
+	log := wl.log.With("vm", a.Name, "generation", a.Generation)
+	if a.Kind == core.StartVM {
+		// A start under way finishes even if the node stops meanwhile:
+		// cut short, it would kill the VM it was starting, which is meant
+		// to outlive the node. It is bounded on its own.
+		ctx = context.WithoutCancel(ctx)
+	}
 	ctx, cancel := context.WithTimeout(ctx, actionTimeout)
 	defer cancel()
-	log := wl.log.With("vm", a.Name, "generation", a.Generation)
 	switch a.Kind {
 	case core.StartVM:
 		spec, err := wl.spec(ctx, a)
@@ -219,11 +225,16 @@ func (wl *workloads) do(ctx context.Context, a core.VMAction) {
 			log.Info("starting VM", "vcpus", spec.Vcpus, "memory_mib", spec.MemoryMiB)
 			err = wl.mgr.Start(ctx, spec)
 		}
+		if errors.Is(err, vmm.ErrExists) {
+			// Something this node did not recover runs under that name:
+			// reporting a failure would start the VM again elsewhere
+			// while it runs here. Left as it is, the VM shows as not
+			// started, and the log says why.
+			log.Error("VM not started: one of that name already runs on this node outside of its knowledge; stop it by hand", "err", err)
+			return
+		}
 		if err != nil {
 			log.Error("VM did not start", "err", err)
-			if ctx.Err() != nil && wl.n.stoppingCtx().Err() != nil {
-				return // the node is stopping; the next run recovers it
-			}
 			r := core.VMReport{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_FAILED, Reason: "start: " + err.Error()}
 			if st, ok := wl.mgr.Status(a.Name); ok && st.Generation == a.Generation && st.State.Final() {
 				r = reportOf(st)
@@ -324,6 +335,22 @@ func (wl *workloads) consoleLog(name string) (string, error) {
 		return "", fmt.Errorf("%q is not a VM name", name)
 	}
 	return wl.mgr.ConsolePath(name), nil
+}
+
+// stopAll stops every VM this node runs (a node removed from the
+// cluster), each within the manager's own bounds, until ctx ends.
+func (wl *workloads) stopAll(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), actionTimeout)
+	defer cancel()
+	for _, st := range wl.mgr.List() {
+		if st.State.Final() {
+			continue
+		}
+		wl.log.Info("stopping VM: this node was removed from the cluster", "vm", st.Name)
+		if err := wl.mgr.Stop(ctx, st.Name); err != nil {
+			wl.log.Error("VM did not stop", "vm", st.Name, "err", err)
+		}
+	}
 }
 
 // close waits for the actions under way and stops watching; the VMs run on.

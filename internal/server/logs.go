@@ -58,21 +58,28 @@ func (s *vmService) StreamVmLogs(r *apiv1.StreamVmLogsRequest, stream grpc.Serve
 		}
 		return StatusOf(&apiv1.Error{
 			Code:    apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION,
-			Message: fmt.Sprintf("this node has no console of VM %q; it is on node %d", r.GetName(), vm.GetNodeId()),
+			Message: fmt.Sprintf("this node has no console log of VM %q (the VM is placed on node %d; ask that node)", r.GetName(), vm.GetNodeId()),
 		})
 	}
 	if err != nil {
 		return status.Errorf(codes.Internal, "open the console log: %v", err)
 	}
 	defer f.Close()
+	var from io.Reader = f
 	if tail := r.GetTailBytes(); tail > 0 {
 		if st, err := f.Stat(); err == nil && uint64(st.Size()) > tail {
 			if _, err := f.Seek(st.Size()-int64(tail), io.SeekStart); err != nil {
 				return status.Errorf(codes.Internal, "seek in the console log: %v", err)
 			}
+			// Start at a line: a frame cut in two would show as noise.
+			br := bufio.NewReader(f)
+			if _, err := br.ReadSlice('\n'); err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF) {
+				return status.Errorf(codes.Internal, "read the console log: %v", err)
+			}
+			from = br
 		}
 	}
-	return streamConsole(ctx, f, r.GetFollow(), func(b []byte) error {
+	return streamConsole(ctx, from, r.GetFollow(), func(b []byte) error {
 		return stream.Send(&apiv1.VmLogChunk{Data: b})
 	})
 }

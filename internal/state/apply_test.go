@@ -165,6 +165,32 @@ func (h *harness) vm(name string) *apiv1.Vm {
 	return v
 }
 
+// gen is VM name's generation now: what an assignment or a report must
+// carry. A VM's generations start at the log index of its creation.
+func (h *harness) gen(name string) uint64 {
+	h.t.Helper()
+	return h.vm(name).GetGeneration()
+}
+
+// created is the log index at which VM name was created, which is also its
+// first generation.
+func (h *harness) created(name string) uint64 {
+	h.t.Helper()
+	return h.vm(name).GetCreatedIndex()
+}
+
+// assign places VM name on node at its current generation.
+func (h *harness) assign(name string, node uint64) *apiv1.Command {
+	h.t.Helper()
+	return assignVm(name, node, h.gen(name))
+}
+
+// report is node's report of VM name at its current generation.
+func (h *harness) report(name string, node uint64, st apiv1.VmState) *apiv1.Command {
+	h.t.Helper()
+	return reportVm(name, node, h.gen(name), st)
+}
+
 func (h *harness) task(id uint64) *apiv1.Task {
 	h.t.Helper()
 	tk, ok := h.s.Task(id)
@@ -339,9 +365,9 @@ type fixture struct {
 //
 //	nodes 1 (zone=a) and 2 (zone=b), 8 vCPUs / 8192 MiB each; node 3 removed (left)
 //	VMs:   stopped  — created, not started
-//	       pending  — wants to run, unplaced, generation 0
-//	       running  — on node 1, generation 1, 2 vCPUs, anti-affinity group "web"
-//	       deleting — on node 2, generation 1, deleted while running: stopping
+//	       pending  — wants to run, unplaced, at the generation of its creation
+//	       running  — on node 1, placed once (created+1), 2 vCPUs, anti-affinity group "web"
+//	       deleting — on node 2, placed once (created+1), deleted while running: stopping
 //	       pinned   — pending, constrained to zone=c (no such node)
 //	       web2     — pending, anti-affinity group "web"
 //	       big      — pending, 8 vCPUs (fits on no node now)
@@ -363,12 +389,12 @@ func newFixture(t testing.TB) *fixture {
 	web := vmSpec(2, 1024)
 	web.AntiAffinityGroup = "web"
 	f.ok(createVm("running", web, true))
-	f.ok(assignVm("running", 1, 0))
-	f.ok(reportVm("running", 1, 1, apiv1.VmState_VM_STATE_RUNNING))
+	f.ok(f.assign("running", 1))
+	f.ok(f.report("running", 1, apiv1.VmState_VM_STATE_RUNNING))
 
 	f.ok(createVm("deleting", vmSpec(1, 512), true))
-	f.ok(assignVm("deleting", 2, 0))
-	f.ok(reportVm("deleting", 2, 1, apiv1.VmState_VM_STATE_RUNNING))
+	f.ok(f.assign("deleting", 2))
+	f.ok(f.report("deleting", 2, apiv1.VmState_VM_STATE_RUNNING))
 	f.ok(deleteVm("deleting"))
 
 	pinned := vmSpec(1, 512)
@@ -393,6 +419,11 @@ func newFixture(t testing.TB) *fixture {
 	// Sanity: the fixture is what the comment says.
 	if st := f.vm("deleting").GetState(); st != apiv1.VmState_VM_STATE_STOPPING {
 		t.Fatalf("fixture: deleting is %v", st)
+	}
+	for name, placements := range map[string]uint64{"stopped": 0, "pending": 0, "running": 1, "deleting": 1, "pinned": 0, "web2": 0, "big": 0} {
+		if v := f.vm(name); v.GetGeneration() != v.GetCreatedIndex()+placements {
+			t.Fatalf("fixture: %s created at %d is at generation %d, want %d", name, v.GetCreatedIndex(), v.GetGeneration(), v.GetCreatedIndex()+placements)
+		}
 	}
 	if f.node(3).GetStatus() != apiv1.NodeStatus_NODE_STATUS_LEFT {
 		t.Fatalf("fixture: node 3 is %v", f.node(3).GetStatus())
@@ -490,6 +521,22 @@ func TestApplyRejections(t *testing.T) {
 			spec.KernelCmdline = tooLong(state.MaxKernelCmdlineLen)
 			return createVm("new", spec, true)
 		}, codeInvalid, "spec.kernel_cmdline"},
+		{"create kernel cmdline with a newline", func(*fixture) *apiv1.Command {
+			spec := vmSpec(1, 512)
+			spec.KernelCmdline = "console=ttyS0\ninit=/bin/evil"
+			return createVm("new", spec, true)
+		}, codeInvalid, "spec.kernel_cmdline"},
+		{"create kernel cmdline with a NUL", func(*fixture) *apiv1.Command {
+			spec := vmSpec(1, 512)
+			spec.KernelCmdline = "quiet\x00"
+			return createVm("new", spec, true)
+		}, codeInvalid, "spec.kernel_cmdline"},
+		{"create more vCPUs than a workload may have", func(*fixture) *apiv1.Command {
+			return createVm("new", vmSpec(state.MaxWorkloadVcpus+1, 512), true)
+		}, codeInvalid, "spec.vcpus"},
+		{"create more vCPUs than a node may have", func(*fixture) *apiv1.Command {
+			return createVm("new", vmSpec(state.MaxVcpus+1, 512), true)
+		}, codeInvalid, "spec.vcpus"},
 		{"create bad constraint key", func(*fixture) *apiv1.Command {
 			spec := vmSpec(1, 512)
 			spec.Constraints = map[string]string{"": "a"}
@@ -511,61 +558,68 @@ func TestApplyRejections(t *testing.T) {
 
 		// AssignVm.
 		{"assign unknown VM", func(*fixture) *apiv1.Command { return assignVm("nope", 1, 0) }, codeNotFound, "name"},
-		{"assign to unknown node", func(*fixture) *apiv1.Command { return assignVm("pending", 9, 0) }, codeNotFound, "node_id"},
-		{"assign to node 0", func(*fixture) *apiv1.Command { return assignVm("pending", 0, 0) }, codeNotFound, "node_id"},
-		{"assign to left node", func(*fixture) *apiv1.Command { return assignVm("pending", 3, 0) }, codePrecond, "node_id"},
-		{"assign stopped VM", func(*fixture) *apiv1.Command { return assignVm("stopped", 1, 0) }, codePrecond, "name"},
-		{"assign running VM", func(*fixture) *apiv1.Command { return assignVm("running", 2, 1) }, codePrecond, "name"},
-		{"assign deleting VM", func(*fixture) *apiv1.Command { return assignVm("deleting", 1, 1) }, codePrecond, "name"},
-		{"assign stale generation", func(*fixture) *apiv1.Command { return assignVm("pending", 1, 1) }, codePrecond, "generation"},
-		{"assign against constraints", func(*fixture) *apiv1.Command { return assignVm("pinned", 1, 0) }, codePrecond, "node_id"},
+		{"assign to unknown node", func(f *fixture) *apiv1.Command { return f.assign("pending", 9) }, codeNotFound, "node_id"},
+		{"assign to node 0", func(f *fixture) *apiv1.Command { return f.assign("pending", 0) }, codeNotFound, "node_id"},
+		{"assign to left node", func(f *fixture) *apiv1.Command { return f.assign("pending", 3) }, codePrecond, "node_id"},
+		{"assign stopped VM", func(f *fixture) *apiv1.Command { return f.assign("stopped", 1) }, codePrecond, "name"},
+		{"assign running VM", func(f *fixture) *apiv1.Command { return f.assign("running", 2) }, codePrecond, "name"},
+		{"assign deleting VM", func(f *fixture) *apiv1.Command { return f.assign("deleting", 1) }, codePrecond, "name"},
+		{"assign newer generation", func(f *fixture) *apiv1.Command { return assignVm("pending", 1, f.gen("pending")+1) }, codePrecond, "generation"},
+		{"assign older generation", func(f *fixture) *apiv1.Command { return assignVm("pending", 1, f.gen("pending")-1) }, codePrecond, "generation"},
+		{"assign at generation 0", func(*fixture) *apiv1.Command { return assignVm("pending", 1, 0) }, codePrecond, "generation"},
+		{"assign against constraints", func(f *fixture) *apiv1.Command { return f.assign("pinned", 1) }, codePrecond, "node_id"},
 		{"assign to a node without the constrained label", func(f *fixture) *apiv1.Command {
 			spec := vmSpec(1, 512)
 			spec.Constraints = map[string]string{"rack": "r1"}
 			f.ok(createVm("racked", spec, true))
-			return assignVm("racked", 1, 0)
+			return f.assign("racked", 1)
 		}, codePrecond, "node_id"},
 		{"assign against one of two constraints", func(f *fixture) *apiv1.Command {
 			spec := vmSpec(1, 512)
 			spec.Constraints = map[string]string{"zone": "a", "rack": "r1"}
 			f.ok(createVm("racked", spec, true))
-			return assignVm("racked", 1, 0)
+			return f.assign("racked", 1)
 		}, codePrecond, "node_id"},
-		{"assign against anti-affinity", func(*fixture) *apiv1.Command { return assignVm("web2", 1, 0) }, codePrecond, "node_id"},
+		{"assign against anti-affinity", func(f *fixture) *apiv1.Command { return f.assign("web2", 1) }, codePrecond, "node_id"},
 		{"assign to a node without the VM's image", func(f *fixture) *apiv1.Command {
 			f.ok(nodeWith(5, 64, 65536, image("alpine-3.20", 64)))
-			return assignVm("pending", 5, 0)
+			return f.assign("pending", 5)
 		}, codePrecond, "node_id"},
-		{"assign beyond capacity", func(*fixture) *apiv1.Command { return assignVm("big", 1, 0) }, codeExhausted, "node_id"},
-		{"assign beyond capacity (stopping VM still holds)", func(*fixture) *apiv1.Command { return assignVm("big", 2, 0) }, codeExhausted, "node_id"},
+		{"assign beyond capacity", func(f *fixture) *apiv1.Command { return f.assign("big", 1) }, codeExhausted, "node_id"},
+		{"assign beyond capacity (stopping VM still holds)", func(f *fixture) *apiv1.Command { return f.assign("big", 2) }, codeExhausted, "node_id"},
 
 		// ReportVm.
 		{"report unknown VM", func(*fixture) *apiv1.Command { return reportVm("nope", 1, 1, apiv1.VmState_VM_STATE_RUNNING) }, codeNotFound, "name"},
-		{"report from unknown node", func(*fixture) *apiv1.Command { return reportVm("running", 9, 1, apiv1.VmState_VM_STATE_RUNNING) }, codeNotFound, "node_id"},
-		{"report unknown state", func(*fixture) *apiv1.Command { return reportVm("running", 1, 1, apiv1.VmState(77)) }, codeInvalid, "state"},
-		{"report unspecified state", func(*fixture) *apiv1.Command {
-			return reportVm("running", 1, 1, apiv1.VmState_VM_STATE_UNSPECIFIED)
+		{"report from unknown node", func(f *fixture) *apiv1.Command { return f.report("running", 9, apiv1.VmState_VM_STATE_RUNNING) }, codeNotFound, "node_id"},
+		{"report unknown state", func(f *fixture) *apiv1.Command { return f.report("running", 1, apiv1.VmState(77)) }, codeInvalid, "state"},
+		{"report unspecified state", func(f *fixture) *apiv1.Command {
+			return f.report("running", 1, apiv1.VmState_VM_STATE_UNSPECIFIED)
 		}, codeInvalid, "state"},
-		{"report pending", func(*fixture) *apiv1.Command { return reportVm("running", 1, 1, apiv1.VmState_VM_STATE_PENDING) }, codeInvalid, "state"},
-		{"report lost", func(*fixture) *apiv1.Command { return reportVm("running", 1, 1, apiv1.VmState_VM_STATE_LOST) }, codeInvalid, "state"},
-		{"report reason too long", func(*fixture) *apiv1.Command {
-			c := reportVm("running", 1, 1, apiv1.VmState_VM_STATE_RUNNING)
+		{"report pending", func(f *fixture) *apiv1.Command { return f.report("running", 1, apiv1.VmState_VM_STATE_PENDING) }, codeInvalid, "state"},
+		{"report lost", func(f *fixture) *apiv1.Command { return f.report("running", 1, apiv1.VmState_VM_STATE_LOST) }, codeInvalid, "state"},
+		{"report reason too long", func(f *fixture) *apiv1.Command {
+			c := f.report("running", 1, apiv1.VmState_VM_STATE_RUNNING)
 			c.GetReportVm().Reason = tooLong(state.MaxReasonLen)
 			return c
 		}, codeInvalid, "reason"},
-		{"report console tail too long", func(*fixture) *apiv1.Command {
-			return reportWithTail("running", 1, 1, apiv1.VmState_VM_STATE_FAILED, tooLong(state.MaxConsoleTailLen))
+		{"report console tail too long", func(f *fixture) *apiv1.Command {
+			return reportWithTail("running", 1, f.gen("running"), apiv1.VmState_VM_STATE_FAILED, tooLong(state.MaxConsoleTailLen))
 		}, codeInvalid, "console_tail"},
-		{"report console tail not utf-8", func(*fixture) *apiv1.Command {
-			return reportWithTail("running", 1, 1, apiv1.VmState_VM_STATE_FAILED, "panic: "+badUTF8)
+		{"report console tail not utf-8", func(f *fixture) *apiv1.Command {
+			return reportWithTail("running", 1, f.gen("running"), apiv1.VmState_VM_STATE_FAILED, "panic: "+badUTF8)
 		}, codeInvalid, "console_tail"},
-		{"report console tail not utf-8, even when not failed", func(*fixture) *apiv1.Command {
-			return reportWithTail("running", 1, 1, apiv1.VmState_VM_STATE_STARTING, badUTF8)
+		{"report console tail not utf-8, even when not failed", func(f *fixture) *apiv1.Command {
+			return reportWithTail("running", 1, f.gen("running"), apiv1.VmState_VM_STATE_STARTING, badUTF8)
 		}, codeInvalid, "console_tail"},
-		{"report older generation", func(*fixture) *apiv1.Command { return reportVm("running", 1, 0, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
-		{"report newer generation", func(*fixture) *apiv1.Command { return reportVm("running", 1, 2, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
-		{"report from another node", func(*fixture) *apiv1.Command { return reportVm("running", 2, 1, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
-		{"report on unplaced VM", func(*fixture) *apiv1.Command { return reportVm("pending", 1, 0, apiv1.VmState_VM_STATE_RUNNING) }, codePrecond, "generation"},
+		{"report older generation", func(f *fixture) *apiv1.Command {
+			return reportVm("running", 1, f.gen("running")-1, apiv1.VmState_VM_STATE_STOPPED)
+		}, codePrecond, "generation"},
+		{"report newer generation", func(f *fixture) *apiv1.Command {
+			return reportVm("running", 1, f.gen("running")+1, apiv1.VmState_VM_STATE_STOPPED)
+		}, codePrecond, "generation"},
+		{"report at generation 1", func(*fixture) *apiv1.Command { return reportVm("running", 1, 1, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
+		{"report from another node", func(f *fixture) *apiv1.Command { return f.report("running", 2, apiv1.VmState_VM_STATE_STOPPED) }, codePrecond, "generation"},
+		{"report on unplaced VM", func(f *fixture) *apiv1.Command { return f.report("pending", 1, apiv1.VmState_VM_STATE_RUNNING) }, codePrecond, "generation"},
 
 		// SubmitTask.
 		{"submit no spec", func(*fixture) *apiv1.Command { return submitTask(nil) }, codeInvalid, "spec"},
@@ -590,6 +644,14 @@ func TestApplyRejections(t *testing.T) {
 		}, codeInvalid, "spec.resources"},
 		{"submit zero memory", func(*fixture) *apiv1.Command { return submitTask(taskSpec("echo", 1, 0)) }, codeInvalid, "spec.resources.memory_mib"},
 		{"submit zero vcpus", func(*fixture) *apiv1.Command { return submitTask(taskSpec("echo", 0, 256)) }, codeInvalid, "spec.resources.vcpus"},
+		{"submit more vCPUs than a workload may have", func(*fixture) *apiv1.Command {
+			return submitTask(taskSpec("echo", state.MaxWorkloadVcpus+1, 256))
+		}, codeInvalid, "spec.resources.vcpus"},
+		{"submit timeout too long", func(*fixture) *apiv1.Command {
+			spec := taskSpec("sleep", 1, 256)
+			spec.TimeoutMs = state.MaxTaskTimeoutMs + 1
+			return submitTask(spec)
+		}, codeInvalid, "spec.timeout_ms"},
 
 		// CancelTask.
 		{"cancel unknown task", func(*fixture) *apiv1.Command { return cancelTask(9999) }, codeNotFound, "id"},
@@ -711,6 +773,10 @@ func TestApplyAccepts(t *testing.T) {
 				if v.GetState() != apiv1.VmState_VM_STATE_STOPPED || v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_STOPPED {
 					t.Fatalf("VM = %v", v)
 				}
+				// Its generations start at the index of its creation.
+				if v.GetCreatedIndex() != f.idx || v.GetGeneration() != f.idx || v.GetEvents()[0].GetGeneration() != f.idx {
+					t.Fatalf("VM created at %d: %v", f.idx, v)
+				}
 				if v.GetSpec().GetRestartPolicy() != apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE {
 					t.Fatalf("restart policy not defaulted: %v", v.GetSpec().GetRestartPolicy())
 				}
@@ -732,6 +798,10 @@ func TestApplyAccepts(t *testing.T) {
 			if v.GetCreatedIndex() != f.idx || v.GetState() != apiv1.VmState_VM_STATE_PENDING || len(v.GetEvents()) != 1 {
 				t.Fatalf("VM = %v", v)
 			}
+			// A new life, at a generation the first never had.
+			if v.GetGeneration() != f.idx {
+				t.Fatalf("re-created VM at generation %d, want its creation's index %d", v.GetGeneration(), f.idx)
+			}
 		}},
 		{"start a stopped VM", func(*fixture) *apiv1.Command { return startVm("stopped") },
 			func(t *testing.T, f *fixture, resp *apiv1.Response) {
@@ -746,7 +816,7 @@ func TestApplyAccepts(t *testing.T) {
 		{"start a running VM changes nothing but the index", func(*fixture) *apiv1.Command { return startVm("running") },
 			func(t *testing.T, f *fixture, _ *apiv1.Response) {
 				v := f.vm("running")
-				if v.GetState() != apiv1.VmState_VM_STATE_RUNNING || v.GetNodeId() != 1 || v.GetGeneration() != 1 || len(v.GetEvents()) != 3 {
+				if v.GetState() != apiv1.VmState_VM_STATE_RUNNING || v.GetNodeId() != 1 || v.GetGeneration() != v.GetCreatedIndex()+1 || len(v.GetEvents()) != 3 {
 					t.Fatalf("VM = %v", v)
 				}
 			}},
@@ -801,14 +871,14 @@ func TestApplyAccepts(t *testing.T) {
 					t.Fatalf("response %v, VM %v", resp, v)
 				}
 			}},
-		{"assign a pending VM", func(*fixture) *apiv1.Command { return assignVm("pending", 2, 0) },
+		{"assign a pending VM", func(f *fixture) *apiv1.Command { return f.assign("pending", 2) },
 			func(t *testing.T, f *fixture, _ *apiv1.Response) {
 				v := f.vm("pending")
-				if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != 2 || v.GetGeneration() != 1 {
+				if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != 2 || v.GetGeneration() != v.GetCreatedIndex()+1 {
 					t.Fatalf("VM = %v", v)
 				}
 			}},
-		{"assign anti-affinity VM to another node", func(*fixture) *apiv1.Command { return assignVm("web2", 2, 0) },
+		{"assign anti-affinity VM to another node", func(f *fixture) *apiv1.Command { return f.assign("web2", 2) },
 			func(t *testing.T, f *fixture, _ *apiv1.Response) {
 				if v := f.vm("web2"); v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != 2 {
 					t.Fatalf("VM = %v", v)
@@ -818,28 +888,28 @@ func TestApplyAccepts(t *testing.T) {
 			spec := vmSpec(1, 512)
 			spec.Constraints = map[string]string{"zone": "b"}
 			f.ok(createVm("zoned", spec, true))
-			return assignVm("zoned", 2, 0)
+			return f.assign("zoned", 2)
 		}, func(t *testing.T, f *fixture, _ *apiv1.Response) {
 			if v := f.vm("zoned"); v.GetNodeId() != 2 {
 				t.Fatalf("VM = %v", v)
 			}
 		}},
-		{"report a VM starting", func(*fixture) *apiv1.Command { return reportVm("running", 1, 1, apiv1.VmState_VM_STATE_STARTING) },
+		{"report a VM starting", func(f *fixture) *apiv1.Command { return f.report("running", 1, apiv1.VmState_VM_STATE_STARTING) },
 			func(t *testing.T, f *fixture, _ *apiv1.Response) {
 				v := f.vm("running")
 				if v.GetState() != apiv1.VmState_VM_STATE_STARTING || v.GetReason() != "hypervisor says VM_STATE_STARTING" {
 					t.Fatalf("VM = %v", v)
 				}
 			}},
-		{"report a VM failed", func(*fixture) *apiv1.Command { return reportVm("running", 1, 1, apiv1.VmState_VM_STATE_FAILED) },
+		{"report a VM failed", func(f *fixture) *apiv1.Command { return f.report("running", 1, apiv1.VmState_VM_STATE_FAILED) },
 			func(t *testing.T, f *fixture, _ *apiv1.Response) {
 				v := f.vm("running")
 				if v.GetState() != apiv1.VmState_VM_STATE_FAILED || f.s.Allocated(1).GetVcpus() != 1 {
 					t.Fatalf("VM = %v, allocated %v", v, f.s.Allocated(1))
 				}
 			}},
-		{"report a deleting VM stopped removes it", func(*fixture) *apiv1.Command {
-			return reportVm("deleting", 2, 1, apiv1.VmState_VM_STATE_STOPPED)
+		{"report a deleting VM stopped removes it", func(f *fixture) *apiv1.Command {
+			return f.report("deleting", 2, apiv1.VmState_VM_STATE_STOPPED)
 		}, func(t *testing.T, f *fixture, _ *apiv1.Response) {
 			if _, ok := f.s.Vm("deleting"); ok {
 				t.Fatal("VM still there")
@@ -848,8 +918,8 @@ func TestApplyAccepts(t *testing.T) {
 				t.Fatalf("node 2 still allocated: %v", got)
 			}
 		}},
-		{"report a deleting VM failed removes it", func(*fixture) *apiv1.Command {
-			return reportVm("deleting", 2, 1, apiv1.VmState_VM_STATE_FAILED)
+		{"report a deleting VM failed removes it", func(f *fixture) *apiv1.Command {
+			return f.report("deleting", 2, apiv1.VmState_VM_STATE_FAILED)
 		}, func(t *testing.T, f *fixture, _ *apiv1.Response) {
 			if _, ok := f.s.Vm("deleting"); ok {
 				t.Fatal("VM still there")
@@ -911,36 +981,37 @@ func TestVmLifecycle(t *testing.T) {
 
 	resp := h.ok(withID("create-web", createVm("web", vmSpec(2, 1024), true)))
 	created := resp.GetCreateVm().GetVm()
+	c := created.GetCreatedIndex() // the first generation
 	if created.GetState() != apiv1.VmState_VM_STATE_PENDING || created.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING ||
-		created.GetGeneration() != 0 || created.GetNodeId() != 0 || created.GetCreatedIndex() != h.idx || len(created.GetEvents()) != 1 {
+		created.GetGeneration() != c || created.GetNodeId() != 0 || c != h.idx || len(created.GetEvents()) != 1 {
 		t.Fatalf("created VM = %v", created)
 	}
 
-	h.ok(assignVm("web", 1, 0))
+	h.ok(h.assign("web", 1))
 	v := h.vm("web")
-	if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetGeneration() != 1 || v.GetNodeId() != 1 || v.GetUpdatedIndex() != h.idx {
+	if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetGeneration() != c+1 || v.GetNodeId() != 1 || v.GetUpdatedIndex() != h.idx {
 		t.Fatalf("after assign: %v", v)
 	}
 	if got := h.s.Allocated(1); got.GetVcpus() != 2 || got.GetMemoryMib() != 1024 {
 		t.Fatalf("allocated after assign = %v", got)
 	}
-	h.reject(assignVm("web", 2, 1), codePrecond, "name") // already placed
+	h.reject(h.assign("web", 2), codePrecond, "name") // already placed
 
-	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STARTING))
-	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING))
-	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_RUNNING {
+	h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STARTING))
+	h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_RUNNING))
+	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_RUNNING || v.GetGeneration() != c+1 {
 		t.Fatalf("after report running: %v", v)
 	}
 
 	// Stale reports: an older generation, or another node.
-	h.reject(reportVm("web", 1, 0, apiv1.VmState_VM_STATE_STOPPED), codePrecond, "generation")
-	h.reject(reportVm("web", 2, 1, apiv1.VmState_VM_STATE_STOPPED), codePrecond, "generation")
+	h.reject(reportVm("web", 1, c, apiv1.VmState_VM_STATE_STOPPED), codePrecond, "generation")
+	h.reject(reportVm("web", 2, c+1, apiv1.VmState_VM_STATE_STOPPED), codePrecond, "generation")
 
 	h.ok(stopVm("web"))
 	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_STOPPING || v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_STOPPED {
 		t.Fatalf("after stop: %v", v)
 	}
-	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
+	h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
 	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_STOPPED {
 		t.Fatalf("after report stopped: %v", v)
 	}
@@ -948,17 +1019,20 @@ func TestVmLifecycle(t *testing.T) {
 		t.Fatalf("allocated after stopped = %v", got)
 	}
 	// Its node no longer reports on a stopped VM.
-	h.reject(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING), codePrecond, "state")
+	h.reject(h.report("web", 1, apiv1.VmState_VM_STATE_RUNNING), codePrecond, "state")
 
 	// Start again: placed afresh, the generation goes up on assignment.
 	h.ok(startVm("web"))
-	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_PENDING || v.GetNodeId() != 0 || v.GetGeneration() != 1 {
+	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_PENDING || v.GetNodeId() != 0 || v.GetGeneration() != c+1 {
 		t.Fatalf("after start: %v", v)
 	}
-	h.reject(assignVm("web", 2, 0), codePrecond, "generation")
-	h.ok(assignVm("web", 2, 1))
-	h.ok(reportVm("web", 2, 2, apiv1.VmState_VM_STATE_RUNNING))
-	h.reject(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_FAILED), codePrecond, "generation") // the old placement
+	h.reject(assignVm("web", 2, c), codePrecond, "generation")
+	h.ok(h.assign("web", 2))
+	if v := h.vm("web"); v.GetGeneration() != c+2 || v.GetNodeId() != 2 {
+		t.Fatalf("after the second assign: %v", v)
+	}
+	h.ok(h.report("web", 2, apiv1.VmState_VM_STATE_RUNNING))
+	h.reject(reportVm("web", 1, c+1, apiv1.VmState_VM_STATE_FAILED), codePrecond, "generation") // the old placement
 
 	// Delete while running: stopping first, gone once reported stopped.
 	resp = h.ok(deleteVm("web"))
@@ -967,7 +1041,7 @@ func TestVmLifecycle(t *testing.T) {
 	}
 	h.reject(startVm("web"), codePrecond, "name")
 	h.reject(createVm("web", vmSpec(1, 512), true), codeExists, "name")
-	h.ok(reportVm("web", 2, 2, apiv1.VmState_VM_STATE_STOPPED))
+	h.ok(h.report("web", 2, apiv1.VmState_VM_STATE_STOPPED))
 	if _, ok := h.s.Vm("web"); ok {
 		t.Fatal("deleted VM still there after its node reported it stopped")
 	}
@@ -994,15 +1068,108 @@ func TestFailedVmIsPlacedAgain(t *testing.T) {
 	h.ok(registerNode(1, 4, 4096, nil))
 	h.ok(registerNode(2, 4, 4096, nil))
 	h.ok(createVm("web", vmSpec(2, 1024), true))
-	h.ok(assignVm("web", 1, 0))
-	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_FAILED))
-	h.ok(assignVm("web", 2, 1))
+	c := h.created("web")
+	h.ok(h.assign("web", 1))
+	h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_FAILED))
+	if got := vmNames(h.s.VmsToPlace()); len(got) != 1 || got[0] != "web" {
+		t.Fatalf("VmsToPlace() = %v, want the failed VM (restart policy on-failure)", got)
+	}
+	h.ok(h.assign("web", 2))
 	v := h.vm("web")
-	if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != 2 || v.GetGeneration() != 2 {
+	if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != 2 || v.GetGeneration() != c+2 {
 		t.Fatalf("VM = %v", v)
 	}
 	// The first node's late report is stale now.
-	h.reject(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING), codePrecond, "generation")
+	h.reject(reportVm("web", 1, c+1, apiv1.VmState_VM_STATE_RUNNING), codePrecond, "generation")
+}
+
+// A VM deleted and created again under the same name starts a new life at
+// generations the earlier life never had, so that a late report from the
+// earlier life cannot pass for one of the new.
+func TestRecreatedVmNeverRepeatsAGeneration(t *testing.T) {
+	failed, running, stopped := apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_STOPPED
+	ends := []struct {
+		name string
+		// end ends the first life of "web", last placed on node 1.
+		end func(h *harness)
+	}{
+		{"failed, then deleted", func(h *harness) {
+			h.ok(h.report("web", 1, failed))
+			resp := h.ok(deleteVm("web"))
+			if !resp.GetDeleteVm().GetRemoved() {
+				h.t.Fatalf("delete of a failed VM did not remove it: %v", resp)
+			}
+		}},
+		{"deleted while running", func(h *harness) {
+			h.ok(deleteVm("web"))
+			h.ok(h.report("web", 1, stopped))
+		}},
+	}
+	for _, end := range ends {
+		t.Run(end.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.ok(registerNode(1, 8, 8192, nil))
+			h.ok(registerNode(2, 8, 8192, nil))
+
+			// The first life: placed on node 1, failed, placed on node 1
+			// again; every generation it had is remembered.
+			h.ok(createVm("web", vmSpec(1, 512), true))
+			first := map[uint64]bool{h.gen("web"): true}
+			h.ok(h.assign("web", 1))
+			first[h.gen("web")] = true
+			h.ok(h.report("web", 1, failed))
+			h.ok(h.assign("web", 1))
+			first[h.gen("web")] = true
+			h.ok(h.report("web", 1, running))
+			last := h.gen("web")
+			if len(first) != 3 {
+				t.Fatalf("first life had generations %v, want 3 of them", first)
+			}
+			end.end(h)
+			if v, ok := h.s.Vm("web"); ok {
+				t.Fatalf("setup: VM still there: %v", v)
+			}
+
+			// The second life, on the same node.
+			h.ok(createVm("web", vmSpec(1, 512), true))
+			second := func() {
+				t.Helper()
+				v := h.vm("web")
+				if first[v.GetGeneration()] {
+					t.Fatalf("re-created VM at generation %d, which its first life had (%v)", v.GetGeneration(), first)
+				}
+				for _, e := range v.GetEvents() {
+					if first[e.GetGeneration()] {
+						t.Fatalf("re-created VM has an event at generation %d of its first life: %v", e.GetGeneration(), e)
+					}
+				}
+			}
+			second()
+			for g := range first {
+				if h.gen("web") <= g {
+					t.Fatalf("re-created VM at generation %d, not above its first life's %d", h.gen("web"), g)
+				}
+			}
+			h.ok(h.assign("web", 1))
+			second()
+			// The first life's last node repeats its last report: refused as
+			// stale, and so is any report of the first life.
+			h.reject(reportVm("web", 1, last, running), codePrecond, "generation")
+			h.reject(reportVm("web", 1, last, failed), codePrecond, "generation")
+			for g := range first {
+				h.reject(reportVm("web", 1, g, stopped), codePrecond, "generation")
+			}
+			h.ok(h.report("web", 1, running))
+			h.ok(h.report("web", 1, failed))
+			h.ok(h.assign("web", 1))
+			second()
+			h.reject(reportVm("web", 1, last, running), codePrecond, "generation")
+			h.ok(h.report("web", 1, running))
+			if v := h.vm("web"); v.GetState() != running || v.GetGeneration() != v.GetCreatedIndex()+2 || v.GetRestarts() != 1 {
+				t.Fatalf("second life: %v", v)
+			}
+		})
+	}
 }
 
 func TestCapacity(t *testing.T) {
@@ -1011,10 +1178,10 @@ func TestCapacity(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		h.ok(createVm(name, vmSpec(2, 1024), true))
 	}
-	h.ok(assignVm("a", 1, 0))
-	h.ok(assignVm("b", 1, 0))
-	h.reject(assignVm("c", 1, 0), codeExhausted, "node_id")
-	if v := h.vm("c"); v.GetState() != apiv1.VmState_VM_STATE_PENDING || v.GetGeneration() != 0 {
+	h.ok(h.assign("a", 1))
+	h.ok(h.assign("b", 1))
+	h.reject(h.assign("c", 1), codeExhausted, "node_id")
+	if v := h.vm("c"); v.GetState() != apiv1.VmState_VM_STATE_PENDING || v.GetGeneration() != v.GetCreatedIndex() {
 		t.Fatalf("refused VM = %v", v)
 	}
 	// A task needs room too.
@@ -1022,8 +1189,8 @@ func TestCapacity(t *testing.T) {
 	h.reject(assignTask(task, 1), codeExhausted, "node_id")
 
 	// Once a VM stops its room is free again.
-	h.ok(reportVm("a", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
-	h.ok(assignVm("c", 1, 0))
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_STOPPED))
+	h.ok(h.assign("c", 1))
 	h.reject(assignTask(task, 1), codeExhausted, "node_id")
 
 	// Memory is checked as well as vCPUs: node 2 has vCPUs to spare, but
@@ -1031,8 +1198,8 @@ func TestCapacity(t *testing.T) {
 	h.ok(registerNode(2, 64, 2048, nil))
 	h.ok(createVm("m1", vmSpec(1, 2048), true))
 	h.ok(createVm("m2", vmSpec(1, 64), true))
-	h.ok(assignVm("m1", 2, 0))
-	h.reject(assignVm("m2", 2, 0), codeExhausted, "node_id")
+	h.ok(h.assign("m1", 2))
+	h.reject(h.assign("m2", 2), codeExhausted, "node_id")
 	if got := h.s.Allocated(2); got.GetVcpus() != 1 || got.GetMemoryMib() != 2048 {
 		t.Fatalf("node 2 allocated %v", got)
 	}
@@ -1174,7 +1341,7 @@ func TestApplyMembership(t *testing.T) {
 	}
 
 	h.reject(registerNode(3, 4, 4096, nil), codePrecond, "id")
-	h.reject(assignVm("v", 3, 0), codePrecond, "node_id")
+	h.reject(h.assign("v", 3), codePrecond, "node_id")
 
 	// Promoting the learner removes nobody; removed ids stay removed.
 	h.membership([]uint64{1, 2, 4}, nil)

@@ -23,19 +23,24 @@ func benchLog(rounds int) []*apiv1.Command {
 		cmds = append(cmds, registerNode(id, 64, 256*1024, map[string]string{"zone": fmt.Sprint("z", id%3)}))
 	}
 	nodeOf := func(j int) uint64 { return uint64(j%nodes + 1) }
+	// placed[j] is the generation VM j runs at: one above the index of its
+	// creation, where its generations start.
+	placed := make([]uint64, rounds)
 	for j := 0; j < rounds; j++ {
 		name := fmt.Sprintf("vm-%d", j)
+		created := uint64(len(cmds) + 1) // the log index of the create
+		placed[j] = created + 1
 		cmds = append(cmds,
 			withID(fmt.Sprintf("create-%d", j), createVm(name, vmSpec(1, 512), true)),
-			assignVm(name, nodeOf(j), 0),
-			reportVm(name, nodeOf(j), 1, apiv1.VmState_VM_STATE_STARTING),
-			reportVm(name, nodeOf(j), 1, apiv1.VmState_VM_STATE_RUNNING),
+			assignVm(name, nodeOf(j), created),
+			reportVm(name, nodeOf(j), placed[j], apiv1.VmState_VM_STATE_STARTING),
+			reportVm(name, nodeOf(j), placed[j], apiv1.VmState_VM_STATE_RUNNING),
 		)
 		if j >= lag {
 			old := fmt.Sprintf("vm-%d", j-lag)
 			cmds = append(cmds,
 				withID(fmt.Sprintf("stop-%d", j-lag), stopVm(old)),
-				reportVm(old, nodeOf(j-lag), 1, apiv1.VmState_VM_STATE_STOPPED),
+				reportVm(old, nodeOf(j-lag), placed[j-lag], apiv1.VmState_VM_STATE_STOPPED),
 				withID(fmt.Sprintf("delete-%d", j-lag), deleteVm(old)),
 			)
 		}
@@ -99,7 +104,7 @@ func bigState(b *testing.B) *state.State {
 		spec := vmSpec(2, 2048)
 		spec.KernelCmdline = "console=ttyS0 reboot=k panic=1"
 		spec.Constraints = map[string]string{"zone": fmt.Sprint("z", i%3)}
-		apply(withID(fmt.Sprintf("create-%d", i), createVm(name, spec, true)))
+		gen := apply(withID(fmt.Sprintf("create-%d", i), createVm(name, spec, true))).GetCreateVm().GetVm().GetGeneration()
 		requests++
 		if i%5 < 3 {
 			// One of the nodes 1-9 of the VM's zone (zone = id % 3).
@@ -108,9 +113,9 @@ func bigState(b *testing.B) *state.State {
 				node = 3
 			}
 			node += 3 * uint64((i/3)%3)
-			apply(assignVm(name, node, 0))
-			apply(reportVm(name, node, 1, apiv1.VmState_VM_STATE_STARTING))
-			apply(reportVm(name, node, 1, apiv1.VmState_VM_STATE_RUNNING))
+			apply(assignVm(name, node, gen))
+			apply(reportVm(name, node, gen+1, apiv1.VmState_VM_STATE_STARTING))
+			apply(reportVm(name, node, gen+1, apiv1.VmState_VM_STATE_RUNNING))
 		}
 	}
 	for i := 0; i < 1000; i++ {

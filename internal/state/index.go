@@ -58,9 +58,26 @@ func (s *State) indexVm(name string) {
 		}
 		ix.vmsOn[node][name] = struct{}{}
 		ix.vmNode[name] = node
-	case v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING:
+	case v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && placeable(v):
 		ix.toPlace[name] = struct{}{}
 	}
+}
+
+// placeable: a VM wanted running that runs nowhere waits for a node when it
+// is pending, or when its restart policy restarts it: after a failure or the
+// loss of its node with always or on-failure, after a stop of its own with
+// always.
+func placeable(v *apiv1.Vm) bool {
+	policy := v.GetSpec().GetRestartPolicy()
+	switch v.GetState() {
+	case apiv1.VmState_VM_STATE_PENDING:
+		return true
+	case apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST:
+		return policy == apiv1.RestartPolicy_RESTART_POLICY_ALWAYS || policy == apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE
+	case apiv1.VmState_VM_STATE_STOPPED:
+		return policy == apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
+	}
+	return false
 }
 
 // indexTask files task id as its record now says.
@@ -139,9 +156,9 @@ func (s *State) VmsOn(id uint64) []*apiv1.Vm {
 	return out
 }
 
-// VmsToPlace returns the VMs wanted running that run nowhere: pending, or
-// failed, stopped or lost (for their restart policy to judge), sorted by
-// name. The records are the state's own: read them, never change them.
+// VmsToPlace returns the VMs that wait for a node: wanted running, running
+// nowhere, and pending or restarted by their policy (see placeable), sorted
+// by name. The records are the state's own: read them, never change them.
 func (s *State) VmsToPlace() []*apiv1.Vm {
 	var out []*apiv1.Vm
 	for _, name := range slices.Sorted(maps.Keys(s.ix.toPlace)) {

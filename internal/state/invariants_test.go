@@ -10,7 +10,7 @@ func TestNodeCannotShrinkBelowWhatItHolds(t *testing.T) {
 	h := newHarness(t)
 	h.ok(registerNode(1, 4, 4096, nil))
 	h.ok(createVm("web", vmSpec(4, 1024), true))
-	h.ok(assignVm("web", 1, 0))
+	h.ok(h.assign("web", 1))
 	h.reject(registerNode(1, 2, 4096, nil), apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "capacity")
 	// Growing, or shrinking to exactly what is held, is fine.
 	h.ok(registerNode(1, 4, 1024, nil))
@@ -44,16 +44,19 @@ func TestVmStartedWhileStoppingIsPlacedAgain(t *testing.T) {
 	h := newHarness(t)
 	h.ok(registerNode(1, 8, 8192, nil))
 	h.ok(createVm("web", vmSpec(1, 512), true))
-	h.ok(assignVm("web", 1, 0))
-	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING))
+	h.ok(h.assign("web", 1))
+	h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_RUNNING))
 	h.ok(stopVm("web"))
 	h.ok(startVm("web"))
-	h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
+	h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
 	if v := h.vm("web"); v.GetState() != apiv1.VmState_VM_STATE_PENDING || v.GetNodeId() != 0 {
 		t.Fatalf("VM started while stopping, then stopped: %v on node %d, want pending on no node", v.GetState(), v.GetNodeId())
 	}
-	h.ok(assignVm("web", 1, 1))
-	if v := h.vm("web"); v.GetGeneration() != 2 || v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED {
-		t.Fatalf("re-placed VM: generation %d state %v", v.GetGeneration(), v.GetState())
+	if got := vmNames(h.s.VmsToPlace()); len(got) != 1 || got[0] != "web" {
+		t.Fatalf("VmsToPlace() = %v, want [web]", got)
+	}
+	h.ok(h.assign("web", 1))
+	if v := h.vm("web"); v.GetGeneration() != v.GetCreatedIndex()+2 || v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED {
+		t.Fatalf("re-placed VM: generation %d (created at %d) state %v", v.GetGeneration(), v.GetCreatedIndex(), v.GetState())
 	}
 }

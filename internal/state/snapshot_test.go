@@ -57,6 +57,9 @@ type step struct {
 	cmd      *apiv1.Command
 	voters   []uint64
 	learners []uint64
+	// stale: cmd reports on a VM from a node at a (node, generation) of an
+	// earlier life of its name, which must be refused as stale.
+	stale bool
 }
 
 // apply applies st to s. Commands return their response and error.
@@ -80,9 +83,80 @@ type gen struct {
 	live []uint64 // tasks that have not ended
 	done []uint64 // tasks that ended most recently (cancelled ones may still report)
 	seen map[uint64]bool
+
+	// The lives of each VM name, as observed after every entry: the
+	// creation index of the current life, the highest generation and the
+	// last placement (node, generation) it was seen at; the highest
+	// generation of all its earlier lives; and the last placements of
+	// earlier lives, for reports from nodes that missed the end.
+	life    map[string]uint64
+	maxGen  map[string]uint64
+	placed  map[string]placement
+	earlier map[string]uint64
+	ghosts  map[string][]placement
+	// drewStale: the command just drawn is a stale report (see step).
+	drewStale bool
+	// Statistics: lives that followed an earlier one, and stale reports
+	// drawn from an earlier life.
+	recreated, staleReports int
 }
 
-func newGen(s *state.State) *gen { return &gen{s: s, seen: map[uint64]bool{}} }
+type placement struct{ node, gen uint64 }
+
+func newGen(s *state.State) *gen {
+	return &gen{
+		s: s, seen: map[uint64]bool{},
+		life: map[string]uint64{}, maxGen: map[string]uint64{}, placed: map[string]placement{},
+		earlier: map[string]uint64{}, ghosts: map[string][]placement{},
+	}
+}
+
+// trackLives follows the lives of every VM name after an entry: a VM
+// created again under a name starts at generations none of the earlier
+// lives of the name had.
+func (g *gen) trackLives(t fataler) {
+	t.Helper()
+	now := map[string]bool{}
+	for _, v := range g.s.Vms(0) {
+		name := v.GetName()
+		now[name] = true
+		if created, ok := g.life[name]; ok && created != v.GetCreatedIndex() {
+			g.endLife(name)
+		}
+		if _, ok := g.life[name]; !ok {
+			g.life[name] = v.GetCreatedIndex()
+			if _, again := g.earlier[name]; again {
+				g.recreated++
+			}
+		}
+		if e, again := g.earlier[name]; again && v.GetGeneration() <= e {
+			t.Fatalf("VM %q (created at %d) is at generation %d, not above its earlier lives' %d",
+				name, v.GetCreatedIndex(), v.GetGeneration(), e)
+		}
+		g.maxGen[name] = max(g.maxGen[name], v.GetGeneration())
+		if holds(v.GetState()) {
+			g.placed[name] = placement{v.GetNodeId(), v.GetGeneration()}
+		}
+	}
+	for name := range g.life {
+		if !now[name] {
+			g.endLife(name)
+		}
+	}
+}
+
+func (g *gen) endLife(name string) {
+	g.earlier[name] = max(g.earlier[name], g.maxGen[name])
+	if p, ok := g.placed[name]; ok {
+		g.ghosts[name] = append(g.ghosts[name], p)
+		if len(g.ghosts[name]) > 4 {
+			g.ghosts[name] = g.ghosts[name][1:]
+		}
+	}
+	delete(g.life, name)
+	delete(g.maxGen, name)
+	delete(g.placed, name)
+}
 
 // drawImages draws the images a node offers: most of poolImages, never
 // none, each needing at least 64 or 128 MiB.
@@ -155,12 +229,14 @@ func (g *gen) prelude(t *rapid.T) []step {
 	return out
 }
 
-// observe learns task ids from a response.
-func (g *gen) observe(resp *apiv1.Response) {
+// observe learns task ids from a response, and follows the VMs' lives.
+func (g *gen) observe(t fataler, resp *apiv1.Response) {
+	t.Helper()
 	if tk := resp.GetSubmitTask().GetTask(); tk != nil && !g.seen[tk.GetId()] {
 		g.seen[tk.GetId()] = true
 		g.live = append(g.live, tk.GetId())
 	}
+	g.trackLives(t)
 }
 
 // tasks returns the live tasks, forgetting those that ended.
@@ -216,7 +292,10 @@ func holds(st apiv1.VmState) bool {
 	return false
 }
 
-func waiting(v *apiv1.Vm) bool {
+// assignable: a VM that an AssignVm may place, as far as the VM goes: wanted
+// running and running nowhere (pending, failed, lost, or stopped on its
+// own), whatever its restart policy says.
+func assignable(v *apiv1.Vm) bool {
 	if v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING {
 		return false
 	}
@@ -226,6 +305,24 @@ func waiting(v *apiv1.Vm) bool {
 		return true
 	}
 	return false
+}
+
+// waitsForNode is the model of VmsToPlace: an assignable VM that is pending,
+// or whose restart policy restarts it — after a failure or the loss of its
+// node under always or on-failure, after stopping on its own under always.
+func waitsForNode(v *apiv1.Vm) bool {
+	if !assignable(v) {
+		return false
+	}
+	policy := v.GetSpec().GetRestartPolicy()
+	always := policy == apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
+	switch v.GetState() {
+	case apiv1.VmState_VM_STATE_PENDING:
+		return true
+	case apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST:
+		return always || policy == apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE
+	}
+	return always
 }
 
 // pick draws an int in [0, n), close to uniformly. rapid's own integer
@@ -284,8 +381,12 @@ func (g *gen) drawStep(t *rapid.T) step {
 		c := sample(t, configs, "config")
 		st.voters, st.learners = c[0], c[1]
 	default:
+		g.drewStale = false
 		st.cmd = g.drawCommand(t)
-		if chance(t, 1, 4, "has-id") {
+		st.stale = g.drewStale
+		// A stale report goes without a client request id, so that its
+		// refusal is its own and not a remembered answer.
+		if !st.stale && chance(t, 1, 4, "has-id") {
 			st.cmd.ClientRequestId = clientID(pick(t, clientIDPool, "id"))
 		}
 	}
@@ -355,10 +456,13 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 			spec.MemoryMib = sample(t, []uint64{32, 64, 100}, "small-mem") // at or below what images need
 		case 1:
 			if chance(t, 1, 2, "huge-vcpus") {
-				spec.Vcpus = 32 // more than any node has
+				spec.Vcpus = state.MaxWorkloadVcpus // the most a VM may have; more than any node has
 			} else {
 				spec.MemoryMib = 32768
 			}
+		}
+		if chance(t, 1, 4, "cmdline") {
+			spec.KernelCmdline = sample(t, []string{"console=ttyS0", "console=ttyS0 reboot=k panic=1", "init=/sbin/init rw quiet"}, "cmdline")
 		}
 		spec.RestartPolicy = apiv1.RestartPolicy(pick(t, 4, "restart"))
 		if chance(t, 1, 6, "constrained") {
@@ -368,13 +472,17 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 			spec.AntiAffinityGroup = sample(t, []string{"g1", "g2"}, "group")
 		}
 		if bad {
-			switch pick(t, 4, "bad-vm") {
+			switch pick(t, 6, "bad-vm") {
 			case 0:
 				spec.MemoryMib = 0
 			case 1:
 				spec.RestartPolicy = apiv1.RestartPolicy(42)
 			case 2:
 				name = "Not_A_Name"
+			case 3:
+				spec.Vcpus = state.MaxWorkloadVcpus + 1
+			case 4:
+				spec.KernelCmdline = "console=ttyS0\ninit=/bin/sh"
 			default:
 				spec.Image = "\xff"
 			}
@@ -405,7 +513,15 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 		return deleteVm(name)
 
 	case k < 51:
-		cands := vmsWhere(vms, waiting)
+		// Mostly what a placer would place (what VmsToPlace lists), now and
+		// then any VM the state lets an assignment place, whatever its
+		// restart policy says.
+		cands := vmsWhere(vms, waitsForNode)
+		if len(cands) == 0 || chance(t, 1, 10, "unlisted") {
+			if all := vmsWhere(vms, assignable); len(all) > 0 {
+				cands = all
+			}
+		}
 		if len(cands) == 0 {
 			if stopped := vmsWhere(vms, func(v *apiv1.Vm) bool { return v.GetState() == apiv1.VmState_VM_STATE_STOPPED }); len(stopped) > 0 {
 				return startVm(sample(t, stopped, "vm").GetName())
@@ -425,6 +541,23 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 		return cmd
 
 	case k < 65:
+		// Now and then the node of an earlier life of a name that lives
+		// again reports on it, as if it had missed the end.
+		var ghosts []*apiv1.Command
+		for _, v := range vms {
+			for _, p := range g.ghosts[v.GetName()] {
+				ghosts = append(ghosts, reportVm(v.GetName(), p.node, p.gen, apiv1.VmState_VM_STATE_RUNNING))
+			}
+		}
+		if len(ghosts) > 0 && chance(t, 1, 8, "ghost") {
+			cmd := sample(t, ghosts, "ghost")
+			cmd.GetReportVm().State = sample(t, []apiv1.VmState{
+				apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_STOPPED, apiv1.VmState_VM_STATE_FAILED,
+			}, "ghost-state")
+			g.drewStale = true
+			g.staleReports++
+			return cmd
+		}
 		cands := vmsWhere(vms, func(v *apiv1.Vm) bool { return holds(v.GetState()) })
 		if len(cands) == 0 {
 			return startVm(existing())
@@ -472,6 +605,7 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 		spec := taskSpec(sample(t, []string{"make", "echo", "true"}, "command"),
 			uint32(1+pick(t, 2, "vcpus")), sample(t, []uint64{64, 256, 1024}, "mem"))
 		spec.Image = g.drawImage(t)
+		spec.TimeoutMs = sample(t, []uint64{0, 60000, 60000, state.MaxTaskTimeoutMs}, "timeout")
 		if chance(t, 1, 25, "huge") {
 			if chance(t, 1, 2, "huge-gpu") {
 				spec.Resources.Features = []string{"gpu"} // no node has one
@@ -480,10 +614,15 @@ func (g *gen) drawCommand(t *rapid.T) *apiv1.Command {
 			}
 		}
 		if bad {
-			if chance(t, 1, 2, "bad-command") {
+			switch pick(t, 4, "bad-task") {
+			case 0:
 				spec.Command = ""
-			} else {
+			case 1:
 				spec.Resources.MemoryMib = 0
+			case 2:
+				spec.Resources.Vcpus = state.MaxWorkloadVcpus + 1
+			default:
+				spec.TimeoutMs = state.MaxTaskTimeoutMs + 1
 			}
 		}
 		return submitTask(spec)
@@ -575,17 +714,28 @@ func checkInvariants(t fataler, s *state.State) {
 			t.Fatalf("VmsOn(%d) = %v, want %v", id, vmNames(got), vmNames(want))
 		}
 	}
-	toPlace := vmsWhere(vms, func(v *apiv1.Vm) bool {
-		return v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && !holds(v.GetState())
-	})
+	toPlace := vmsWhere(vms, waitsForNode)
 	if got := s.VmsToPlace(); !protoSliceEqual(got, toPlace) {
 		t.Fatalf("VmsToPlace() = %v, want %v", vmNames(got), vmNames(toPlace))
 	}
 	for _, v := range vms {
+		// Generations start at the index of the VM's creation and go up by
+		// one with each placement.
+		if v.GetGeneration() < v.GetCreatedIndex() {
+			t.Fatalf("VM %q created at %d is at generation %d", v.GetName(), v.GetCreatedIndex(), v.GetGeneration())
+		}
+		placements := v.GetGeneration() - v.GetCreatedIndex()
 		// The first placement is never a restart: a VM only fails, stops or
 		// is lost once it has been placed.
-		if r, g := v.GetRestarts(), v.GetGeneration(); (g == 0 && r != 0) || (g > 0 && uint64(r) >= g) {
-			t.Fatalf("VM %q restarted %d times in %d placements", v.GetName(), r, g)
+		if r := v.GetRestarts(); (placements == 0 && r != 0) || (placements > 0 && uint64(r) >= placements) {
+			t.Fatalf("VM %q restarted %d times in %d placements", v.GetName(), r, placements)
+		}
+		for i, e := range v.GetEvents() {
+			if e.GetGeneration() < v.GetCreatedIndex() || e.GetGeneration() > v.GetGeneration() ||
+				(i > 0 && e.GetGeneration() < v.GetEvents()[i-1].GetGeneration()) {
+				t.Fatalf("VM %q (created at %d, at generation %d) has events at generations out of order: %v",
+					v.GetName(), v.GetCreatedIndex(), v.GetGeneration(), v.GetEvents())
+			}
 		}
 		if len(v.GetConsoleTail()) > state.MaxConsoleTailLen {
 			t.Fatalf("VM %q keeps %d bytes of console", v.GetName(), len(v.GetConsoleTail()))
@@ -596,8 +746,9 @@ func checkInvariants(t fataler, s *state.State) {
 			if _, ok := nodes[v.GetNodeId()]; !ok {
 				t.Fatalf("VM %q is %v on node %d, which does not exist", v.GetName(), v.GetState(), v.GetNodeId())
 			}
-			if v.GetGeneration() == 0 {
-				t.Fatalf("VM %q is %v at generation 0", v.GetName(), v.GetState())
+			if v.GetGeneration() <= v.GetCreatedIndex() {
+				t.Fatalf("VM %q is %v at generation %d, never placed since its creation at %d",
+					v.GetName(), v.GetState(), v.GetGeneration(), v.GetCreatedIndex())
 			}
 		}
 		if len(v.GetEvents()) > state.MaxVmEvents {
@@ -612,6 +763,31 @@ func checkInvariants(t fataler, s *state.State) {
 	}
 	if n := s.RequestRecords(); n > state.MaxRequestRecords {
 		t.Fatalf("%d request records", n)
+	}
+}
+
+// checkPlacement checks that what a placer asks of the state — CanPlaceVm
+// for the VMs waiting for a node, CanPlaceWith for the first pending tasks,
+// both with nothing reserved — answers, on every node, exactly what Check
+// answers of the assignment it would then propose.
+func checkPlacement(t fataler, s *state.State) {
+	t.Helper()
+	nodes := append(slices.Clone(poolNodes), 9)
+	for _, v := range s.VmsToPlace() {
+		for _, id := range nodes {
+			placeErr := s.CanPlaceVm(id, v.GetName(), nil)
+			if d := sameErr(placeErr, s.Check(assignVm(v.GetName(), id, v.GetGeneration()))); d != "" {
+				t.Fatalf("VM %q on node %d: CanPlaceVm and Check(AssignVm) disagree: %s", v.GetName(), id, d)
+			}
+		}
+	}
+	for _, tk := range s.PendingTasks(4) {
+		for _, id := range nodes {
+			placeErr := s.CanPlaceWith(id, tk.GetSpec().GetImage(), tk.GetSpec().GetResources(), nil)
+			if d := sameErr(placeErr, s.Check(assignTask(tk.GetId(), id))); d != "" {
+				t.Fatalf("task %d on node %d: CanPlaceWith and Check(AssignTask) disagree: %s", tk.GetId(), id, d)
+			}
+		}
 	}
 }
 
@@ -1063,11 +1239,19 @@ func runSequence(t *rapid.T, n int, after func(s *state.State, i int, st step, o
 			}
 			c[1]++
 			r.byOp[opName(st.cmd)] = c
-			r.g.observe(resp)
+			r.g.observe(t, resp)
+			if st.stale {
+				// A report from an earlier life of the name never passes
+				// for one of this life.
+				wantErr(t, err, codePrecond, "generation")
+			}
 		}
 		r.log = append(r.log, st)
 		r.outcomes = append(r.outcomes, outcome{resp, err})
 		checkInvariants(t, s)
+		if i%3 == 0 { // a sample: it costs a Check per VM or task and node
+			checkPlacement(t, s)
+		}
 		if after != nil {
 			after(s, i, st, outcome{resp, err})
 		}
@@ -1088,7 +1272,7 @@ func sameOutcome(t fataler, st step, a, b outcome) {
 }
 
 func TestSnapshotRestoreProperty(t *testing.T) {
-	var accepted, total, runs int
+	var accepted, total, runs, recreated, staleReports int
 	byOp := map[string][2]int{}
 	rapid.Check(t, func(t *rapid.T) {
 		n := rapid.IntRange(200, 2000).Draw(t, "n")
@@ -1116,6 +1300,8 @@ func TestSnapshotRestoreProperty(t *testing.T) {
 		}
 		accepted += orig.accepted
 		total += orig.total
+		recreated += orig.g.recreated
+		staleReports += orig.g.staleReports
 		if orig.accepted*2 < orig.total {
 			t.Fatalf("only %d of %d commands applied", orig.accepted, orig.total)
 		}
@@ -1147,7 +1333,7 @@ func TestSnapshotRestoreProperty(t *testing.T) {
 			o1.resp, o1.err = applyChecked(t, s, st, true)
 			o2.resp, o2.err = applyChecked(t, r, st, true)
 			sameOutcome(t, st, o1, o2)
-			orig.g.observe(o1.resp)
+			orig.g.observe(t, o1.resp)
 			if i%5 == 4 && !bytes.Equal(mustSnapshot(t, s), mustSnapshot(t, r)) {
 				t.Fatalf("after entry %d %v the restored state diverged", st.index, st.cmd)
 			}
@@ -1169,6 +1355,7 @@ func TestSnapshotRestoreProperty(t *testing.T) {
 	})
 	if total > 0 {
 		t.Logf("%d runs: %d of %d commands applied (%.1f%%)", runs, accepted, total, 100*float64(accepted)/float64(total))
+		t.Logf("  %d VMs created again under a name that had lived; %d stale reports from an earlier life, all refused", recreated, staleReports)
 		ops := slices.Sorted(maps.Keys(byOp))
 		for _, op := range ops {
 			t.Logf("  %-13s %6d of %6d applied", op, byOp[op][0], byOp[op][1])
@@ -1359,8 +1546,8 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 		Vms: []*apiv1.Vm{
 			{Name: "a", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 512, Image: "img", KernelCmdline: "console=ttyS0",
 				RestartPolicy: apiv1.RestartPolicy_RESTART_POLICY_ALWAYS, Constraints: map[string]string{"zone": "a"}, AntiAffinityGroup: "g"},
-				DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 3,
-				Reason: "node down", Events: []*apiv1.VmEvent{{Index: 9, TimeUnixNano: 99, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 3, Reason: "node down"}},
+				DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 8, // created at 5, placed 3 times
+				Reason: "node down", Events: []*apiv1.VmEvent{{Index: 9, TimeUnixNano: 99, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 8, Reason: "node down"}},
 				CreatedIndex: 5, UpdatedIndex: 9, CreatedUnixNano: 55, ConsoleTail: "kernel panic\n", Restarts: 2},
 			{Name: "b", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 1}, DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED,
 				State: apiv1.VmState_VM_STATE_STOPPING, NodeId: 1, Generation: 1},

@@ -40,7 +40,16 @@ func checkTaskSpec(spec *apiv1.TaskSpec) *Error {
 	if err := checkText("spec.image", spec.GetImage(), MaxImageLen); err != nil {
 		return err
 	}
-	return checkResources("spec.resources", spec.GetResources())
+	if spec.GetTimeoutMs() > MaxTaskTimeoutMs {
+		return invalid("spec.timeout_ms", "must be at most %d (30 days)", uint64(MaxTaskTimeoutMs))
+	}
+	if err := checkResources("spec.resources", spec.GetResources()); err != nil {
+		return err
+	}
+	if spec.GetResources().GetVcpus() > MaxWorkloadVcpus {
+		return invalid("spec.resources.vcpus", "must be between 1 and %d", MaxWorkloadVcpus)
+	}
+	return nil
 }
 
 func (s *State) checkSubmitTask(op *apiv1.SubmitTaskCommand) *Error {

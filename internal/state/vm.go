@@ -2,6 +2,8 @@ package state
 
 import (
 	"strconv"
+	"strings"
+	"unicode"
 
 	"google.golang.org/protobuf/proto"
 
@@ -30,8 +32,8 @@ func checkVmSpec(spec *apiv1.VmSpec) *Error {
 	if spec == nil {
 		return invalid("spec", "must be set")
 	}
-	if spec.GetVcpus() == 0 || spec.GetVcpus() > MaxVcpus {
-		return invalid("spec.vcpus", "must be between 1 and %d", MaxVcpus)
+	if spec.GetVcpus() == 0 || spec.GetVcpus() > MaxWorkloadVcpus {
+		return invalid("spec.vcpus", "must be between 1 and %d", MaxWorkloadVcpus)
 	}
 	if spec.GetMemoryMib() == 0 || spec.GetMemoryMib() > MaxMemoryMiB {
 		return invalid("spec.memory_mib", "must be between 1 and %d", MaxMemoryMiB)
@@ -42,6 +44,10 @@ func checkVmSpec(spec *apiv1.VmSpec) *Error {
 	if err := checkText("spec.kernel_cmdline", spec.GetKernelCmdline(), MaxKernelCmdlineLen); err != nil {
 		return err
 	}
+	if strings.ContainsFunc(spec.GetKernelCmdline(), unicode.IsControl) {
+		return invalid("spec.kernel_cmdline", "must not hold control characters (newlines, tabs, NUL)")
+	}
+
 	if err := checkEnum("spec.restart_policy", spec.GetRestartPolicy(), true); err != nil {
 		return err
 	}
@@ -77,6 +83,12 @@ func (s *State) createVm(a at, op *apiv1.CreateVmCommand) *apiv1.Response {
 		Spec:            spec,
 		CreatedIndex:    a.index,
 		CreatedUnixNano: a.nanos,
+		// Generations start at the creation's log index: each assignment
+		// takes one more, and a later VM of the same name is created at a
+		// later index than any assignment of this one, so (name,
+		// generation) never repeats — a report from an earlier life cannot
+		// pass for one of this life.
+		Generation: a.index,
 	}
 	s.vms[v.Name] = v
 	if op.GetStart() {
@@ -170,36 +182,56 @@ func (s *State) checkAssignVm(op *apiv1.AssignVmCommand) *Error {
 	if v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING {
 		return precondition("name", "VM %q is not wanted running", op.GetName())
 	}
-	switch v.GetState() {
-	case apiv1.VmState_VM_STATE_PENDING, apiv1.VmState_VM_STATE_LOST, apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_STOPPED:
-	default:
-		return precondition("name", "VM %q is %s, not waiting for placement", op.GetName(), v.GetState())
+	if !placeable(v) {
+		return precondition("name", "VM %q is %s with restart policy %s, not waiting for placement", op.GetName(), v.GetState(), v.GetSpec().GetRestartPolicy())
 	}
 	if op.GetGeneration() != v.GetGeneration() {
 		return precondition("generation", "stale: VM %q is at generation %d, not %d", op.GetName(), v.GetGeneration(), op.GetGeneration())
 	}
-	if err := s.nodeSchedulable("node_id", op.GetNodeId()); err != nil {
+	return s.checkVmOnNode(v, op.GetNodeId(), nil)
+}
+
+// checkVmOnNode reports why node id cannot take VM v now, on top of
+// reserved, or nil: the node must be ready and not draining, offer v's
+// image, carry every label v is constrained to, run no other VM of v's
+// anti-affinity group, and have room.
+func (s *State) checkVmOnNode(v *apiv1.Vm, id uint64, reserved *apiv1.Resources) *Error {
+	if err := s.nodeSchedulable("node_id", id); err != nil {
 		return err
 	}
-	node := s.nodes[op.GetNodeId()]
+	node := s.nodes[id]
 	if err := checkNodeImage(node, v.GetSpec().GetImage(), v.GetSpec().GetMemoryMib()); err != nil {
 		return err
 	}
 	for _, k := range sortedKeys(v.GetSpec().GetConstraints()) {
 		if got, ok := node.GetLabels()[k]; !ok || got != v.GetSpec().GetConstraints()[k] {
-			return precondition("node_id", "node %d does not carry label %s=%s", op.GetNodeId(), k, v.GetSpec().GetConstraints()[k])
+			return precondition("node_id", "node %d does not carry label %s=%s", id, k, v.GetSpec().GetConstraints()[k])
 		}
 	}
 	if g := v.GetSpec().GetAntiAffinityGroup(); g != "" {
-		for _, other := range s.vms {
-			// A yes/no over all VMs: iteration order cannot leak.
-			if other != v && other.GetNodeId() == op.GetNodeId() && holdsResources(other.GetState()) &&
-				other.GetSpec().GetAntiAffinityGroup() == g {
-				return precondition("node_id", "node %d already runs a VM of anti-affinity group %q", op.GetNodeId(), g)
+		for name := range s.ix.vmsOn[id] {
+			// A yes/no over the node's VMs: iteration order cannot leak.
+			if other := s.vms[name]; other != v && other.GetSpec().GetAntiAffinityGroup() == g {
+				return precondition("node_id", "node %d already runs a VM of anti-affinity group %q", id, g)
 			}
 		}
 	}
-	return s.checkFits("node_id", op.GetNodeId(), VmNeeds(v.GetSpec()))
+	return s.checkFitsWith("node_id", id, VmNeeds(v.GetSpec()), reserved)
+}
+
+// CanPlaceVm reports why node id cannot take VM name now, on top of
+// reserved (what a placer has proposed for the node and the state does not
+// show yet), or nil: the checks of an assignment, but the VM's state and
+// generation.
+func (s *State) CanPlaceVm(id uint64, name string, reserved *apiv1.Resources) error {
+	v, ok := s.vms[name]
+	if !ok {
+		return notFound("name", "no VM named %q", name)
+	}
+	if err := s.checkVmOnNode(v, id, reserved); err != nil {
+		return err
+	}
+	return nil
 }
 
 // assignVm places the VM on a node at a new generation. Placing one that

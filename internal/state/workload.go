@@ -17,6 +17,11 @@ const (
 	MaxDigestLen = 80
 	// MaxConsoleTailLen bounds the console tail kept with a failure.
 	MaxConsoleTailLen = 2048
+	// MaxWorkloadVcpus bounds the vCPUs of one VM or task (a node may have
+	// up to MaxVcpus).
+	MaxWorkloadVcpus = 64
+	// MaxTaskTimeoutMs bounds a task's timeout: 30 days.
+	MaxTaskTimeoutMs = 30 * 24 * 3600 * 1000
 )
 
 // ImageOf is the image a VM or task spec boots.

@@ -164,7 +164,7 @@ func TestPlacementRefusals(t *testing.T) {
 		{"a taken name is refused before the image", func(h *harness) {
 			h.ok(registerNode(1, 8, 8192, nil))
 			h.ok(createVm("web", vmSpec(1, 512), true))
-		}, createVm("web", vmOf("nope", 99, 1), true), codeExists, "name", true},
+		}, createVm("web", vmOf("nope", state.MaxWorkloadVcpus, 1), true), codeExists, "name", true},
 
 		// Tasks.
 		{"task with no node in the cluster", func(*harness) {},
@@ -263,7 +263,7 @@ func TestPlacementAccepts(t *testing.T) {
 		{"VM that fits no node now waits", func(h *harness) {
 			h.ok(registerNode(1, 4, 4096, nil))
 			h.ok(createVm("hog", vmSpec(4, 4096), true))
-			h.ok(assignVm("hog", 1, 0))
+			h.ok(h.assign("hog", 1))
 		}, createVm("web", vmOf("default", 4, 4096), true)},
 		{"task of no image boots the default", func(h *harness) { h.ok(nodeWith(1, 8, 8192, image("default", 64))) },
 			submitTask(taskOf("", 1, 64))},
@@ -277,7 +277,7 @@ func TestPlacementAccepts(t *testing.T) {
 		{"task that fits no node now waits", func(h *harness) {
 			h.ok(registerNode(1, 4, 4096, nil))
 			h.ok(createVm("hog", vmSpec(4, 4096), true))
-			h.ok(assignVm("hog", 1, 0))
+			h.ok(h.assign("hog", 1))
 		}, submitTask(taskOf("", 4, 4096))},
 	}
 	for _, tc := range tests {
@@ -324,7 +324,10 @@ func TestPlacementCountsNodesNotReady(t *testing.T) {
 			h.ok(createVm("web", vmOf("alpine-3.20", 8, 8192), true))
 			h.ok(submitTask(taskOf("alpine-3.20", 8, 8192)))
 			// It may not take them now.
-			h.reject(assignVm("web", 2, 0), codePrecond, "node_id")
+			h.reject(h.assign("web", 2), codePrecond, "node_id")
+			if err := h.s.CanPlaceVm(2, "web", nil); err == nil {
+				t.Fatal("CanPlaceVm(2) = nil on a node that may not take work now")
+			}
 		})
 	}
 }
@@ -347,32 +350,39 @@ func TestAssignNeedsTheImage(t *testing.T) {
 		}
 		return h
 	}
+	vmOn := func(name string, node uint64) func(h *harness) *apiv1.Command {
+		return func(h *harness) *apiv1.Command { return h.assign(name, node) }
+	}
+	taskOn := func(id, node uint64) func(h *harness) *apiv1.Command {
+		return func(*harness) *apiv1.Command { return assignTask(id, node) }
+	}
 	tests := []struct {
 		name  string
-		cmd   *apiv1.Command
+		cmd   func(h *harness) *apiv1.Command
 		code  apiv1.ErrorCode // 0: accepted
 		field string
 	}{
-		{"VM on a node offering its image", assignVm("ubuntu", 1, 0), 0, ""},
-		{"VM of no image on a node offering the default", assignVm("plain", 1, 0), 0, ""},
-		{"VM on a node without its image", assignVm("ubuntu", 2, 0), codePrecond, "node_id"},
-		{"VM of no image on a node without the default", assignVm("plain", 2, 0), codePrecond, "node_id"},
-		{"VM without its image on a node too small as well", assignVm("ubuntu", 3, 0), codePrecond, "node_id"},
-		{"VM with its image on a node too small", assignVm("alpine", 3, 0), codeExhausted, "node_id"},
-		{"task of no image on a node offering the default", assignTask(7, 1), 0, ""},
-		{"task of no image on a node without the default", assignTask(7, 2), codePrecond, "node_id"},
-		{"task on a node offering its image", assignTask(8, 2), 0, ""},
-		{"task on a node without its image", assignTask(8, 1), codePrecond, "node_id"},
-		{"task without its image on a node too small as well", assignTask(9, 3), codePrecond, "node_id"},
+		{"VM on a node offering its image", vmOn("ubuntu", 1), 0, ""},
+		{"VM of no image on a node offering the default", vmOn("plain", 1), 0, ""},
+		{"VM on a node without its image", vmOn("ubuntu", 2), codePrecond, "node_id"},
+		{"VM of no image on a node without the default", vmOn("plain", 2), codePrecond, "node_id"},
+		{"VM without its image on a node too small as well", vmOn("ubuntu", 3), codePrecond, "node_id"},
+		{"VM with its image on a node too small", vmOn("alpine", 3), codeExhausted, "node_id"},
+		{"task of no image on a node offering the default", taskOn(7, 1), 0, ""},
+		{"task of no image on a node without the default", taskOn(7, 2), codePrecond, "node_id"},
+		{"task on a node offering its image", taskOn(8, 2), 0, ""},
+		{"task on a node without its image", taskOn(8, 1), codePrecond, "node_id"},
+		{"task without its image on a node too small as well", taskOn(9, 3), codePrecond, "node_id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := setup(t)
+			cmd := tc.cmd(h)
 			if tc.code == 0 {
-				h.ok(tc.cmd)
+				h.ok(cmd)
 				return
 			}
-			h.refusedUnchanged(tc.cmd, tc.code, tc.field)
+			h.refusedUnchanged(cmd, tc.code, tc.field)
 		})
 	}
 }
@@ -390,9 +400,10 @@ func TestAssignHonoursTheNodesImageMinimum(t *testing.T) {
 	if err := h.s.CanPlace(2, "alpine-3.20", &apiv1.Resources{Vcpus: 1, MemoryMib: 128}); err == nil {
 		t.Error("CanPlace(2) = nil for 128 MiB of an image that needs 4096 MiB there")
 	}
-	h.reject(assignVm("web", 2, 0), codePrecond, "node_id")
+	wantErr(t, h.s.CanPlaceVm(2, "web", nil), codePrecond, "node_id")
+	h.reject(h.assign("web", 2), codePrecond, "node_id")
 	h.reject(assignTask(task, 2), codePrecond, "node_id")
-	h.ok(assignVm("web", 1, 0))
+	h.ok(h.assign("web", 1))
 	h.ok(assignTask(task, 1))
 }
 
@@ -410,73 +421,75 @@ func TestAssignCountsRestarts(t *testing.T) {
 	tests := []struct {
 		name string
 		// steps takes the VM "web", created wanting to run, to the state to
-		// place it from; it returns the VM's generation then.
+		// place it from; it returns how many times it placed it, so that
+		// the VM's generation then is its creation's index plus that.
 		steps        func(h *harness) uint64
 		from         apiv1.VmState
 		wantRestarts uint32
 	}{
 		{"first placement", func(*harness) uint64 { return 0 }, pending, 0},
 		{"after a failure", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, failed))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, failed))
 			return 1
 		}, failed, 1},
 		{"after a failure while starting", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, starting))
-			h.ok(reportVm("web", 1, 1, failed))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, starting))
+			h.ok(h.report("web", 1, failed))
 			return 1
 		}, failed, 1},
 		{"after stopping on its own", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, running))
-			h.ok(reportVm("web", 1, 1, stopped))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+			h.ok(h.report("web", 1, stopped))
 			return 1
 		}, stopped, 1},
 		{"after two failures", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, failed))
-			h.ok(assignVm("web", 2, 1))
-			h.ok(reportVm("web", 2, 2, failed))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, failed))
+			h.ok(h.assign("web", 2))
+			h.ok(h.report("web", 2, failed))
 			return 2
 		}, failed, 2},
 		{"after a failure and stopping on its own", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, failed))
-			h.ok(assignVm("web", 1, 1))
-			h.ok(reportVm("web", 1, 2, running))
-			h.ok(reportVm("web", 1, 2, stopped))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, failed))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+			h.ok(h.report("web", 1, stopped))
 			return 2
 		}, stopped, 2},
 		{"after being lost", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, running))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+			gen := h.gen("web")
 			h.s = restoreWith(h.t, h.s, func(snap *apiv1.StateSnapshot) {
 				snap.Vms[0].State = lost
-				snap.Vms[0].Events = append(snap.Vms[0].Events, &apiv1.VmEvent{Index: h.idx, State: lost, NodeId: 1, Generation: 1})
+				snap.Vms[0].Events = append(snap.Vms[0].Events, &apiv1.VmEvent{Index: h.idx, State: lost, NodeId: 1, Generation: gen})
 			})
 			return 1
 		}, lost, 1},
 		{"a user's start after a failure is no restart", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, failed))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, failed))
 			h.ok(startVm("web"))
 			return 1
 		}, pending, 0},
 		{"a user's stop and start is no restart", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, running))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
 			h.ok(stopVm("web"))
-			h.ok(reportVm("web", 1, 1, stopped))
+			h.ok(h.report("web", 1, stopped))
 			h.ok(startVm("web"))
 			return 1
 		}, pending, 0},
 		{"a start while stopping is no restart", func(h *harness) uint64 {
-			h.ok(assignVm("web", 1, 0))
-			h.ok(reportVm("web", 1, 1, running))
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
 			h.ok(stopVm("web"))
 			h.ok(startVm("web"))
-			h.ok(reportVm("web", 1, 1, stopped))
+			h.ok(h.report("web", 1, stopped))
 			return 1
 		}, pending, 0},
 	}
@@ -488,15 +501,16 @@ func TestAssignCountsRestarts(t *testing.T) {
 			spec := vmSpec(2, 1024)
 			spec.RestartPolicy = apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
 			h.ok(createVm("web", spec, true))
-			gen := tc.steps(h)
+			created := h.idx
+			gen := created + tc.steps(h)
 			before := h.vm("web")
-			if before.GetState() != tc.from || before.GetGeneration() != gen {
+			if before.GetState() != tc.from || before.GetGeneration() != gen || before.GetCreatedIndex() != created {
 				t.Fatalf("before placing: VM %v, want %v at generation %d", before, tc.from, gen)
 			}
 			if got := h.s.VmsToPlace(); len(got) != 1 || got[0].GetName() != "web" {
 				t.Fatalf("VmsToPlace() = %v, want [web]", vmNames(got))
 			}
-			h.ok(assignVm("web", 2, gen))
+			h.ok(h.assign("web", 2))
 			v := h.vm("web")
 			if v.GetRestarts() != tc.wantRestarts || v.GetGeneration() != gen+1 || v.GetNodeId() != 2 ||
 				v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetUpdatedIndex() != h.idx {
@@ -521,8 +535,8 @@ func TestAssignCountsRestarts(t *testing.T) {
 }
 
 func TestAssignStoppedVm(t *testing.T) {
-	// stoppedOnItsOwn leaves "web" stopped at generation 1, still wanted
-	// running, its node 1.
+	// stoppedOnItsOwn leaves "web" stopped after one placement, still
+	// wanted running, its node 1.
 	stoppedOnItsOwn := func(t *testing.T) *harness {
 		h := newHarness(t)
 		h.ok(registerNode(1, 8, 8192, nil))
@@ -531,63 +545,70 @@ func TestAssignStoppedVm(t *testing.T) {
 		spec := vmSpec(2, 1024)
 		spec.RestartPolicy = apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
 		h.ok(createVm("web", spec, true))
-		h.ok(assignVm("web", 1, 0))
-		h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING))
-		h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
+		h.ok(h.assign("web", 1))
+		h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_RUNNING))
+		h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
 		v := h.vm("web")
-		if v.GetState() != apiv1.VmState_VM_STATE_STOPPED || v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING {
+		if v.GetState() != apiv1.VmState_VM_STATE_STOPPED || v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING ||
+			v.GetGeneration() != v.GetCreatedIndex()+1 {
 			t.Fatalf("setup: VM %v", v)
 		}
 		return h
 	}
+	on := func(node uint64) func(h *harness) *apiv1.Command {
+		return func(h *harness) *apiv1.Command { return h.assign("web", node) }
+	}
 	tests := []struct {
 		name  string
 		setup func(t *testing.T) *harness
-		cmd   *apiv1.Command
+		cmd   func(h *harness) *apiv1.Command
 		code  apiv1.ErrorCode // 0: accepted
 		field string
 	}{
-		{"stopped on its own, back on its node", stoppedOnItsOwn, assignVm("web", 1, 1), 0, ""},
-		{"stopped on its own, on another node", stoppedOnItsOwn, assignVm("web", 2, 1), 0, ""},
-		{"stopped on its own, stale generation", stoppedOnItsOwn, assignVm("web", 2, 0), codePrecond, "generation"},
-		{"stopped on its own, node without the image", stoppedOnItsOwn, assignVm("web", 3, 1), codePrecond, "node_id"},
+		{"stopped on its own, back on its node", stoppedOnItsOwn, on(1), 0, ""},
+		{"stopped on its own, on another node", stoppedOnItsOwn, on(2), 0, ""},
+		{"stopped on its own, stale generation", stoppedOnItsOwn, func(h *harness) *apiv1.Command {
+			return assignVm("web", 2, h.gen("web")-1)
+		}, codePrecond, "generation"},
+		{"stopped on its own, node without the image", stoppedOnItsOwn, on(3), codePrecond, "node_id"},
 		{"stopped on its own, then stopped by the user", func(t *testing.T) *harness {
 			h := stoppedOnItsOwn(t)
 			h.ok(stopVm("web"))
 			return h
-		}, assignVm("web", 1, 1), codePrecond, "name"},
+		}, on(1), codePrecond, "name"},
 		{"stopped by the user", func(t *testing.T) *harness {
 			h := newHarness(t)
 			h.ok(registerNode(1, 8, 8192, nil))
 			h.ok(createVm("web", vmSpec(2, 1024), true))
-			h.ok(assignVm("web", 1, 0))
+			h.ok(h.assign("web", 1))
 			h.ok(stopVm("web"))
-			h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
+			h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
 			return h
-		}, assignVm("web", 1, 1), codePrecond, "name"},
+		}, on(1), codePrecond, "name"},
 		{"created stopped", func(t *testing.T) *harness {
 			h := newHarness(t)
 			h.ok(registerNode(1, 8, 8192, nil))
 			h.ok(createVm("web", vmSpec(2, 1024), false))
 			return h
-		}, assignVm("web", 1, 0), codePrecond, "name"},
+		}, on(1), codePrecond, "name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.setup(t)
+			cmd := tc.cmd(h)
 			if tc.code != 0 {
-				h.refusedUnchanged(tc.cmd, tc.code, tc.field)
+				h.refusedUnchanged(cmd, tc.code, tc.field)
 				return
 			}
-			h.ok(tc.cmd)
+			h.ok(cmd)
 			v := h.vm("web")
-			if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != tc.cmd.GetAssignVm().GetNodeId() ||
-				v.GetGeneration() != 2 || v.GetRestarts() != 1 {
+			if v.GetState() != apiv1.VmState_VM_STATE_SCHEDULED || v.GetNodeId() != cmd.GetAssignVm().GetNodeId() ||
+				v.GetGeneration() != v.GetCreatedIndex()+2 || v.GetRestarts() != 1 {
 				t.Fatalf("VM = %v", v)
 			}
 			// The old placement can no longer report on it.
-			h.reject(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING), codePrecond, "generation")
-			h.ok(reportVm("web", v.GetNodeId(), 2, apiv1.VmState_VM_STATE_RUNNING))
+			h.reject(reportVm("web", 1, v.GetCreatedIndex()+1, apiv1.VmState_VM_STATE_RUNNING), codePrecond, "generation")
+			h.ok(h.report("web", v.GetNodeId(), apiv1.VmState_VM_STATE_RUNNING))
 		})
 	}
 }
@@ -597,44 +618,48 @@ func TestAssignStoppedVm(t *testing.T) {
 func TestReportVmRepeatChangesNothing(t *testing.T) {
 	tests := []struct {
 		name string
-		// to takes "web", placed on node 1 at generation 1, to the state to
-		// repeat; repeat is the report that says it again.
+		// to takes "web", placed once on node 1, to the state to repeat;
+		// repeat is the report, at the VM's current generation, that says it
+		// again.
 		to     []apiv1.VmState
-		repeat *apiv1.Command
+		repeat func(h *harness) *apiv1.Command
 		// changes: the repeat is not a repeat after all (another reason).
 		changes bool
 	}{
 		{"starting", []apiv1.VmState{apiv1.VmState_VM_STATE_STARTING},
-			reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STARTING), false},
+			func(h *harness) *apiv1.Command { return h.report("web", 1, apiv1.VmState_VM_STATE_STARTING) }, false},
 		{"running", []apiv1.VmState{apiv1.VmState_VM_STATE_STARTING, apiv1.VmState_VM_STATE_RUNNING},
-			reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING), false},
+			func(h *harness) *apiv1.Command { return h.report("web", 1, apiv1.VmState_VM_STATE_RUNNING) }, false},
 		{"running with a console tail", []apiv1.VmState{apiv1.VmState_VM_STATE_RUNNING},
-			reportWithTail("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING, "boot\n"), false},
+			func(h *harness) *apiv1.Command {
+				return reportWithTail("web", 1, h.gen("web"), apiv1.VmState_VM_STATE_RUNNING, "boot\n")
+			}, false},
 		{"running with another reason", []apiv1.VmState{apiv1.VmState_VM_STATE_RUNNING},
-			func() *apiv1.Command {
-				c := reportVm("web", 1, 1, apiv1.VmState_VM_STATE_RUNNING)
+			func(h *harness) *apiv1.Command {
+				c := h.report("web", 1, apiv1.VmState_VM_STATE_RUNNING)
 				c.GetReportVm().Reason = "healthy again"
 				return c
-			}(), true},
+			}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			h.ok(registerNode(1, 8, 8192, nil))
 			h.ok(createVm("web", vmSpec(1, 512), true))
-			h.ok(assignVm("web", 1, 0))
+			h.ok(h.assign("web", 1))
 			for _, st := range tc.to {
-				h.ok(reportVm("web", 1, 1, st))
+				h.ok(h.report("web", 1, st))
 			}
+			repeat := tc.repeat(h)
 			before, beforeKey := h.vm("web"), keyOf(t, h.s)
-			resp := h.ok(tc.repeat)
+			resp := h.ok(repeat)
 			if resp.GetKind() != nil || resp.GetError() != nil {
 				t.Fatalf("response = %v", resp)
 			}
 			after := h.vm("web")
 			if tc.changes {
 				if after.GetUpdatedIndex() != h.idx || len(after.GetEvents()) != len(before.GetEvents())+1 ||
-					after.GetReason() != tc.repeat.GetReportVm().GetReason() {
+					after.GetReason() != repeat.GetReportVm().GetReason() {
 					t.Fatalf("a report with a new reason was not recorded: %v", after)
 				}
 				return
@@ -653,7 +678,7 @@ func TestReportVmRepeatChangesNothing(t *testing.T) {
 			}
 			// Under a client request id the repeat is remembered, and that is all.
 			beforeRecs := records(t, h.s)
-			h.ok(withID("again", proto.CloneOf(tc.repeat)))
+			h.ok(withID("again", proto.CloneOf(repeat)))
 			afterRecs := records(t, h.s)
 			if len(afterRecs.GetRequests()) != len(beforeRecs.GetRequests())+1 {
 				t.Fatalf("repeat under an id not remembered")
@@ -689,14 +714,14 @@ func TestLateReportOnStoppingVmIsIgnored(t *testing.T) {
 				h := newHarness(t)
 				h.ok(registerNode(1, 8, 8192, nil))
 				h.ok(createVm("web", vmSpec(1, 512), true))
-				h.ok(assignVm("web", 1, 0))
-				h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STARTING))
+				h.ok(h.assign("web", 1))
+				h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STARTING))
 				way.stop(h)
 				before, beforeKey := h.vm("web"), keyOf(t, h.s)
 				if before.GetState() != apiv1.VmState_VM_STATE_STOPPING {
 					t.Fatalf("setup: VM %v", before)
 				}
-				h.ok(reportWithTail("web", 1, 1, st, "late\n"))
+				h.ok(reportWithTail("web", 1, h.gen("web"), st, "late\n"))
 				if after := h.vm("web"); !proto.Equal(before, after) {
 					t.Fatalf("late %v changed the VM:\nbefore %v\nafter  %v", st, before, after)
 				}
@@ -707,7 +732,7 @@ func TestLateReportOnStoppingVmIsIgnored(t *testing.T) {
 					t.Fatalf("VmsOn(1) = %v", got)
 				}
 				// The stop goes on as before.
-				h.ok(reportVm("web", 1, 1, apiv1.VmState_VM_STATE_STOPPED))
+				h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
 				v, ok := h.s.Vm("web")
 				switch {
 				case way.gone && ok:
@@ -727,37 +752,42 @@ func TestFailedReportKeepsConsoleTail(t *testing.T) {
 	tail := "[    1.234] Kernel panic - not syncing: VFS: Unable to mount root fs\n"
 	full := strings.Repeat("é", state.MaxConsoleTailLen/2) // exactly the bound, in bytes
 	failed, running, stopped := apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_STOPPED
+	// tailed is node 1's report, at the VM's current generation, of st with
+	// tail; replaced places the VM on node 1 again (a restart).
+	tailed := func(st apiv1.VmState, tail string) func(h *harness) *apiv1.Command {
+		return func(h *harness) *apiv1.Command { return reportWithTail("web", 1, h.gen("web"), st, tail) }
+	}
+	replaced := func(h *harness) *apiv1.Command { return h.assign("web", 1) }
 	tests := []struct {
 		name string
-		// reports are made in turn at generation 1, or after a restart
-		// (assignment) when restart is set before them.
-		reports []*apiv1.Command
+		// reports are made in turn, each built when it is made.
+		reports []func(h *harness) *apiv1.Command
 		want    string
 	}{
-		{"failed with a tail", []*apiv1.Command{reportWithTail("web", 1, 1, failed, tail)}, tail},
-		{"failed with a tail of the greatest length", []*apiv1.Command{reportWithTail("web", 1, 1, failed, full)}, full},
-		{"failed without a tail", []*apiv1.Command{reportWithTail("web", 1, 1, failed, "")}, ""},
-		{"running with a tail keeps none", []*apiv1.Command{reportWithTail("web", 1, 1, running, tail)}, ""},
-		{"stopped with a tail keeps none", []*apiv1.Command{reportWithTail("web", 1, 1, stopped, tail)}, ""},
-		{"the tail outlives a restart and a run", []*apiv1.Command{
-			reportWithTail("web", 1, 1, failed, tail),
-			assignVm("web", 1, 1),
-			reportWithTail("web", 1, 2, running, "all is well\n"),
+		{"failed with a tail", []func(h *harness) *apiv1.Command{tailed(failed, tail)}, tail},
+		{"failed with a tail of the greatest length", []func(h *harness) *apiv1.Command{tailed(failed, full)}, full},
+		{"failed without a tail", []func(h *harness) *apiv1.Command{tailed(failed, "")}, ""},
+		{"running with a tail keeps none", []func(h *harness) *apiv1.Command{tailed(running, tail)}, ""},
+		{"stopped with a tail keeps none", []func(h *harness) *apiv1.Command{tailed(stopped, tail)}, ""},
+		{"the tail outlives a restart and a run", []func(h *harness) *apiv1.Command{
+			tailed(failed, tail),
+			replaced,
+			tailed(running, "all is well\n"),
 		}, tail},
-		{"the tail outlives stopping on its own", []*apiv1.Command{
-			reportWithTail("web", 1, 1, failed, tail),
-			assignVm("web", 1, 1),
-			reportWithTail("web", 1, 2, stopped, "bye\n"),
+		{"the tail outlives stopping on its own", []func(h *harness) *apiv1.Command{
+			tailed(failed, tail),
+			replaced,
+			tailed(stopped, "bye\n"),
 		}, tail},
-		{"a second failure replaces the tail", []*apiv1.Command{
-			reportWithTail("web", 1, 1, failed, tail),
-			assignVm("web", 1, 1),
-			reportWithTail("web", 1, 2, failed, "oom\n"),
+		{"a second failure replaces the tail", []func(h *harness) *apiv1.Command{
+			tailed(failed, tail),
+			replaced,
+			tailed(failed, "oom\n"),
 		}, "oom\n"},
-		{"a second failure without a tail clears it", []*apiv1.Command{
-			reportWithTail("web", 1, 1, failed, tail),
-			assignVm("web", 1, 1),
-			reportWithTail("web", 1, 2, failed, ""),
+		{"a second failure without a tail clears it", []func(h *harness) *apiv1.Command{
+			tailed(failed, tail),
+			replaced,
+			tailed(failed, ""),
 		}, ""},
 	}
 	for _, tc := range tests {
@@ -765,9 +795,9 @@ func TestFailedReportKeepsConsoleTail(t *testing.T) {
 			h := newHarness(t)
 			h.ok(registerNode(1, 8, 8192, nil))
 			h.ok(createVm("web", vmSpec(1, 512), true))
-			h.ok(assignVm("web", 1, 0))
+			h.ok(h.assign("web", 1))
 			for _, c := range tc.reports {
-				h.ok(c)
+				h.ok(c(h))
 			}
 			if got := h.vm("web").GetConsoleTail(); got != tc.want {
 				t.Fatalf("console tail = %q, want %q", got, tc.want)
@@ -779,9 +809,9 @@ func TestFailedReportKeepsConsoleTail(t *testing.T) {
 	h := newHarness(t)
 	h.ok(registerNode(1, 8, 8192, nil))
 	h.ok(createVm("web", vmSpec(1, 512), true))
-	h.ok(assignVm("web", 1, 0))
+	h.ok(h.assign("web", 1))
 	h.ok(deleteVm("web"))
-	h.ok(reportWithTail("web", 1, 1, failed, tail))
+	h.ok(reportWithTail("web", 1, h.gen("web"), failed, tail))
 	if v, ok := h.s.Vm("web"); ok {
 		t.Fatalf("deleted VM kept: %v", v)
 	}
@@ -872,7 +902,7 @@ func TestReRegistrationReplacesImages(t *testing.T) {
 	// What the node no longer offers is refused; what it offers now is
 	// accepted, at the new minimum.
 	h.reject(createVm("web2", vmOf("ubuntu-24.04", 1, 512), true), codeNotFound, "spec.image")
-	h.reject(assignVm("web", 1, 0), codePrecond, "node_id")
+	h.reject(h.assign("web", 1), codePrecond, "node_id")
 	h.reject(createVm("web2", vmOf("default", 1, 128), true), codeInvalid, "spec.memory_mib")
 	h.ok(createVm("web2", vmOf("default", 1, 256), true))
 	h.ok(createVm("web3", vmOf("alpine-3.20", 1, 128), true))
@@ -896,37 +926,70 @@ func taskIDs(ts []*apiv1.Task) []uint64 {
 }
 
 func TestVmsOnAndVmsToPlace(t *testing.T) {
+	const (
+		never   = apiv1.RestartPolicy_RESTART_POLICY_NEVER
+		always  = apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
+		failed  = apiv1.VmState_VM_STATE_FAILED
+		running = apiv1.VmState_VM_STATE_RUNNING
+		stopped = apiv1.VmState_VM_STATE_STOPPED
+	)
 	h := newHarness(t)
 	h.ok(registerNode(1, 64, 65536, nil))
 	h.ok(registerNode(2, 64, 65536, nil))
 	h.ok(registerNode(3, 64, 65536, nil))
-	run := func(name string, node uint64, states ...apiv1.VmState) {
-		h.ok(createVm(name, vmSpec(1, 512), true))
-		h.ok(assignVm(name, node, 0))
+	create := func(name string, policy apiv1.RestartPolicy, start bool) {
+		spec := vmSpec(1, 512)
+		spec.RestartPolicy = policy
+		h.ok(createVm(name, spec, start))
+	}
+	runWith := func(name string, policy apiv1.RestartPolicy, node uint64, states ...apiv1.VmState) {
+		create(name, policy, true)
+		h.ok(h.assign(name, node))
 		for _, st := range states {
-			h.ok(reportVm(name, node, 1, st))
+			h.ok(h.report(name, node, st))
 		}
 	}
+	run := func(name string, node uint64, states ...apiv1.VmState) {
+		runWith(name, apiv1.RestartPolicy_RESTART_POLICY_UNSPECIFIED, node, states...) // on-failure
+	}
 	// Created in an order that is not their names'.
-	run("zeta", 1, apiv1.VmState_VM_STATE_RUNNING)
+	run("zeta", 1, running)
 	run("alpha", 1) // scheduled
-	run("mid", 1, apiv1.VmState_VM_STATE_RUNNING)
+	run("mid", 1, running)
 	h.ok(stopVm("mid")) // stopping
 	run("beta", 2, apiv1.VmState_VM_STATE_STARTING)
-	run("gamma", 1, apiv1.VmState_VM_STATE_FAILED)  // to place again
-	run("delta", 1, apiv1.VmState_VM_STATE_STOPPED) // stopped on its own: to place again
-	h.ok(createVm("eps", vmSpec(1, 512), true))     // pending
-	h.ok(createVm("cold", vmSpec(1, 512), false))   // stopped, not wanted
-	run("halted", 1, apiv1.VmState_VM_STATE_RUNNING)
+	run("gamma", 1, failed)                       // failed, on-failure: to place again
+	run("delta", 1, running, stopped)             // stopped on its own, on-failure: not restarted
+	runWith("kappa", always, 1, running, stopped) // stopped on its own, always: to place again
+	runWith("iota", never, 2, failed)             // failed, never: not restarted
+	runWith("lambda", always, 2, running, failed) // failed, always: to place again
+	create("omicron", never, true)                // pending, whatever its policy
+	h.ok(createVm("eps", vmSpec(1, 512), true))   // pending
+	h.ok(createVm("cold", vmSpec(1, 512), false)) // stopped, not wanted
+	create("cold-always", always, false)          // stopped, not wanted, whatever its policy
+	run("halted", 1, running)
 	h.ok(stopVm("halted"))
-	h.ok(reportVm("halted", 1, 1, apiv1.VmState_VM_STATE_STOPPED)) // stopped by the user
-	run("dying", 2, apiv1.VmState_VM_STATE_RUNNING)
+	h.ok(h.report("halted", 1, stopped)) // stopped by the user
+	run("dying", 2, running)
 	h.ok(deleteVm("dying")) // stopping, to be removed
-	run("again", 2, apiv1.VmState_VM_STATE_RUNNING)
+	run("again", 2, running)
 	h.ok(stopVm("again"))
 	h.ok(startVm("again")) // stopping, wanted running
-	run("given-up", 3, apiv1.VmState_VM_STATE_FAILED)
+	run("given-up", 3, failed)
 	h.ok(stopVm("given-up")) // failed, no longer wanted
+	run("nu", 3, running)
+	runWith("xi", never, 3, running)
+	// Their node is lost: nu (on-failure) is to place again, xi (never) is
+	// not. No command loses a VM; a restored snapshot does, and Restore
+	// files the VMs afresh.
+	h.s = restoreWith(t, h.s, func(snap *apiv1.StateSnapshot) {
+		for _, v := range snap.Vms {
+			if v.Name == "nu" || v.Name == "xi" {
+				v.State = apiv1.VmState_VM_STATE_LOST
+				v.Events = append(v.Events, &apiv1.VmEvent{Index: h.idx, State: v.State, NodeId: 3, Generation: v.Generation})
+			}
+		}
+	})
 
 	tests := []struct {
 		name string
@@ -937,7 +1000,7 @@ func TestVmsOnAndVmsToPlace(t *testing.T) {
 		{"VmsOn(2)", h.s.VmsOn(2), []string{"again", "beta", "dying"}},
 		{"VmsOn(3)", h.s.VmsOn(3), nil},
 		{"VmsOn(unknown node)", h.s.VmsOn(9), nil},
-		{"VmsToPlace()", h.s.VmsToPlace(), []string{"delta", "eps", "gamma"}},
+		{"VmsToPlace()", h.s.VmsToPlace(), []string{"eps", "gamma", "kappa", "lambda", "nu", "omicron"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -953,15 +1016,141 @@ func TestVmsOnAndVmsToPlace(t *testing.T) {
 	}
 
 	// Placing one moves it from the one list to the other.
-	h.ok(assignVm("gamma", 3, 1))
+	h.ok(h.assign("gamma", 3))
 	if got := vmNames(h.s.VmsOn(3)); strings.Join(got, ",") != "gamma" {
 		t.Fatalf("VmsOn(3) = %v after placing gamma", got)
 	}
-	if got := vmNames(h.s.VmsToPlace()); strings.Join(got, ",") != "delta,eps" {
+	if got := vmNames(h.s.VmsToPlace()); strings.Join(got, ",") != "eps,kappa,lambda,nu,omicron" {
 		t.Fatalf("VmsToPlace() = %v after placing gamma", got)
 	}
 	if got := vmNames(h.s.VmsOn(1)); strings.Join(got, ",") != "alpha,mid,zeta" {
 		t.Fatalf("VmsOn(1) = %v after placing gamma", got)
+	}
+
+	// A user's start puts the VMs their policy left alone back on the list,
+	// pending; a start of one that is listed already changes nothing there.
+	for _, name := range []string{"delta", "iota", "xi", "kappa"} {
+		h.ok(startVm(name))
+	}
+	if got := vmNames(h.s.VmsToPlace()); strings.Join(got, ",") != "delta,eps,iota,kappa,lambda,nu,omicron,xi" {
+		t.Fatalf("VmsToPlace() = %v after the starts", got)
+	}
+	for _, name := range []string{"delta", "iota", "xi"} {
+		if v := h.vm(name); v.GetState() != apiv1.VmState_VM_STATE_PENDING {
+			t.Fatalf("%s after start: %v", name, v)
+		}
+	}
+	// The state restored from a snapshot lists the same.
+	r, err := state.Restore(mustSnapshot(t, h.s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !protoSliceEqual(r.VmsToPlace(), h.s.VmsToPlace()) {
+		t.Fatalf("restored VmsToPlace() = %v, want %v", vmNames(r.VmsToPlace()), vmNames(h.s.VmsToPlace()))
+	}
+	for id := uint64(1); id <= 3; id++ {
+		if !protoSliceEqual(r.VmsOn(id), h.s.VmsOn(id)) {
+			t.Fatalf("restored VmsOn(%d) = %v, want %v", id, vmNames(r.VmsOn(id)), vmNames(h.s.VmsOn(id)))
+		}
+	}
+}
+
+// TestVmsToPlaceFollowsRestartPolicy: a VM wanted running that runs nowhere
+// waits for a node when it is pending, when it failed or its node was lost
+// and its policy is always or on-failure (the default), or when it stopped
+// on its own and its policy is always. A user's start makes any of them
+// pending, so waiting.
+func TestVmsToPlaceFollowsRestartPolicy(t *testing.T) {
+	const (
+		unspecified = apiv1.RestartPolicy_RESTART_POLICY_UNSPECIFIED
+		never       = apiv1.RestartPolicy_RESTART_POLICY_NEVER
+		onFailure   = apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE
+		always      = apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
+		running     = apiv1.VmState_VM_STATE_RUNNING
+	)
+	ends := []struct {
+		name string
+		end  func(h *harness)
+		// listed: the policies under which the VM waits for a node after.
+		listed []apiv1.RestartPolicy
+	}{
+		{"pending", func(*harness) {}, []apiv1.RestartPolicy{unspecified, never, onFailure, always}},
+		{"failed", func(h *harness) {
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_FAILED))
+		}, []apiv1.RestartPolicy{unspecified, onFailure, always}},
+		{"failed while starting", func(h *harness) {
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STARTING))
+			h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_FAILED))
+		}, []apiv1.RestartPolicy{unspecified, onFailure, always}},
+		{"lost", func(h *harness) {
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+			h.s = restoreWith(h.t, h.s, func(snap *apiv1.StateSnapshot) { snap.Vms[0].State = apiv1.VmState_VM_STATE_LOST })
+		}, []apiv1.RestartPolicy{unspecified, onFailure, always}},
+		{"stopped on its own", func(h *harness) {
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+			h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
+		}, []apiv1.RestartPolicy{always}},
+		{"stopped by the user", func(h *harness) {
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+			h.ok(stopVm("web"))
+			h.ok(h.report("web", 1, apiv1.VmState_VM_STATE_STOPPED))
+		}, nil},
+		{"running", func(h *harness) {
+			h.ok(h.assign("web", 1))
+			h.ok(h.report("web", 1, running))
+		}, nil},
+	}
+	for _, end := range ends {
+		for _, policy := range []apiv1.RestartPolicy{unspecified, never, onFailure, always} {
+			t.Run(end.name+"/"+policy.String(), func(t *testing.T) {
+				h := newHarness(t)
+				h.ok(registerNode(1, 8, 8192, nil))
+				spec := vmSpec(1, 512)
+				spec.RestartPolicy = policy
+				h.ok(createVm("web", spec, true))
+				end.end(h)
+				want := slices.Contains(end.listed, policy)
+				listed := func(s *state.State) bool {
+					got := s.VmsToPlace()
+					return len(got) == 1 && got[0].GetName() == "web"
+				}
+				if got := listed(h.s); got != want {
+					t.Fatalf("VM %v listed to place: %v, want %v", h.vm("web"), got, want)
+				}
+				if len(h.s.VmsToPlace()) > 1 {
+					t.Fatalf("VmsToPlace() = %v", vmNames(h.s.VmsToPlace()))
+				}
+				r, err := state.Restore(mustSnapshot(t, h.s))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := listed(r); got != want {
+					t.Fatalf("restored: VM listed to place: %v, want %v", got, want)
+				}
+				if want {
+					// What is listed can be placed.
+					h.ok(h.assign("web", 1))
+					return
+				}
+				if v := h.vm("web"); v.GetState() == running {
+					return
+				}
+				// A user's start makes it wait for a node after all.
+				h.ok(startVm("web"))
+				if !listed(h.s) || h.vm("web").GetState() != apiv1.VmState_VM_STATE_PENDING {
+					t.Fatalf("after start: VM %v, VmsToPlace() = %v", h.vm("web"), vmNames(h.s.VmsToPlace()))
+				}
+				h.ok(h.assign("web", 1))
+				if h.vm("web").GetRestarts() != 0 {
+					t.Fatalf("a user's start counted as a restart: %v", h.vm("web"))
+				}
+			})
+		}
 	}
 }
 
@@ -1051,7 +1240,7 @@ func TestCanPlace(t *testing.T) {
 	}
 	h.leave([]uint64{1, 2, 3, 4, 5}, 5)
 	h.ok(createVm("web", vmSpec(2, 1024), true))
-	h.ok(assignVm("web", 1, 0)) // node 1 has 2 vCPUs and 3072 MiB free
+	h.ok(h.assign("web", 1)) // node 1 has 2 vCPUs and 3072 MiB free
 	h.s = restoreWith(t, h.s, func(snap *apiv1.StateSnapshot) {
 		snap.Nodes[2].Status = apiv1.NodeStatus_NODE_STATUS_DOWN
 		snap.Nodes[3].Drain = true
@@ -1093,11 +1282,387 @@ func TestCanPlace(t *testing.T) {
 			} else {
 				wantErr(t, err, tc.code, "node_id")
 			}
+			// Nothing reserved, or an empty reservation, is CanPlace.
+			for _, reserved := range []*apiv1.Resources{nil, {}} {
+				if d := sameErr(err, h.s.CanPlaceWith(tc.node, tc.image, tc.need, reserved)); d != "" {
+					t.Fatalf("CanPlace and CanPlaceWith(reserved %v) differ: %s", reserved, d)
+				}
+			}
 			if !before.equal(keyOf(t, h.s)) {
 				t.Fatal("CanPlace changed the state")
 			}
 		})
 	}
+
+	// What a placer has reserved on a node counts as taken. Node 1 has 2
+	// vCPUs, 3072 MiB and all its 100,000 MiB of disk free.
+	withReserved := []struct {
+		name     string
+		node     uint64
+		need     *apiv1.Resources
+		reserved *apiv1.Resources
+		code     apiv1.ErrorCode // 0: nil
+	}{
+		{"the reserved vCPUs and the need fill the node", 1, res(1, 512, 0), res(1, 0, 0), 0},
+		{"reserved vCPUs push the need over", 1, res(2, 512, 0), res(1, 0, 0), codeExhausted},
+		{"the reserved memory and the need fill the node", 1, res(1, 1024, 0), res(0, 2048, 0), 0},
+		{"reserved memory pushes the need over", 1, res(1, 1025, 0), res(0, 2048, 0), codeExhausted},
+		{"the reserved disk and the need fill the node", 1, res(1, 512, 50000), res(0, 0, 50000), 0},
+		{"reserved disk pushes the need over", 1, res(1, 512, 50001), res(0, 0, 50000), codeExhausted},
+		{"reserved disk does not matter to a need of none", 1, res(1, 512, 0), res(0, 0, 100000), 0},
+		{"a reservation beyond the free room", 1, res(1, 64, 0), res(5, 0, 0), codeExhausted},
+		{"all three reserved, the need fitting exactly", 1, res(1, 1024, 1), res(1, 2048, 99999), 0},
+		{"a reservation on a draining node", 4, res(1, 512, 0), res(1, 0, 0), codePrecond},
+		{"a reservation on a node without the image", 2, res(1, 512, 0), nil, codePrecond},
+	}
+	for _, tc := range withReserved {
+		t.Run("reserved/"+tc.name, func(t *testing.T) {
+			before := keyOf(t, h.s)
+			err := h.s.CanPlaceWith(tc.node, "default", tc.need, tc.reserved)
+			if tc.code == 0 {
+				if err != nil {
+					t.Fatalf("CanPlaceWith = %v, want nil", err)
+				}
+			} else {
+				wantErr(t, err, tc.code, "node_id")
+			}
+			if !before.equal(keyOf(t, h.s)) {
+				t.Fatal("CanPlaceWith changed the state")
+			}
+		})
+	}
+}
+
+// canPlaceVmFixture builds the cluster of the CanPlaceVm tests:
+//
+//	nodes 1 zone=a; 2 zone=b; 3 zone=a, alpine only; 4 zone=a, its
+//	ubuntu needing 1024 MiB; 5 zone=a rack=r1; 6 draining; 7 down; 8 left.
+//	All 8 vCPUs and 8192 MiB.
+//	VMs of anti-affinity group "web": web-1 running on node 1 (2 vCPUs,
+//	1024 MiB), web-f failed on node 2, web-s stopping on node 5.
+//	A task on node 1 (1 vCPU, 256 MiB): node 1 has 5 vCPUs and 6912 MiB
+//	free.
+//	Waiting to be placed (1 vCPU, 512 MiB but wide): web-new (group
+//	"web"), db (group "db"), zoned-b (zone=b), racked (zone=a, rack=r1),
+//	small, wide (4 vCPUs, 4096 MiB). Not wanted running: cold.
+func canPlaceVmFixture(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.membership([]uint64{1, 2, 3, 4, 5, 6, 7, 8}, nil)
+	zoned := func(id uint64, labels map[string]string, imgs ...*apiv1.ImageInfo) *apiv1.Command {
+		c := registerNode(id, 8, 8192, labels)
+		if imgs != nil {
+			c.GetRegisterNode().Images = imgs
+		}
+		return c
+	}
+	zoneA := map[string]string{"zone": "a"}
+	h.ok(zoned(1, zoneA))
+	h.ok(zoned(2, map[string]string{"zone": "b"}))
+	h.ok(zoned(3, zoneA, image("alpine-3.20", 64)))
+	h.ok(zoned(4, zoneA, image("ubuntu-24.04", 1024)))
+	h.ok(zoned(5, map[string]string{"zone": "a", "rack": "r1"}))
+	for id := uint64(6); id <= 8; id++ {
+		h.ok(zoned(id, zoneA))
+	}
+	h.membership([]uint64{1, 2, 3, 4, 5, 6, 7}, nil) // 8 leaves
+
+	vm := func(name string, vcpus uint32, mem uint64, group string, constraints map[string]string) {
+		spec := vmSpec(vcpus, mem)
+		spec.AntiAffinityGroup = group
+		spec.Constraints = constraints
+		h.ok(createVm(name, spec, true))
+	}
+	vm("web-1", 2, 1024, "web", nil)
+	h.ok(h.assign("web-1", 1))
+	h.ok(h.report("web-1", 1, apiv1.VmState_VM_STATE_RUNNING))
+	vm("web-f", 1, 512, "web", nil)
+	h.ok(h.assign("web-f", 2))
+	h.ok(h.report("web-f", 2, apiv1.VmState_VM_STATE_FAILED))
+	vm("web-s", 1, 512, "web", nil)
+	h.ok(h.assign("web-s", 5))
+	h.ok(h.report("web-s", 5, apiv1.VmState_VM_STATE_RUNNING))
+	h.ok(stopVm("web-s"))
+	task := h.submit(taskSpec("make", 1, 256))
+	h.ok(assignTask(task, 1))
+
+	vm("web-new", 1, 512, "web", nil)
+	vm("db", 1, 512, "db", nil)
+	vm("zoned-b", 1, 512, "", map[string]string{"zone": "b"})
+	vm("racked", 1, 512, "", map[string]string{"zone": "a", "rack": "r1"})
+	vm("small", 1, 512, "", nil)
+	vm("wide", 4, 4096, "", nil)
+	h.ok(createVm("cold", vmSpec(1, 512), false))
+
+	h.s = restoreWith(t, h.s, func(snap *apiv1.StateSnapshot) {
+		for _, n := range snap.Nodes {
+			switch n.Id {
+			case 6:
+				n.Drain = true
+			case 7:
+				n.Status = apiv1.NodeStatus_NODE_STATUS_DOWN
+			}
+		}
+	})
+	if got := vmNames(h.s.VmsToPlace()); strings.Join(got, ",") != "db,racked,small,web-f,web-new,wide,zoned-b" {
+		t.Fatalf("fixture: VmsToPlace() = %v", got)
+	}
+	if got := h.s.Allocated(1); got.GetVcpus() != 3 || got.GetMemoryMib() != 1280 {
+		t.Fatalf("fixture: node 1 allocated %v", got)
+	}
+	return h
+}
+
+func TestCanPlaceVm(t *testing.T) {
+	h := canPlaceVmFixture(t)
+	res := func(vcpus uint32, mem, disk uint64) *apiv1.Resources {
+		return &apiv1.Resources{Vcpus: vcpus, MemoryMib: mem, DiskMib: disk}
+	}
+	tests := []struct {
+		name     string
+		vm       string
+		node     uint64
+		reserved *apiv1.Resources
+		code     apiv1.ErrorCode // 0: nil
+		field    string
+	}{
+		{"fits", "small", 1, nil, 0, ""},
+		{"unknown VM", "nope", 1, nil, codeNotFound, "name"},
+		{"unknown node", "small", 99, nil, codeNotFound, "node_id"},
+		{"node 0", "small", 0, nil, codeNotFound, "node_id"},
+		{"draining node", "small", 6, nil, codePrecond, "node_id"},
+		{"down node", "small", 7, nil, codePrecond, "node_id"},
+		{"left node", "small", 8, nil, codePrecond, "node_id"},
+
+		// The image, and its minimum memory on that node.
+		{"node without the image", "small", 3, nil, codePrecond, "node_id"},
+		{"node whose image needs more memory", "small", 4, nil, codePrecond, "node_id"},
+
+		// Label constraints.
+		{"constraint met", "zoned-b", 2, nil, 0, ""},
+		{"constraint not met", "zoned-b", 1, nil, codePrecond, "node_id"},
+		{"both constraints met", "racked", 5, nil, 0, ""},
+		{"one of two constraints met", "racked", 1, nil, codePrecond, "node_id"},
+		{"constraints met but the image is missing", "racked", 3, nil, codePrecond, "node_id"},
+
+		// Anti-affinity: only the VMs that hold the node count.
+		{"node running a VM of the group", "web-new", 1, nil, codePrecond, "node_id"},
+		{"node where a VM of the group is stopping", "web-new", 5, nil, codePrecond, "node_id"},
+		{"node where a VM of the group failed", "web-new", 2, nil, 0, ""},
+		{"node running a VM of the group: the failed one of the group", "web-f", 1, nil, codePrecond, "node_id"},
+		{"the failed VM back on its own node", "web-f", 2, nil, 0, ""},
+		{"node running a VM of another group", "db", 1, nil, 0, ""},
+
+		// Capacity, with what a placer reserved: node 1 has 5 vCPUs and
+		// 6912 MiB free.
+		{"wide fits", "wide", 1, nil, 0, ""},
+		{"wide fits with an empty reservation", "wide", 1, res(0, 0, 0), 0, ""},
+		{"reserved vCPUs fill the node exactly", "wide", 1, res(1, 0, 0), 0, ""},
+		{"reserved vCPUs push it over", "wide", 1, res(2, 0, 0), codeExhausted, "node_id"},
+		{"reserved memory fills the node exactly", "wide", 1, res(0, 2816, 0), 0, ""},
+		{"reserved memory pushes it over", "wide", 1, res(0, 2817, 0), codeExhausted, "node_id"},
+		{"reserved vCPUs and memory fill the node exactly", "wide", 1, res(1, 2816, 0), 0, ""},
+		{"reserved disk does not matter to a VM", "wide", 1, res(0, 0, 1<<30), 0, ""},
+		{"a reservation does not excuse a constraint", "zoned-b", 1, res(0, 0, 0), codePrecond, "node_id"},
+		{"reserved beyond the node", "small", 2, res(9, 0, 0), codeExhausted, "node_id"},
+
+		// Not the VM's state or generation: those are the assignment's.
+		{"a VM not wanted running", "cold", 1, nil, 0, ""},
+		{"a running VM on another node", "web-1", 2, nil, 0, ""},
+		{"a running VM on its own node is not its own rival", "web-1", 1, nil, 0, ""},
+	}
+	restored, err := state.Restore(mustSnapshot(t, h.s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := map[string]bool{}
+	for _, v := range h.s.VmsToPlace() {
+		waiting[v.GetName()] = true
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := keyOf(t, h.s)
+			err := h.s.CanPlaceVm(tc.node, tc.vm, tc.reserved)
+			if tc.code == 0 {
+				if err != nil { // an untyped nil, not a nil *state.Error
+					t.Fatalf("CanPlaceVm(%d, %q, %v) = %v, want nil", tc.node, tc.vm, tc.reserved, err)
+				}
+			} else {
+				wantErr(t, err, tc.code, tc.field)
+			}
+			if !before.equal(keyOf(t, h.s)) {
+				t.Fatal("CanPlaceVm changed the state")
+			}
+			// A state restored from a snapshot files its VMs afresh and
+			// answers the same.
+			if d := sameErr(err, restored.CanPlaceVm(tc.node, tc.vm, tc.reserved)); d != "" {
+				t.Fatalf("restored state answers otherwise: %s", d)
+			}
+			// For a VM waiting to be placed, with nothing reserved, it is
+			// what the assignment would meet.
+			if waiting[tc.vm] && tc.reserved == nil {
+				if d := sameErr(err, h.s.Check(h.assign(tc.vm, tc.node))); d != "" {
+					t.Fatalf("CanPlaceVm and Check(AssignVm) disagree: %s", d)
+				}
+			}
+		})
+	}
+	// What CanPlaceVm ignores, the assignment does not.
+	wantErr(t, h.s.Check(h.assign("cold", 1)), codePrecond, "name")
+	wantErr(t, h.s.Check(h.assign("web-1", 2)), codePrecond, "name")
+}
+
+// agreeWithAssign checks that, for every VM waiting to be placed and every
+// node, CanPlaceVm with nothing reserved refuses exactly what Check of an
+// assignment at the VM's generation refuses, with the same error; and that
+// for every other VM the assignment is refused for the VM's sake.
+func agreeWithAssign(t *testing.T, h *harness) (accepted int) {
+	t.Helper()
+	waiting := map[string]bool{}
+	for _, v := range h.s.VmsToPlace() {
+		waiting[v.GetName()] = true
+	}
+	for _, v := range h.s.Vms(0) {
+		for id := uint64(0); id <= 9; id++ {
+			placeErr := h.s.CanPlaceVm(id, v.GetName(), nil)
+			checkErr := h.s.Check(assignVm(v.GetName(), id, v.GetGeneration()))
+			if !waiting[v.GetName()] {
+				if v.GetDesiredState() != apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING || holds(v.GetState()) {
+					wantErr(t, checkErr, codePrecond, "name")
+				}
+				continue
+			}
+			if d := sameErr(placeErr, checkErr); d != "" {
+				t.Fatalf("VM %q on node %d: CanPlaceVm and Check(AssignVm) disagree: %s", v.GetName(), id, d)
+			}
+			if placeErr == nil {
+				accepted++
+			}
+		}
+	}
+	return accepted
+}
+
+func TestCanPlaceVmAgreesWithAssign(t *testing.T) {
+	h := canPlaceVmFixture(t)
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{"as built", func() {}},
+		{"web-1 fails: node 1 is free of the group", func() { h.ok(h.report("web-1", 1, apiv1.VmState_VM_STATE_FAILED)) }},
+		{"web-new placed on node 1", func() { h.ok(h.assign("web-new", 1)) }},
+		{"web-s stopped: node 5 is free of the group", func() { h.ok(h.report("web-s", 5, apiv1.VmState_VM_STATE_STOPPED)) }},
+		{"web-f back on node 2", func() { h.ok(h.assign("web-f", 2)) }},
+		{"wide placed on node 2", func() { h.ok(h.assign("wide", 2)) }},
+		{"node 6 no longer draining, node 4 offering a smaller ubuntu", func() {
+			h.s = restoreWith(t, h.s, func(snap *apiv1.StateSnapshot) {
+				for _, n := range snap.Nodes {
+					switch n.Id {
+					case 6:
+						n.Drain = false
+					case 4:
+						n.Images = []*apiv1.ImageInfo{image("ubuntu-24.04", 64)}
+					}
+				}
+			})
+		}},
+		{"web-s started again", func() { h.ok(startVm("web-s")) }},
+	}
+	total := 0
+	for _, st := range steps {
+		st.do()
+		n := agreeWithAssign(t, h)
+		t.Logf("%s: %d placements possible", st.name, n)
+		total += n
+	}
+	if total == 0 {
+		t.Fatal("no placement was ever possible: the agreement says nothing")
+	}
+	// web-new now runs on node 1: web-s, waiting again, may not go there,
+	// nor to node 2 where web-f is; web-1 (failed) may go nowhere the group
+	// runs.
+	wantErr(t, h.s.CanPlaceVm(1, "web-s", nil), codePrecond, "node_id")
+	wantErr(t, h.s.CanPlaceVm(2, "web-s", nil), codePrecond, "node_id")
+	if err := h.s.CanPlaceVm(5, "web-s", nil); err != nil {
+		t.Fatalf("CanPlaceVm(5, web-s) = %v", err)
+	}
+}
+
+// TestAntiAffinityFollowsWhatHoldsTheNode: a VM of the group keeps the
+// node from the others while it holds resources there (scheduled,
+// starting, running, stopping, being deleted) and no longer once it
+// failed, stopped or is gone, through every way there.
+func TestAntiAffinityFollowsWhatHoldsTheNode(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 8, 8192, nil))
+	h.ok(registerNode(2, 8, 8192, nil))
+	group := func(name string) {
+		spec := vmSpec(1, 512)
+		spec.AntiAffinityGroup = "g"
+		spec.RestartPolicy = apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
+		h.ok(createVm(name, spec, true))
+	}
+	group("a")
+	group("b")
+	blocked := func(want bool) {
+		t.Helper()
+		err := h.s.CanPlaceVm(1, "b", nil)
+		checkErr := h.s.Check(h.assign("b", 1))
+		if d := sameErr(err, checkErr); d != "" {
+			t.Fatalf("CanPlaceVm and Check disagree: %s", d)
+		}
+		r, rerr := state.Restore(mustSnapshot(t, h.s))
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		if d := sameErr(err, r.CanPlaceVm(1, "b", nil)); d != "" {
+			t.Fatalf("restored state answers otherwise: %s", d)
+		}
+		switch {
+		case want:
+			wantErr(t, err, codePrecond, "node_id")
+		case err != nil:
+			t.Fatalf("a: %v; CanPlaceVm(1, b) = %v, want nil", h.vm("a").GetState(), err)
+		}
+	}
+	blocked(false) // a pending
+	h.ok(h.assign("a", 1))
+	blocked(true) // scheduled
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_STARTING))
+	blocked(true)
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_RUNNING))
+	blocked(true)
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_FAILED))
+	blocked(false) // failed: holds nothing, though it names node 1
+	if h.vm("a").GetNodeId() != 1 {
+		t.Fatalf("failed VM %v no longer names its node", h.vm("a"))
+	}
+	h.ok(h.assign("a", 1))
+	blocked(true)
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_RUNNING))
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_STOPPED))
+	blocked(false) // stopped on its own
+	h.ok(h.assign("a", 1))
+	h.ok(stopVm("a"))
+	blocked(true) // stopping
+	h.ok(startVm("a"))
+	blocked(true) // stopping, wanted running
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_STOPPED))
+	blocked(false) // pending again
+	h.ok(h.assign("a", 1))
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_RUNNING))
+	h.ok(deleteVm("a"))
+	blocked(true) // being deleted: stopping
+	h.ok(h.report("a", 1, apiv1.VmState_VM_STATE_STOPPED))
+	blocked(false) // gone
+	// Another node is never blocked by a VM on node 1.
+	group("c")
+	h.ok(h.assign("c", 1))
+	if err := h.s.CanPlaceVm(2, "b", nil); err != nil {
+		t.Fatalf("CanPlaceVm(2, b) = %v", err)
+	}
+	blocked(true)
 }
 
 func TestVmNeedsImageOfAndValidImageName(t *testing.T) {

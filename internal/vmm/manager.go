@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -191,6 +193,18 @@ func (m *Manager) ConsolePath(name string) string {
 func (m *Manager) Events() <-chan Status { return m.events.out }
 
 // Status returns the latest status of the VM name, if the manager knows it.
+// List returns the latest status of every VM this manager knows (started
+// or recovered), sorted by name.
+func (m *Manager) List() []Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Status, 0, len(m.vms))
+	for _, name := range slices.Sorted(maps.Keys(m.vms)) {
+		out = append(out, m.vms[name].status)
+	}
+	return out
+}
+
 func (m *Manager) Status(name string) (Status, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
