@@ -181,16 +181,24 @@ func TestVMLifecycle(t *testing.T) {
 // TestVMRestartPolicies: QEMU killed by hand fails the VM; with --restart
 // always it runs again (a new QEMU), with --restart never it stays failed.
 func TestVMRestartPolicies(t *testing.T) {
-	c := startCluster(t, 1)
+	for _, size := range []int{1, 3} {
+		t.Run(fmt.Sprintf("nodes=%d", size), func(t *testing.T) { testVMRestartPolicies(t, size) })
+	}
+}
+
+func testVMRestartPolicies(t *testing.T, size int) {
+	c := startCluster(t, size)
 	addrs := strings.Join(c.addrs(), ",")
-	n := c.node(1)
 	mustCLI(t, addrs, "vm", "create", "keep", "--vcpus", "1", "--memory", "128", "--restart", "always")
 	mustCLI(t, addrs, "vm", "create", "once", "--vcpus", "1", "--memory", "128", "--restart", "never")
-	awaitVm(t, c, "keep", "running", isState(apiv1.VmState_VM_STATE_RUNNING))
-	awaitVm(t, c, "once", "running", isState(apiv1.VmState_VM_STATE_RUNNING))
+	host := map[string]*node{}
+	for _, name := range []string{"keep", "once"} {
+		v := awaitVm(t, c, name, "running", isState(apiv1.VmState_VM_STATE_RUNNING))
+		host[name] = c.node(v.GetNodeId())
+	}
 
 	for _, name := range []string{"keep", "once"} {
-		pid := vmStatus(t, n, name).QEMUPid
+		pid := vmStatus(t, host[name], name).QEMUPid
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill QEMU %d of %s: %v", pid, name, err)
 		}
@@ -209,7 +217,7 @@ func TestVMRestartPolicies(t *testing.T) {
 	if !failed {
 		t.Fatalf("keep's events show no failure: %v", keep.GetEvents())
 	}
-	if pid := vmStatus(t, n, "keep").QEMUPid; !processAlive(pid) {
+	if pid := vmStatus(t, c.node(keep.GetNodeId()), "keep").QEMUPid; !processAlive(pid) {
 		t.Fatalf("keep runs again, but its QEMU %d does not", pid)
 	}
 	if v, _ := vmOf(t, c, "once"); v.GetState() != apiv1.VmState_VM_STATE_FAILED || v.GetRestarts() != 0 {
@@ -220,7 +228,13 @@ func TestVMRestartPolicies(t *testing.T) {
 // TestTasks: a task's command runs in its own VM; its output and exit code
 // come back; a task over its timeout is killed and fails with "timeout".
 func TestTasks(t *testing.T) {
-	c := startCluster(t, 1)
+	for _, size := range []int{1, 3} {
+		t.Run(fmt.Sprintf("nodes=%d", size), func(t *testing.T) { testTasks(t, size) })
+	}
+}
+
+func testTasks(t *testing.T, size int) {
+	c := startCluster(t, size)
 	addrs := strings.Join(c.addrs(), ",")
 
 	res := runCLI(t, addrs, "task", "submit", "--wait", "--", "sh", "-c", "echo hello; exit 3")
