@@ -27,6 +27,7 @@ import (
 	"github.com/blixard/blixard/client"
 	"github.com/blixard/blixard/internal/guest/wire"
 	"github.com/blixard/blixard/internal/image"
+	"github.com/blixard/blixard/internal/vmm"
 )
 
 const (
@@ -451,7 +452,7 @@ func (b *bencher) createRun(ctx context.Context, name string, learn bool) (time.
 // orchestrator's on everything that matters for the boot.
 func (b *bencher) learnQEMU(vmDir string) error {
 	var argv []string
-	for _, pid := range pidsNaming(vmDir) {
+	for _, pid := range vmm.ProcessesNaming(vmDir) {
 		a := procArgs(pid)
 		if len(a) > 0 && filepath.Base(a[0]) == qemuBinary {
 			argv = a
@@ -706,7 +707,7 @@ func (b *bencher) taskRun(ctx context.Context) (time.Duration, error) {
 // with no VM left running.
 func (b *bencher) waitQuiet(ctx context.Context, dir, what string) error {
 	for {
-		pids := pidsNaming(dir)
+		pids := vmm.ProcessesNaming(dir)
 		if len(pids) == 0 {
 			return nil
 		}
@@ -850,50 +851,6 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// namesPath reports whether a NUL-separated command line names path: path
-// followed by the end of an argument, a '/' or a ','.
-func namesPath(cmdline []byte, path string) bool {
-	p := []byte(path)
-	for i := 0; ; {
-		j := bytes.Index(cmdline[i:], p)
-		if j < 0 {
-			return false
-		}
-		end := i + j + len(p)
-		if end == len(cmdline) || cmdline[end] == 0 || cmdline[end] == '/' || cmdline[end] == ',' {
-			return true
-		}
-		i = i + j + 1
-	}
-}
-
-// pidsNaming lists the live processes (not zombies) whose command line
-// names dir.
-func pidsNaming(dir string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !namesPath(cmdline, dir) {
-			continue
-		}
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(st, ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
 // procArgs is a process's argv.
 func procArgs(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -908,7 +865,7 @@ func procArgs(pid int) []string {
 func killNaming(dir string, timeout time.Duration) []int {
 	deadline := time.Now().Add(timeout)
 	for {
-		pids := pidsNaming(dir)
+		pids := vmm.ProcessesNaming(dir)
 		if len(pids) == 0 || time.Now().After(deadline) {
 			return pids
 		}

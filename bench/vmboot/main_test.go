@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"strings"
 	"testing"
 	"time"
 )
@@ -53,17 +52,6 @@ func TestSummarize(t *testing.T) {
 	}
 	if s := summarize([]time.Duration{7}); s.p50 != 7 || s.p99 != 7 {
 		t.Fatalf("one run: %+v", s)
-	}
-}
-
-func TestNamesPath(t *testing.T) {
-	cmd := []byte(strings.Join([]string{"qemu", "-kernel", "/tmp/vmboot-12/n1/images/x", "-chardev", "socket,path=/tmp/vmboot-3,server=on", "/tmp/vmboot-4"}, "\x00"))
-	for dir, want := range map[string]bool{
-		"/tmp/vmboot-12": true, "/tmp/vmboot-1": false, "/tmp/vmboot-3": true, "/tmp/vmboot-4": true, "/tmp/vmboot-5": false,
-	} {
-		if got := namesPath(cmd, dir); got != want {
-			t.Errorf("namesPath(%q) = %v, want %v", dir, got, want)
-		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
+	"github.com/blixard/blixard/internal/vmm"
 )
 
 // devFormTimeout bounds the wait for a dev cluster to elect a leader and
@@ -399,26 +399,13 @@ func stopDevVMs(errOut io.Writer, dataDir string) {
 	if err != nil {
 		return
 	}
-	needle := []byte(abs + string(filepath.Separator))
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	var killed []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, needle) {
-			continue
-		}
+	var killed int
+	for _, pid := range vmm.ProcessesNaming(abs + string(filepath.Separator)) {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed = append(killed, pid)
+			killed++
 		}
 	}
-	if len(killed) > 0 {
-		fmt.Fprintf(errOut, "stopped %d VM processes (supervisors and QEMU)\n", len(killed))
+	if killed > 0 {
+		fmt.Fprintf(errOut, "stopped %d VM processes (supervisors and QEMU)\n", killed)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
+	"github.com/blixard/blixard/internal/vmm"
 )
 
 // Deadlines of the waits. They are generous: two cores run three or four
@@ -695,7 +696,7 @@ func killNaming(t *testing.T, dir string) {
 	t.Helper()
 	deadline := time.Now().Add(exitTimeout)
 	for {
-		pids := pidsNaming(dir)
+		pids := vmm.ProcessesNaming(dir)
 		if len(pids) == 0 {
 			return
 		}
@@ -708,30 +709,4 @@ func killNaming(t *testing.T, dir string) {
 		}
 		time.Sleep(pollEvery)
 	}
-}
-
-// pidsNaming lists the live processes whose command line names dir.
-func pidsNaming(dir string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
-			continue
-		}
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(st, ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
-				continue // a zombie: dead, waiting for its parent
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
 }

@@ -301,7 +301,7 @@ func TestWorkloadBadInput(t *testing.T) {
 	if err != nil || len(tasks.GetTasks()) != 0 {
 		t.Fatalf("after refusals: %v, tasks %v", err, tasks.GetTasks())
 	}
-	for _, pid := range pidsNaming(c.node(1).dir) {
+	for _, pid := range vmm.ProcessesNaming(c.node(1).dir) {
 		if pid != c.node(1).pid() {
 			t.Fatalf("process %d runs for the node's data directory after refusals only", pid)
 		}

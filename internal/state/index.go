@@ -35,16 +35,32 @@ func newIndex() index {
 	}
 }
 
+// file puts key in node's set of on, and notes in where that it is there.
+func file[K comparable](on map[uint64]map[K]struct{}, where map[K]uint64, node uint64, key K) {
+	if on[node] == nil {
+		on[node] = map[K]struct{}{}
+	}
+	on[node][key] = struct{}{}
+	where[key] = node
+}
+
+// unfile takes key out of whichever node's set of on holds it.
+func unfile[K comparable](on map[uint64]map[K]struct{}, where map[K]uint64, key K) {
+	node, ok := where[key]
+	if !ok {
+		return
+	}
+	delete(on[node], key)
+	if len(on[node]) == 0 {
+		delete(on, node)
+	}
+	delete(where, key)
+}
+
 // indexVm files VM name as its record (or its absence) now says.
 func (s *State) indexVm(name string) {
 	ix := &s.ix
-	if node, ok := ix.vmNode[name]; ok {
-		delete(ix.vmsOn[node], name)
-		if len(ix.vmsOn[node]) == 0 {
-			delete(ix.vmsOn, node)
-		}
-		delete(ix.vmNode, name)
-	}
+	unfile(ix.vmsOn, ix.vmNode, name)
 	delete(ix.toPlace, name)
 	v, ok := s.vms[name]
 	if !ok {
@@ -52,12 +68,7 @@ func (s *State) indexVm(name string) {
 	}
 	switch {
 	case holdsResources(v.GetState()):
-		node := v.GetNodeId()
-		if ix.vmsOn[node] == nil {
-			ix.vmsOn[node] = map[string]struct{}{}
-		}
-		ix.vmsOn[node][name] = struct{}{}
-		ix.vmNode[name] = node
+		file(ix.vmsOn, ix.vmNode, v.GetNodeId(), name)
 	case v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && placeable(v):
 		ix.toPlace[name] = struct{}{}
 	}
@@ -83,13 +94,7 @@ func placeable(v *apiv1.Vm) bool {
 // indexTask files task id as its record now says.
 func (s *State) indexTask(id uint64) {
 	ix := &s.ix
-	if node, ok := ix.taskNode[id]; ok {
-		delete(ix.tasksOn[node], id)
-		if len(ix.tasksOn[node]) == 0 {
-			delete(ix.tasksOn, node)
-		}
-		delete(ix.taskNode, id)
-	}
+	unfile(ix.tasksOn, ix.taskNode, id)
 	delete(ix.pending, id)
 	t, ok := s.tasks[id]
 	if !ok {
@@ -99,12 +104,7 @@ func (s *State) indexTask(id uint64) {
 	case t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING:
 		ix.pending[id] = struct{}{}
 	case taskHolds(t):
-		node := t.GetNodeId()
-		if ix.tasksOn[node] == nil {
-			ix.tasksOn[node] = map[uint64]struct{}{}
-		}
-		ix.tasksOn[node][id] = struct{}{}
-		ix.taskNode[id] = node
+		file(ix.tasksOn, ix.taskNode, t.GetNodeId(), id)
 	}
 }
 

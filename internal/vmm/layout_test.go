@@ -47,3 +47,19 @@ func TestUnixSocketInDeepDirectory(t *testing.T) {
 		t.Fatalf("read %q, %v", got, err)
 	}
 }
+
+func TestNamesPath(t *testing.T) {
+	args := []string{"qemu", "-kernel", "/tmp/vmboot-12/n1/images/x", "socket,path=/tmp/vmboot-3,server=on", "/tmp/vmboot-4"}
+	for dir, want := range map[string]bool{
+		"/tmp/vmboot-12": true, "/tmp/vmboot-12/": true, "/tmp/vmboot-1": false, "/tmp/vmboot-3": true,
+		"/tmp/vmboot-4": true, "/tmp/vmboot-5": false,
+	} {
+		got := false
+		for _, arg := range args {
+			got = got || namesPath([]byte(arg), dir)
+		}
+		if got != want {
+			t.Errorf("namesPath(%q) = %v, want %v", dir, got, want)
+		}
+	}
+}

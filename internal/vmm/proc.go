@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -50,11 +51,29 @@ func cmdlineNames(pid int, dir string) bool {
 		return false
 	}
 	for _, arg := range bytes.Split(data, []byte{0}) {
-		if bytes.Contains(arg, []byte(dir)) {
+		if namesPath(arg, dir) {
 			return true
 		}
 	}
 	return false
+}
+
+// namesPath reports whether arg holds path as a whole path: followed by
+// the end, a '/' or a ',' (QEMU's option lists), so that /d/vms/web is not
+// found in /d/vms/web-2.
+func namesPath(arg []byte, path string) bool {
+	path = strings.TrimSuffix(path, "/")
+	for i := 0; ; {
+		j := bytes.Index(arg[i:], []byte(path))
+		if j < 0 {
+			return false
+		}
+		end := i + j + len(path)
+		if end == len(arg) || arg[end] == '/' || arg[end] == ',' {
+			return true
+		}
+		i += j + 1
+	}
 }
 
 // killProcessGroup sends SIGKILL to the process group led by pid (the
@@ -103,4 +122,27 @@ func monoNow() int64 {
 // CLOCK_MONOTONIC instant.
 func monoAt(t time.Time) int64 {
 	return monoNow() + int64(time.Until(t))
+}
+
+// ProcessesNaming lists the live processes (not zombies), but the calling
+// one, whose command line names dir: the supervisors and hypervisors of the
+// VMs of a node whose data directory is (or is below) dir. VMs outlive
+// their node by design; this is how an operator's tool, a test or a local
+// dev cluster finds what is left of them.
+func ProcessesNaming(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if cmdlineNames(pid, dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
