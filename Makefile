@@ -4,9 +4,10 @@ GO ?= go
 
 # System packages the build and tests need, as Debian package names: QEMU runs
 # the microVMs, busybox-static and a Debian kernel make the guest image, xz
-# unpacks the kernel. `make deps` installs only the missing ones (apt-get
-# update once, then apt-get install) and skips apt entirely when none are.
-APT_PACKAGES := qemu-system-x86 busybox-static linux-image-amd64 xz-utils
+# unpacks the kernel, cpio checks the initramfs in a test. `make deps`
+# installs only the missing ones (apt-get update once, then apt-get install)
+# and skips apt entirely when none are.
+APT_PACKAGES := qemu-system-x86 busybox-static linux-image-amd64 xz-utils cpio
 
 # apt-get needs root; use sudo only when not already root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
