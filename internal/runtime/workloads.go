@@ -253,12 +253,33 @@ func (wl *workloads) do(ctx context.Context, a core.VMAction) {
 			log.Error("VM did not stop", "err", err)
 		}
 	case core.RemoveVM:
-		if err := wl.mgr.Remove(a.Name); err != nil && !errors.Is(err, vmm.ErrNotFound) {
-			log.Error("cannot remove the VM's files", "err", err)
-			return
+		// The agent has forgotten the VM: a removal that fails (its
+		// supervisor still exiting) is tried again here, a few times,
+		// unless something else for that name is queued behind it.
+		for attempt, wait := 1, 2*time.Second; ; attempt, wait = attempt+1, 2*wait {
+			err := wl.mgr.Remove(a.Name)
+			if err == nil || errors.Is(err, vmm.ErrNotFound) {
+				log.Info("removed the VM's files")
+				return
+			}
+			if attempt == 4 || wl.queued(a.Name) {
+				log.Error("cannot remove the VM's files; they stay", "dir", wl.mgr.Dir(a.Name), "err", err)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
-		log.Info("removed the VM's files")
 	}
+}
+
+// queued reports whether more actions wait for VM name.
+func (wl *workloads) queued(name string) bool {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	return len(wl.queues[name]) > 0
 }
 
 // spec makes the vmm spec of a StartVM: the image (built the first time),

@@ -79,14 +79,19 @@ func (s *vmService) StreamVmLogs(r *apiv1.StreamVmLogsRequest, stream grpc.Serve
 			from = br
 		}
 	}
-	return streamConsole(ctx, from, r.GetFollow(), func(b []byte) error {
+	// A followed log ends once the file is gone (the VM was deleted here).
+	gone := func() bool {
+		_, err := os.Stat(path)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	return streamConsole(ctx, from, r.GetFollow(), gone, func(b []byte) error {
 		return stream.Send(&apiv1.VmLogChunk{Data: b})
 	})
 }
 
 // streamConsole renders the console in f line by line to send, and with
-// follow waits for more until ctx ends.
-func streamConsole(ctx context.Context, f io.Reader, follow bool, send func([]byte) error) error {
+// follow waits for more until ctx ends or gone says the log is no more.
+func streamConsole(ctx context.Context, f io.Reader, follow bool, gone func() bool, send func([]byte) error) error {
 	br := bufio.NewReaderSize(f, 64<<10)
 	var (
 		out     []byte
@@ -122,7 +127,7 @@ func streamConsole(ctx context.Context, f io.Reader, follow bool, send func([]by
 		if err := flush(); err != nil {
 			return err
 		}
-		if !follow {
+		if !follow || gone() {
 			if len(partial) > 0 {
 				return send(RenderConsoleLine(partial))
 			}

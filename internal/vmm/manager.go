@@ -657,19 +657,35 @@ func (m *Manager) Remove(name string) error {
 		return fmt.Errorf("remove vm %q: %w", name, ErrNotFound)
 	}
 	dir := m.Dir(name)
+	running := func() error {
+		if e, ok := m.vms[name]; ok && !e.status.State.Final() {
+			return fmt.Errorf("remove vm %s: it is %s: stop it first", name, e.status.State)
+		}
+		return nil
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, ok := m.vms[name]; ok && !e.status.State.Final() {
-		return fmt.Errorf("remove vm %s: it is %s: stop it first", name, e.status.State)
+	err := running()
+	m.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	if pid, live := liveSupervisor(dir); live {
-		// A supervisor whose VM has ended exits at once: give it time.
+		// A supervisor whose VM has ended exits at once: give it time,
+		// without holding up the other VMs meanwhile.
 		ctx, cancel := context.WithTimeout(context.Background(), supervisorExitTimeout)
 		err := waitGone(ctx, pid)
 		cancel()
 		if st, serr := readStatus(dir); err != nil || serr != nil || !st.State.Final() {
 			return fmt.Errorf("remove vm %s: its supervisor (pid %d) still runs: stop it first", name, pid)
 		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := running(); err != nil {
+		return err // started again while we waited
+	}
+	if pid, live := liveSupervisor(dir); live {
+		return fmt.Errorf("remove vm %s: its supervisor (pid %d) runs: stop it first", name, pid)
 	}
 	if _, err := os.Stat(dir); err != nil {
 		delete(m.vms, name)
