@@ -265,7 +265,7 @@ func (n *Node) drive() error {
 			if n.wl != nil {
 				n.wl.carry(n.runCtx, rd.VMActions)
 			} else {
-				n.log.Error("asked to run VMs on a node without workloads", "actions", len(rd.VMActions))
+				n.refuseVMActions(rd.VMActions)
 			}
 		}
 		for _, r := range rd.Responses {
@@ -469,4 +469,25 @@ func (n *Node) ConsoleLog(name string) (string, error) {
 		return "", errors.New("this node runs no VMs (--no-workloads)")
 	}
 	return n.wl.consoleLog(name)
+}
+
+// refuseVMActions answers the agent of a node started with --no-workloads
+// that still holds VMs from an earlier run: nothing starts here (the VM
+// fails, and its restart policy places it anew), and nothing runs here to
+// stop.
+func (n *Node) refuseVMActions(actions []core.VMAction) {
+	for _, a := range actions {
+		r := core.VMReport{Name: a.Name, Generation: a.Generation}
+		switch a.Kind {
+		case core.StartVM:
+			r.State, r.Reason = apiv1.VmState_VM_STATE_FAILED, "this node runs no VMs (--no-workloads)"
+		case core.StopVM:
+			r.State, r.Reason = apiv1.VmState_VM_STATE_STOPPED, "this node runs no VMs (--no-workloads)"
+		default:
+			continue
+		}
+		n.log.Warn("refused a VM action: this node runs no VMs (--no-workloads)", "vm", a.Name, "action", a.Kind)
+		// After this Ready's Advance, as an event of its own.
+		go n.postWait(func() { n.core.ReportVM(r) })
+	}
 }
