@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -13,9 +14,21 @@ func TestEventQueueCoalesces(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go q.run(ctx)
-	// The runner may already hold a's first status, waiting to send it.
+	// The runner takes a's first status and waits to send it.
 	q.push(Status{Name: "a", State: StateStarting})
-	time.Sleep(10 * time.Millisecond)
+	taken := time.Now().Add(5 * time.Second)
+	for {
+		q.mu.Lock()
+		waiting := len(q.order)
+		q.mu.Unlock()
+		if waiting == 0 {
+			break
+		}
+		if time.Now().After(taken) {
+			t.Fatal("the runner never took the first status")
+		}
+		runtime.Gosched()
+	}
 	pushed := make(chan struct{})
 	go func() {
 		for range 1000 {
