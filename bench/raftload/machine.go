@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -10,28 +9,14 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/blixard/blixard/bench/hostinfo"
 )
 
 // describeMachine is one line about the machine: cores, CPU model, memory,
 // whether /dev/kvm exists, kernel, Go.
 func describeMachine() string {
-	model, procs := "unknown CPU", 0
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			k, v, ok := strings.Cut(sc.Text(), ":")
-			if !ok {
-				continue
-			}
-			switch strings.TrimSpace(k) {
-			case "processor":
-				procs++
-			case "model name":
-				model = strings.TrimSpace(v)
-			}
-		}
-		f.Close()
-	}
+	model, procs := hostinfo.CPUModel()
 	kvm := "no /dev/kvm"
 	if _, err := os.Stat("/dev/kvm"); err == nil {
 		kvm = "/dev/kvm present"
@@ -68,21 +53,8 @@ func fsType(dir string) string {
 	return fmt.Sprintf("file system magic %#x", st.Type)
 }
 
-// loadAvg is the 1-, 5- and 15-minute load averages.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func load1() float64 {
-	f := strings.Fields(loadAvg())
+	f := strings.Fields(hostinfo.LoadAvg())
 	if len(f) == 0 {
 		return 0
 	}

@@ -42,6 +42,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/blixard/blixard/bench/hostinfo"
 )
 
 type options struct {
@@ -195,7 +197,7 @@ func bench(ctx context.Context, o options) (err error) {
 	fmt.Printf("cluster: 3 voters on %s, leader %d, term %d\n", strings.Join(addrs, ","), status.GetLeaderId(), status.GetTerm())
 	fmt.Printf("load:    SubmitTask, /bin/echo with one %d-byte argument (%d bytes per request on the wire), warmup %s + %s per level\n",
 		o.payload, requestSize(o.payload), o.warmup, o.duration)
-	fmt.Printf("load avg before: %s\n", loadAvg())
+	fmt.Printf("load avg before: %s\n", hostinfo.LoadAvg())
 	fmt.Println()
 
 	var results []result
@@ -212,7 +214,7 @@ func bench(ctx context.Context, o options) (err error) {
 		}
 	}
 	printTable(os.Stdout, results)
-	fmt.Printf("\nload avg after: %s\n", loadAvg())
+	fmt.Printf("\nload avg after: %s\n", hostinfo.LoadAvg())
 	if failed {
 		return fmt.Errorf("writes failed beyond the tolerance (--max-errors %g)", o.maxErrors)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/bench/hostinfo"
 	"github.com/blixard/blixard/client"
 	"github.com/blixard/blixard/internal/guest/wire"
 	"github.com/blixard/blixard/internal/image"
@@ -161,7 +162,7 @@ func bench(ctx context.Context, o options) (err error) {
 
 	fmt.Printf("machine: %d CPUs, %s; %s\n", m.cpus, m.model, m.qemuVersion)
 	fmt.Printf("data:    %s\n", dir)
-	fmt.Printf("load avg before: %s\n", loadAvg())
+	fmt.Printf("load avg before: %s\n", hostinfo.LoadAvg())
 
 	addr, err := freeAddr()
 	if err != nil {
@@ -215,7 +216,7 @@ func bench(ctx context.Context, o options) (err error) {
 		task = append(task, d)
 		fmt.Printf("  round %*d/%d: bare %s, create→running %s, task %s\n", len(strconv.Itoa(o.runs)), i, o.runs, ms(bare[i-1]), ms(create[i-1]), ms(d))
 	}
-	fmt.Printf("load avg after: %s\n\n", loadAvg())
+	fmt.Printf("load avg after: %s\n\n", hostinfo.LoadAvg())
 
 	m.accel, m.guestKernel = b.accel, b.img.KernelRelease
 	printReport(os.Stdout, o, m, []row{
@@ -797,15 +798,8 @@ func ms(d time.Duration) string {
 }
 
 func describeMachine(ctx context.Context, qemu string) machine {
-	m := machine{cpus: runtime.NumCPU(), model: "unknown CPU", qemuVersion: qemuBinary + " (version unknown)"}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
+	m := machine{cpus: runtime.NumCPU(), qemuVersion: qemuBinary + " (version unknown)"}
+	m.model, _ = hostinfo.CPUModel()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, qemu, "--version").Output(); err == nil {
@@ -814,18 +808,6 @@ func describeMachine(ctx context.Context, qemu string) machine {
 		}
 	}
 	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // ---- processes and files ----
