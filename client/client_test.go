@@ -414,13 +414,15 @@ func TestEveryMethodReachesItsService(t *testing.T) {
 	must("JoinCluster", err)
 	_, err = c.LeaveCluster(ctx, &apiv1.LeaveClusterRequest{NodeId: 2})
 	must("LeaveCluster", err)
+	_, err = c.DrainNode(ctx, &apiv1.DrainNodeRequest{NodeId: 1, Drain: true})
+	must("DrainNode", err)
 	_, err = c.GetClusterStatus(ctx, &apiv1.GetClusterStatusRequest{})
 	must("GetClusterStatus", err)
 	_, err = c.HealthCheck(ctx, &apiv1.HealthCheckRequest{})
 	must("HealthCheck", err)
 
 	want := []string{"CreateVm", "StartVm", "StopVm", "GetVm", "ListVms", "DeleteVm", "SubmitTask", "GetTask",
-		"ListTasks", "CancelTask", "JoinCluster", "LeaveCluster", "GetClusterStatus", "HealthCheck"}
+		"ListTasks", "CancelTask", "JoinCluster", "LeaveCluster", "DrainNode", "GetClusterStatus", "HealthCheck"}
 	calls := n.Calls()
 	if len(calls) != len(want) {
 		t.Fatalf("node got %d calls, want %d", len(calls), len(want))

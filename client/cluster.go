@@ -34,6 +34,17 @@ func (c *Client) LeaveCluster(ctx context.Context, req *apiv1.LeaveClusterReques
 	})
 }
 
+// DrainNode drains a node (drain true: its VMs move to other nodes and
+// nothing new is placed on it; its tasks run to their end) or makes it
+// eligible again (drain false: nothing moves back). It is a write, and
+// doing it twice is harmless. The response holds the node's record.
+func (c *Client) DrainNode(ctx context.Context, req *apiv1.DrainNodeRequest) (*apiv1.DrainNodeResponse, error) {
+	req = withRequestID(req)
+	return call(ctx, c, func(ctx context.Context, cc grpc.ClientConnInterface) (*apiv1.DrainNodeResponse, error) {
+		return apiv1grpc.NewClusterServiceClient(cc).DrainNode(ctx, req)
+	})
+}
+
 // HealthCheck asks one node for its own view, answered at once. It goes to
 // the address the client would use next (the last one that answered) and,
 // like every call, moves on if that node is unavailable: the response's

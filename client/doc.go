@@ -6,10 +6,10 @@
 // package apiv1 and returns its response message; on the way it:
 //
 //  1. gives a write (CreateVm, StartVm, StopVm, DeleteVm, SubmitTask,
-//     CancelTask, JoinCluster, LeaveCluster) a client request id when the
-//     caller left it empty. The id is made once per call and reused on every
-//     attempt, so the cluster applies the write at most once however often it
-//     is retried. The caller's message is not modified: a caller that wants to
+//     CancelTask, JoinCluster, LeaveCluster, DrainNode) a client request id
+//     when the caller left it empty. The id is made once per call and reused
+//     on every attempt, so the cluster applies the write at most once however
+//     often it is retried. The caller's message is not modified: a caller that wants to
 //     retry across calls sets its own id.
 //  2. follows a NotLeader answer (FailedPrecondition carrying an apiv1.Error
 //     of code ERROR_CODE_NOT_LEADER and a leader address) by sending the same

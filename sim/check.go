@@ -27,6 +27,12 @@ type checkers struct {
 	logMatch   *LogMatching
 	smSafety   *StateMachineSafety
 	durability *Durability
+	// The workload checkers (check_workloads.go); committed is nil
+	// without Options.Workloads.
+	vmOnce    VMOnce
+	capacity  PhysicalCapacity
+	committed *CommittedCapacity
+	liveness  *VMLiveness
 }
 
 func defaultCheckers(w *World) []Checker {
@@ -35,8 +41,25 @@ func defaultCheckers(w *World) []Checker {
 		logMatch:   NewLogMatching(),
 		smSafety:   NewStateMachineSafety(),
 		durability: NewDurability(),
+		liveness:   &VMLiveness{},
 	}
 	return []Checker{w.chk.election, w.chk.logMatch, w.chk.smSafety, w.chk.durability}
+}
+
+// startWorkloadCheckers turns the workload checkers on, from the state the
+// nodes booted with.
+func (w *World) startWorkloadCheckers() error {
+	b, err := w.nodes[w.ids[0]].core.State().Snapshot()
+	if err != nil {
+		return err
+	}
+	initial, err := state.Restore(b)
+	if err != nil {
+		return err
+	}
+	w.chk.committed = NewCommittedCapacity(initial)
+	w.checkers = append(w.checkers, w.chk.vmOnce, w.chk.capacity, w.chk.committed, w.chk.liveness)
+	return nil
 }
 
 // violation wraps a checker's words.
@@ -104,6 +127,12 @@ func (w *World) observeApply(n *Node, entries []*raftpb.Entry) {
 			if key := entryKey(e); key != "" {
 				w.chk.durability.Applied(key, e.GetIndex())
 			}
+			if w.chk.committed != nil {
+				if err := w.chk.committed.Apply(e); err != nil {
+					w.fail(err)
+					return
+				}
+			}
 		}
 	}
 	st := n.core.State()
@@ -118,6 +147,12 @@ func (w *World) observeApply(n *Node, entries []*raftpb.Entry) {
 	}
 	if err := w.chk.durability.Observe(n.id, st); err != nil {
 		w.fail(err)
+		return
+	}
+	if w.chk.committed != nil {
+		if err := w.chk.committed.Observe(n.id, st); err != nil {
+			w.fail(err)
+		}
 	}
 }
 

@@ -278,3 +278,238 @@ func TestWorldDurabilityFires(t *testing.T) {
 	submit()
 	chkWantWorldFailure(t, w, w.RunFor(5*time.Second), "durability")
 }
+
+// The workload checkers.
+
+func chkHost(node uint64, vcpus, mem uint64, vms ...HostVM) HostView {
+	return HostView{Node: node, Limits: state.Limits{Vcpus: vcpus, MemoryMiB: mem}, VMs: vms}
+}
+
+func chkVM(name string, gen uint64, running bool, vcpus uint32, mem uint64) HostVM {
+	return HostVM{Name: name, Generation: gen, Running: running, Need: &apiv1.Resources{Vcpus: vcpus, MemoryMib: mem}}
+}
+
+func TestVMOnceChecker(t *testing.T) {
+	var c VMOnce
+	chkMustNot(t, c.Check([]HostView{
+		chkHost(1, 4, 4096, chkVM("web", 3, true, 1, 128), chkVM("db", 5, true, 1, 128)),
+		chkHost(2, 4, 4096, chkVM("cache", 2, false, 1, 128)),
+		chkHost(3, 4, 4096),
+	}))
+	// The same VM on two nodes, one of them still starting, at any
+	// generations: a violation.
+	chkWantViolation(t, c.Check([]HostView{
+		chkHost(1, 4, 4096, chkVM("web", 3, true, 1, 128)),
+		chkHost(2, 4, 4096, chkVM("web", 4, false, 1, 128)),
+	}), "vm-once")
+}
+
+func TestPhysicalCapacityChecker(t *testing.T) {
+	var c PhysicalCapacity
+	// Exactly full is fine; limits are capacity × overcommit (here a
+	// 2-vCPU node overcommitted twice: 4).
+	chkMustNot(t, c.Check([]HostView{
+		chkHost(1, 4, 1024, chkVM("a", 1, true, 2, 512), chkVM("b", 1, false, 2, 512)),
+	}))
+	chkWantViolation(t, c.Check([]HostView{
+		chkHost(1, 4, 1024, chkVM("a", 1, true, 2, 512), chkVM("b", 1, false, 3, 256)),
+	}), "capacity")
+	chkWantViolation(t, c.Check([]HostView{
+		chkHost(1, 4, 1024),
+		chkHost(2, 4, 1024, chkVM("a", 1, true, 1, 512), chkVM("b", 1, true, 1, 513)),
+	}), "capacity")
+}
+
+// chkOvercommitted is a state whose node 1 (16 vCPUs) holds two running
+// VMs of 8 vCPUs, then is forged down to 4 vCPUs: more committed than it
+// has. (Apply refuses to get there; a snapshot can be forged.)
+func chkOvercommitted(t *testing.T) (good, forged *state.State) {
+	t.Helper()
+	good = chkNew(t)
+	idx := uint64(2)
+	for _, name := range []string{"a", "b"} {
+		chkApply(t, good, idx, &apiv1.Command{Op: &apiv1.Command_CreateVm{CreateVm: &apiv1.CreateVmCommand{
+			Name: name, Start: true, Spec: &apiv1.VmSpec{Vcpus: 8, MemoryMib: 128},
+		}}})
+		v, _ := good.Vm(name)
+		if resp := chkApply(t, good, idx+1, &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{
+			Name: name, NodeId: 1, Generation: v.GetGeneration(),
+		}}}); resp.GetError() != nil {
+			t.Fatalf("assign %s: %v", name, resp.GetError())
+		}
+		idx += 2
+	}
+	if err := good.CheckCommitted(); err != nil {
+		t.Fatalf("a node holding 16 of 16 vCPUs: %v", err)
+	}
+	b, err := good.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap apiv1.StateSnapshot
+	if err := proto.Unmarshal(b, &snap); err != nil {
+		t.Fatal(err)
+	}
+	snap.Nodes[0].Capacity.Vcpus = 4
+	b, err = proto.Marshal(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err = state.Restore(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return good, forged
+}
+
+func TestCommittedCapacityChecker(t *testing.T) {
+	good, forged := chkOvercommitted(t)
+	c := NewCommittedCapacity(nil)
+	chkMustNot(t, c.Observe(1, good))
+	chkWantViolation(t, c.Observe(2, forged), "committed-capacity")
+
+	t.Run("shadow", func(t *testing.T) {
+		// The shadow applies entries one by one and checks after each.
+		c := NewCommittedCapacity(chkNew(t))
+		entry := func(index uint64, cmd *apiv1.Command) *raftpb.Entry {
+			b, err := proto.Marshal(cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &raftpb.Entry{Index: proto.Uint64(index), Term: proto.Uint64(1), Type: raftpb.EntryType_EntryNormal.Enum(), Data: b}
+		}
+		create := &apiv1.Command{Op: &apiv1.Command_CreateVm{CreateVm: &apiv1.CreateVmCommand{
+			Name: "a", Start: true, Spec: &apiv1.VmSpec{Vcpus: 8, MemoryMib: 128},
+		}}}
+		chkMustNot(t, c.Apply(entry(2, create)))
+		chkMustNot(t, c.Apply(entry(3, &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{Name: "a", NodeId: 1, Generation: 2}}})))
+		// A second assignment of the same generation is refused, and
+		// recorded as refused.
+		chkMustNot(t, c.Apply(entry(4, &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{Name: "a", NodeId: 1, Generation: 2}}})))
+		if got := c.Applied(); len(got) != 3 || got[1].Err != nil || got[2].Err == nil {
+			t.Fatalf("applied log %v: want create and assign accepted, the second assign refused", got)
+		}
+		// An index out of order is the harness's fault, and said so.
+		chkWantViolation(t, c.Apply(entry(9, create)), "committed-capacity")
+		// A node at the shadow's index that disagrees with it.
+		chkMustNot(t, c.Observe(1, chkShadowTwin(t, c)))
+		other := chkNew(t)
+		chkApply(t, other, 2, create)
+		other.ApplyEmpty(3) // the assignment lost: node 1 holds nothing
+		other.ApplyEmpty(4)
+		chkWantViolation(t, c.Observe(2, other), "committed-capacity")
+	})
+}
+
+// chkShadowTwin is a copy of the shadow's state.
+func chkShadowTwin(t *testing.T, c *CommittedCapacity) *state.State {
+	t.Helper()
+	b, err := c.Shadow().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Restore(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestVMLivenessChecker(t *testing.T) {
+	st := chkNew(t)
+	for i, name := range []string{"web", "db"} {
+		chkApply(t, st, uint64(2+i), &apiv1.Command{Op: &apiv1.Command_CreateVm{CreateVm: &apiv1.CreateVmCommand{
+			Name: name, Start: true, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128, RestartPolicy: apiv1.RestartPolicy_RESTART_POLICY_ALWAYS},
+		}}})
+	}
+	var c VMLiveness
+	d := &DeathWatch{Node: 2, At: time.Second, Deadline: 12 * time.Second, VMs: map[string]uint64{"web": 5, "db": 7}}
+	// Both run elsewhere at a later generation.
+	chkMustNot(t, c.Verify(d, st, []HostView{
+		chkHost(1, 4, 4096, chkVM("web", 6, true, 1, 128)),
+		chkHost(2, 4, 4096),
+		chkHost(3, 4, 4096, chkVM("db", 8, true, 1, 128)),
+	}))
+	// db only starting: not yet running again.
+	chkWantViolation(t, c.Verify(d, st, []HostView{
+		chkHost(1, 4, 4096, chkVM("web", 6, true, 1, 128)),
+		chkHost(3, 4, 4096, chkVM("db", 8, false, 1, 128)),
+	}), "vm-liveness")
+	// web still "runs" on the dead node, at its old generation.
+	chkWantViolation(t, c.Verify(d, st, []HostView{
+		chkHost(2, 4, 4096, chkVM("web", 5, true, 1, 128)),
+		chkHost(3, 4, 4096, chkVM("db", 8, true, 1, 128)),
+	}), "vm-liveness")
+	// No leader to place them.
+	chkWantViolation(t, c.Verify(d, nil, nil), "vm-liveness")
+	// A VM no longer wanted running is not owed.
+	chkApply(t, st, 4, &apiv1.Command{Op: &apiv1.Command_StopVm{StopVm: &apiv1.StopVmCommand{Name: "db"}}})
+	chkMustNot(t, c.Verify(d, st, []HostView{chkHost(1, 4, 4096, chkVM("web", 6, true, 1, 128))}))
+}
+
+// Whole-world: a forged second copy of a running VM on another node's
+// hypervisor stops the world at the next hypervisor change.
+func TestWorldVMOnceFires(t *testing.T) {
+	w, c := wlWorld(t, 3)
+	wlDo(t, w, c, createReq("web", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	v := wlAwaitVm(t, w, "web", "running", running)
+	other := v.GetNodeId()%3 + 1
+	sv := *w.Node(v.GetNodeId()).hyper.vms["web"]
+	w.Node(other).hyper.vms["web"] = &sv
+	c.Do(createReq("db", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	chkWantWorldFailure(t, w, w.RunFor(10*time.Second), "vm-once")
+}
+
+// Whole-world: a node whose hypervisor is forged to run more than its
+// capacity × overcommit stops the world.
+func TestWorldCapacityFires(t *testing.T) {
+	w, c := wlWorld(t, 3)
+	wlDo(t, w, c, createReq("web", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	v := wlAwaitVm(t, w, "web", "running", running)
+	w.Node(v.GetNodeId()).hyper.vms["web"].need = &apiv1.Resources{Vcpus: 17, MemoryMib: 128}
+	c.Do(createReq("db", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	chkWantWorldFailure(t, w, w.RunFor(10*time.Second), "capacity")
+}
+
+// Whole-world: a death watched with a VM that nobody will run again fires
+// at its deadline.
+func TestWorldVMLivenessFires(t *testing.T) {
+	w, _ := wlWorld(t, 3)
+	w.WatchDeath(1)
+	w.chk.liveness.watches[0].VMs["ghost"] = 1
+	// The forged VM must exist, wanted running, for the checker to owe it.
+	c := w.NewClient(ClientOptions{})
+	req := createReq("ghost", apiv1.RestartPolicy_RESTART_POLICY_ALWAYS)
+	req.GetCreateVm().Spec.Constraints = map[string]string{"nowhere": "true"}
+	c.Do(req)
+	chkWantWorldFailure(t, w, w.RunFor(w.RescheduleBound()+time.Second), "vm-liveness")
+}
+
+// Whole-world: a shadow replica forged to show a node committed beyond its
+// capacity stops the world at the next applied entry.
+func TestWorldCommittedCapacityFires(t *testing.T) {
+	w, c := wlWorld(t, 3)
+	wlDo(t, w, c, createReq("web", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	v := wlAwaitVm(t, w, "web", "running", running)
+	b, err := w.chk.committed.Shadow().Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap apiv1.StateSnapshot
+	if err := proto.Unmarshal(b, &snap); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range snap.Nodes {
+		if n.GetId() == v.GetNodeId() {
+			n.Capacity.Vcpus = 0
+		}
+	}
+	if b, err = proto.Marshal(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if w.chk.committed.shadow, err = state.Restore(b); err != nil {
+		t.Fatal(err)
+	}
+	c.Do(createReq("db", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	chkWantWorldFailure(t, w, w.RunFor(10*time.Second), "committed-capacity")
+}

@@ -208,7 +208,8 @@ func (c *Client) finish(resp *apiv1.Response) {
 func IsWrite(req *apiv1.Request) bool {
 	switch req.GetKind().(type) {
 	case *apiv1.Request_CreateVm, *apiv1.Request_StartVm, *apiv1.Request_StopVm, *apiv1.Request_DeleteVm,
-		*apiv1.Request_SubmitTask, *apiv1.Request_CancelTask, *apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster:
+		*apiv1.Request_SubmitTask, *apiv1.Request_CancelTask, *apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster,
+		*apiv1.Request_DrainNode:
 		return true
 	}
 	return false
@@ -233,6 +234,8 @@ func ClientRequestID(req *apiv1.Request) string {
 		return k.JoinCluster.GetClientRequestId()
 	case *apiv1.Request_LeaveCluster:
 		return k.LeaveCluster.GetClientRequestId()
+	case *apiv1.Request_DrainNode:
+		return k.DrainNode.GetClientRequestId()
 	}
 	return ""
 }
@@ -255,5 +258,7 @@ func setClientRequestID(req *apiv1.Request, key string) {
 		k.JoinCluster.ClientRequestId = key
 	case *apiv1.Request_LeaveCluster:
 		k.LeaveCluster.ClientRequestId = key
+	case *apiv1.Request_DrainNode:
+		k.DrainNode.ClientRequestId = key
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/core"
 )
 
 func task(cmd string) *apiv1.Request {
@@ -126,16 +127,48 @@ func TestPausedNodeReceivesNothingUntilResumed(t *testing.T) {
 	w.Must(t, w.RunUntil(w.Converged, 30*time.Second))
 }
 
+// The simulator never drifts a clock beyond MaxClockDrift, the core's
+// constant from which the fencing margin derives: each node's drift is
+// drawn within it, and its clock (and so its ticks) runs at that rate.
 func TestClockDriftStaysWithinTheBound(t *testing.T) {
+	if MaxClockDrift != core.MaxClockDrift {
+		t.Fatalf("the simulator's MaxClockDrift %v is not the core's %v", MaxClockDrift, core.MaxClockDrift)
+	}
 	w := NewT(t, BaseSeed(t), Options{Nodes: 5, ClockDrift: true, MaxClockSkew: time.Second})
-	for _, id := range w.IDs() {
-		d := w.Node(id).Drift()
-		if d < -MaxClockDrift || d > MaxClockDrift {
-			t.Fatalf("node %d drifts %.4f, beyond ±%.2f", id, d, MaxClockDrift)
+	check := func(n *Node) {
+		if d := n.Drift(); d < -MaxClockDrift || d > MaxClockDrift {
+			t.Fatalf("node %d drifts %.4f, beyond ±%.2f", n.ID(), d, MaxClockDrift)
 		}
 	}
+	start := map[uint64]time.Time{}
+	for _, id := range w.IDs() {
+		check(w.Node(id))
+		start[id] = w.Node(id).clock()
+	}
 	runToLeader(t, w)
+	from := w.Now()
 	w.Must(t, w.RunFor(10*time.Second))
+	for _, id := range w.IDs() {
+		elapsed := w.Node(id).clock().Sub(start[id])
+		real := w.Now()
+		if lo, hi := time.Duration(float64(real)*(1-MaxClockDrift)), time.Duration(float64(real)*(1+MaxClockDrift)); elapsed < lo || elapsed > hi {
+			t.Fatalf("node %d's clock advanced %s in %s of virtual time (since %s): beyond ±%.2f", id, elapsed, real, from, MaxClockDrift)
+		}
+		if tick := w.Node(id).tickInterval(); tick < time.Duration(float64(w.opts.TickInterval)*(1-MaxClockDrift)) || tick > time.Duration(float64(w.opts.TickInterval)*(1+MaxClockDrift)) {
+			t.Fatalf("node %d ticks every %s", id, tick)
+		}
+	}
+	// Many draws, all within the bound.
+	for i := range 50 {
+		w2, err := New(BaseSeed(t)+uint64(i), Options{Nodes: 7, ClockDrift: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range w2.IDs() {
+			check(w2.Node(id))
+		}
+		w2.Close()
+	}
 }
 
 func TestPartitionCutsAcrossGroupsOnly(t *testing.T) {

@@ -34,8 +34,38 @@ type SimVM struct {
 	need   *apiv1.Resources
 	task   *apiv1.Task
 	result *apiv1.TaskResult
+	// policy is the VM's restart policy (VMs only).
+	policy apiv1.RestartPolicy
 	// seq voids events scheduled for an earlier life of this VM.
 	seq uint64
+	// life is this run's entry in the world's record of VM lives.
+	life *VMLife
+}
+
+// VMLife is one run of a VM (or a task's VM) on one node's hypervisor,
+// from its start to its end, in virtual time: what the vm-once checker
+// looks at, kept for scenarios that assert the order of events.
+type VMLife struct {
+	Name       string
+	Node       uint64
+	Generation uint64
+	// Start is when the hypervisor began to boot it; Running when it
+	// reported it running (0 if it never did).
+	Start, Running time.Duration
+	// Ended is set once it stopped or failed, at End, for Reason.
+	Ended  bool
+	End    time.Duration
+	Reason string
+}
+
+// VMLives returns every run of VM name on any node so far, in the order
+// they started.
+func (w *World) VMLives(name string) []VMLife {
+	var out []VMLife
+	for _, l := range w.lives[name] {
+		out = append(out, *l)
+	}
+	return out
 }
 
 // Ended reports whether the VM has stopped or failed.
@@ -53,6 +83,40 @@ type hypervisor struct {
 	// dropStops: the next this many stops fail on the way (the driver
 	// never carries them out), as a stop whose control socket broke.
 	dropStops int
+	// leaseUntil is the fencing lease the node last renewed, on the node's
+	// clock: the simulated supervisors kill every VM when the clock passes
+	// it, whether or not the node is up — as vmm's supervisors do.
+	leaseUntil time.Time
+}
+
+// renew extends the VMs' lease to until (never shortens it) and arms its
+// expiry.
+func (h *hypervisor) renew(until time.Time) {
+	if !until.After(h.leaseUntil) {
+		return
+	}
+	h.leaseUntil = until
+	n := h.n
+	// The virtual instant at which the node's drifted, skewed clock reads
+	// until (rounded down: the kill is never late).
+	at := time.Duration(float64(until.Sub(epoch)-n.skew) / (1 + n.drift))
+	n.w.at(max(at, n.w.now), func() {
+		if !h.leaseUntil.Equal(until) {
+			return // renewed since
+		}
+		h.expire()
+	})
+}
+
+// expire kills every VM still running: the lease ran out.
+func (h *hypervisor) expire() {
+	for _, name := range slices.Sorted(maps.Keys(h.vms)) {
+		if v := h.vms[name]; !v.Ended() {
+			h.n.w.tracef("node %d vmm: %s lease expired", h.n.id, name)
+			h.fail(name, "lease expired")
+		}
+	}
+	h.check()
 }
 
 func newHypervisor(n *Node) *hypervisor {
@@ -100,6 +164,11 @@ func (h *hypervisor) start(a core.VMAction) {
 		w.fail(fmt.Errorf("node %d started VM %s generation %d while generation %d runs", h.n.id, a.Name, a.Generation, v.Generation))
 		return
 	}
+	if h.n.clock().After(h.leaseUntil) {
+		// The supervisor starts with the node's lease, already over.
+		h.report(&SimVM{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_FAILED, Reason: "lease expired before start"})
+		return
+	}
 	v := &SimVM{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_STARTING, Reason: "booting", task: a.Task}
 	if old, ok := h.vms[a.Name]; ok {
 		v.Starts, v.seq = old.Starts, old.seq
@@ -112,7 +181,12 @@ func (h *hypervisor) start(a core.VMAction) {
 	case a.Task != nil:
 		v.need = a.Task.GetSpec().GetResources()
 	}
+	if a.Vm != nil {
+		v.policy = a.Vm.GetSpec().GetRestartPolicy()
+	}
 	h.vms[a.Name] = v
+	v.life = &VMLife{Name: a.Name, Node: h.n.id, Generation: a.Generation, Start: w.now}
+	w.lives[a.Name] = append(w.lives[a.Name], v.life)
 	h.report(v)
 	boot := 300*time.Millisecond + time.Duration(w.rng.Int64N(int64(1200*time.Millisecond)))
 	h.later(v, boot, func() {
@@ -198,6 +272,14 @@ func (h *hypervisor) later(v *SimVM, d time.Duration, fn func()) {
 // report hands the VM's state to the node, if it is up to hear it.
 func (h *hypervisor) report(v *SimVM) {
 	h.n.w.tracef("node %d vmm: %s generation %d %s (%s)", h.n.id, v.Name, v.Generation, v.State, v.Reason)
+	if l := v.life; l != nil {
+		switch {
+		case v.Ended() && !l.Ended:
+			l.Ended, l.End, l.Reason = true, h.n.w.now, v.Reason
+		case v.State == apiv1.VmState_VM_STATE_RUNNING && l.Running == 0:
+			l.Running = h.n.w.now
+		}
+	}
 	h.n.w.hashBytes(8, []byte(fmt.Sprintf("%d/%s/%d/%d", h.n.id, v.Name, v.Generation, v.State)))
 	r := h.reportOf(v)
 	inc := h.n.incarnation
@@ -206,35 +288,9 @@ func (h *hypervisor) report(v *SimVM) {
 	h.n.w.at(h.n.w.now, func() { h.n.deliver(inc, func() { h.n.core.ReportVM(r) }) })
 }
 
-// check keeps the workload invariants: no VM runs on two nodes, and no node
-// runs more than its capacity.
-func (h *hypervisor) check() {
-	w := h.n.w
-	where := map[string]uint64{}
-	for _, id := range w.ids {
-		hv := w.nodes[id].hyper
-		used := &apiv1.Resources{}
-		for _, name := range slices.Sorted(maps.Keys(hv.vms)) {
-			v := hv.vms[name]
-			if v.Ended() {
-				continue
-			}
-			if other, ok := where[name]; ok {
-				w.fail(fmt.Errorf("checker vm-once: VM %s runs on nodes %d and %d", name, other, id))
-				return
-			}
-			where[name] = id
-			used.Vcpus += v.need.GetVcpus()
-			used.MemoryMib += v.need.GetMemoryMib()
-		}
-		c := w.nodes[id].cfg.Capacity
-		if used.GetVcpus() > c.GetVcpus() || used.GetMemoryMib() > c.GetMemoryMib() {
-			w.fail(fmt.Errorf("checker capacity: node %d runs %d vCPUs and %d MiB, capacity %d and %d",
-				id, used.GetVcpus(), used.GetMemoryMib(), c.GetVcpus(), c.GetMemoryMib()))
-			return
-		}
-	}
-}
+// check runs the hypervisor checkers (vm-once and capacity, in
+// check_workloads.go) after a change.
+func (h *hypervisor) check() { h.n.w.checkHypervisors() }
 
 // SimVMs returns copies of what node id's simulated hypervisor holds,
 // sorted by name.

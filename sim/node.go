@@ -127,6 +127,7 @@ func newNode(w *World, id uint64, peers []uint64) (*Node, error) {
 		Images:    []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:5e", MinMemoryMib: 64}},
 	}
 	cfg.Workloads = w.opts.Workloads
+	cfg.TickInterval = w.opts.TickInterval
 	if w.opts.Core != nil {
 		w.opts.Core(&cfg)
 	}
@@ -263,6 +264,9 @@ func (n *Node) drive() {
 		}
 		for _, m := range rd.Messages {
 			n.w.net.sendRaft(n, m)
+		}
+		if !rd.LeaseUntil.IsZero() {
+			n.hyper.renew(rd.LeaseUntil)
 		}
 		n.hyper.carry(rd.VMActions)
 		for _, r := range rd.Responses {

@@ -43,6 +43,8 @@ var regressionSeeds = []struct {
 	{5193, "a removed learner never learned it was removed"},
 	{30102, "a membership change turned into an empty entry blocked all later ones"},
 	{40628, "a Ready carrying only the leader's snapshot was written unsynced; a crash lost it after it was acknowledged"},
+	{200753, "a removed node's task was started elsewhere while the node, still renewing its lease through the leader, ran it"},
+	{300025, "a removed node's VM was started elsewhere while the node, still renewing its lease through the leader, ran it"},
 }
 
 func TestRandomizedRegressions(t *testing.T) {
@@ -81,9 +83,22 @@ type randomRun struct {
 	membership bool
 	admin      *Client
 	joined     []uint64
+	t          *testing.T
 	// workloads: the node agents place and run VMs and tasks on simulated
 	// hypervisors, and the nemesis also kills VMs.
 	workloads bool
+	// Long faults (workload runs only, drawn from wrng): nodes held down,
+	// cut off or paused past the down timeout, until the virtual time
+	// given (a held-down node may stay down to the end of the safety
+	// phase); and drains.
+	wrng                       *rand.Rand
+	heldDown, isolated, frozen map[uint64]time.Duration
+}
+
+// held reports whether node id is under a long fault of kind m now.
+func (r *randomRun) held(m map[uint64]time.Duration, id uint64) bool {
+	until, ok := m[id]
+	return ok && r.w.Now() < until
 }
 
 // join adds a machine with an empty disk and asks the cluster to take it
@@ -171,7 +186,14 @@ func runRandomized(t *testing.T, seed uint64) string {
 	workloads := rand.New(rand.NewPCG(seed, 0x3015)).IntN(2) == 0
 	opts.Workloads = workloads
 	w := NewT(t, seed, opts)
-	r := &randomRun{workloads: workloads, w: w, rng: rng, wl: NewWorkload(rand.New(rand.NewPCG(seed, 0x10ad)), 6), faults: true, actions: map[string]int{}}
+	for _, id := range w.IDs() {
+		if d := w.Node(id).Drift(); d < -MaxClockDrift || d > MaxClockDrift {
+			t.Fatalf("node %d drifts %.4f, beyond ±%.2f", id, d, MaxClockDrift)
+		}
+	}
+	r := &randomRun{t: t, workloads: workloads, w: w, rng: rng, wl: NewWorkload(rand.New(rand.NewPCG(seed, 0x10ad)), 6), faults: true, actions: map[string]int{},
+		wrng: rand.New(rand.NewPCG(seed, 0xd0a1)), heldDown: map[uint64]time.Duration{}, isolated: map[uint64]time.Duration{}, frozen: map[uint64]time.Duration{}}
+	r.wl.RestartPolicies = workloads
 	r.membership = nodes >= 3 && rng.IntN(2) == 0
 	r.admin = w.NewClient(ClientOptions{})
 	clients := 2 + rng.IntN(5)
@@ -180,6 +202,9 @@ func runRandomized(t *testing.T, seed uint64) string {
 		r.load(c)
 	}
 	r.nemesis()
+	if workloads {
+		r.longFaults()
+	}
 	w.Must(t, w.RunFor(safetyPhase))
 
 	// Liveness: faults stop, every node restarts or resumes, the network
@@ -215,12 +240,30 @@ func runRandomized(t *testing.T, seed uint64) string {
 		// The porcupine models know no placement (a VM being deleted is
 		// gone at once to them); with workloads on, what is checked is the
 		// agents' end state instead, besides the vm-once and capacity
-		// checkers that ran at every step.
-		if err := w.RunUntil(r.workloadsSettled, livenessBound); err != nil {
+		// checkers that ran at every step. Drained nodes are undrained
+		// first, so that every VM has somewhere to go.
+		r.undrainAll()
+		if err := w.RunUntil(func() bool { return w.ClientsIdle() && r.workloadsSettled() }, livenessBound); err != nil {
 			w.Must(t, fmt.Errorf("liveness: workloads did not settle: %w\n%s", err, r.workloadsDescribe()))
 		}
+		// Then one node dies for good: its VMs with restart policy always
+		// must run elsewhere within RescheduleBound (the vm-liveness
+		// checker).
+		r.deathForGood()
 	} else {
 		w.Must(t, CheckLinearizable(w.History()))
+	}
+	if r.workloads {
+		downs, moved := 0, 0
+		for _, a := range w.AppliedCommands() {
+			if a.Err == nil && a.Cmd.GetSetNodeStatus().GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
+				downs++
+			}
+		}
+		for _, d := range w.DeathWatches() {
+			moved += len(d.VMs)
+		}
+		t.Logf("workloads: %d down verdicts; %d VMs with restart policy always moved off the node that died for good", downs, moved)
 	}
 	acked, refused, indet, reads, unanswered := w.History().Summary()
 	sent, dropped, dup := w.Net().Stats()
@@ -259,7 +302,13 @@ func (r *randomRun) nemesis() {
 			return
 		}
 		r.fault()
-		r.w.at(r.w.now+time.Duration(200+r.rng.IntN(2800))*time.Millisecond, next)
+		gap := time.Duration(200+r.rng.IntN(2800)) * time.Millisecond
+		if r.workloads {
+			// Calmer, so that a leader often lasts the down timeout and
+			// the long faults end in down verdicts.
+			gap *= 2
+		}
+		r.w.at(r.w.now+gap, next)
 	}
 	r.w.at(r.w.now+time.Second, next)
 }
@@ -276,7 +325,7 @@ func (r *randomRun) fault() {
 			w.Crash(id)
 		}
 	case p < 35:
-		if !n.Up() {
+		if !n.Up() && !n.Left() && !r.held(r.heldDown, id) {
 			r.actions["restart"]++
 			_ = w.Restart(id)
 		}
@@ -307,8 +356,10 @@ func (r *randomRun) fault() {
 		}
 	case p < 80:
 		if n.Paused() {
-			r.actions["resume"]++
-			w.Resume(id)
+			if !r.held(r.frozen, id) {
+				r.actions["resume"]++
+				w.Resume(id)
+			}
 		} else if n.Up() {
 			r.actions["pause"]++
 			w.Pause(id)
@@ -326,6 +377,126 @@ func (r *randomRun) fault() {
 		r.actions["loss"]++
 		w.Net().LossRate = r.rng.Float64() * 0.2
 	}
+	// A node cut off for long stays cut off whatever was healed.
+	for _, id := range w.IDs() {
+		if r.held(r.isolated, id) && !w.Net().clogged[id] {
+			w.Net().ClogNode(id)
+		}
+	}
+}
+
+// longFaults (workload runs) injects, every 4–12 s of the safety phase, a
+// fault that outlasts the down timeout, so that nodes are declared down and
+// their VMs and tasks placed elsewhere: a node crashed and held down (for a
+// third of them, to the end of the safety phase), cut off from everyone,
+// or paused; or a drain or undrain of a node.
+func (r *randomRun) longFaults() {
+	w := r.w
+	down := time.Duration(w.downTicks()) * w.opts.TickInterval
+	var next func()
+	next = func() {
+		if !r.faults {
+			return
+		}
+		ids := w.IDs()
+		id := ids[r.wrng.IntN(len(ids))]
+		n := w.Node(id)
+		span := down + time.Duration(1000+r.wrng.IntN(7000))*time.Millisecond
+		switch p := r.wrng.IntN(100); {
+		case p < 30:
+			if n.Up() && !n.Left() {
+				r.actions["long-crash"]++
+				w.Crash(id)
+				if r.wrng.IntN(3) == 0 {
+					span = safetyPhase // down to the end: restarted by the heal
+				}
+				r.heldDown[id] = w.Now() + span
+				w.at(w.Now()+span, func() {
+					if r.faults && !w.Node(id).Up() && !w.Node(id).Left() {
+						_ = w.Restart(id)
+					}
+				})
+			}
+		case p < 55:
+			r.actions["long-isolate"]++
+			r.isolated[id] = w.Now() + span
+			w.Net().ClogNode(id)
+			w.at(w.Now()+span, func() {
+				if r.faults && w.Net().clogged[id] {
+					w.Net().UnclogNode(id)
+				}
+			})
+		case p < 75:
+			if n.Up() && !n.Paused() {
+				r.actions["long-pause"]++
+				r.frozen[id] = w.Now() + span
+				w.Pause(id)
+				w.at(w.Now()+span, func() {
+					if r.faults {
+						w.Resume(id)
+					}
+				})
+			}
+		default:
+			drain := r.wrng.IntN(3) != 0
+			if drain {
+				r.actions["drain"]++
+			} else {
+				r.actions["undrain"]++
+			}
+			r.admin.Do(&apiv1.Request{Kind: &apiv1.Request_DrainNode{DrainNode: &apiv1.DrainNodeRequest{NodeId: id, Drain: drain}}})
+		}
+		w.at(w.Now()+time.Duration(4000+r.wrng.IntN(8000))*time.Millisecond, next)
+	}
+	w.at(w.Now()+2*time.Second, next)
+}
+
+// undrainAll undrains every node the leader's state shows drained.
+func (r *randomRun) undrainAll() {
+	w := r.w
+	l := w.StableLeader()
+	if l == 0 {
+		return
+	}
+	for _, rec := range w.Node(l).Core().State().Nodes() {
+		if rec.GetDrain() && rec.GetStatus() != apiv1.NodeStatus_NODE_STATUS_LEFT {
+			r.admin.Do(&apiv1.Request{Kind: &apiv1.Request_DrainNode{DrainNode: &apiv1.DrainNodeRequest{NodeId: rec.GetId(), Drain: false}}})
+		}
+	}
+}
+
+// deathForGood, once the workloads have settled, kills one member whose
+// loss leaves a quorum — crashed for good, or cut off for good — and runs
+// until the vm-liveness checker has judged whether its VMs with restart
+// policy always run elsewhere in time.
+func (r *randomRun) deathForGood() {
+	w := r.w
+	l := w.StableLeader()
+	if l == 0 {
+		return
+	}
+	m := w.Node(l).Core().State().Cluster().GetMembership()
+	var candidates []uint64
+	for _, id := range append(slices.Clone(m.GetVoters()), m.GetLearners()...) {
+		voter := slices.Contains(m.GetVoters(), id)
+		if !voter || len(m.GetVoters())-1 > len(m.GetVoters())/2 {
+			candidates = append(candidates, id)
+		}
+	}
+	if len(candidates) < 1 || len(m.GetVoters())+len(m.GetLearners()) < 2 {
+		return
+	}
+	slices.Sort(candidates)
+	id := candidates[r.wrng.IntN(len(candidates))]
+	if r.wrng.IntN(2) == 0 {
+		r.actions["death-crash"]++
+		w.Crash(id)
+	} else {
+		r.actions["death-cut-off"]++
+		w.Net().Partition([]uint64{id})
+	}
+	deadline := w.WatchDeath(id)
+	w.Must(r.t, w.RunFor(deadline-w.Now()+time.Second))
 }
 
 // describe says where every node and client stands, for a liveness failure.

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/core"
 )
 
 // The scenarios of the simulator issue. Each holds for every seed: its
@@ -514,4 +516,162 @@ func indeterminate(ops []*Op) int {
 		}
 	}
 	return n
+}
+
+// Scenario 3, executed: three voters and two workers; the voters are too
+// small for the tasks (2 vCPUs), so every task runs on a worker. Thirty
+// tasks — exit 0, exit 1, and a few that hang until their timeout — are
+// submitted through all nodes on a network that duplicates and loses
+// messages, and one worker crashes mid-way for longer than the down
+// timeout. Every task ends as its command dictates, on a worker; and the
+// committed log holds, for each task, exactly one final report that the
+// state accepted, from the attempt the task ended with.
+func TestScenario3TaskExecution(t *testing.T) {
+	voters, workers := []uint64{1, 2, 3}, []uint64{4, 5}
+	w := NewT(t, BaseSeed(t), Options{Nodes: 3, Workloads: true, DuplicateRate: 0.1, LossRate: 0.02, ClockDrift: true,
+		Core: func(c *core.Config) {
+			c.Capacity = &apiv1.Resources{Vcpus: 1, MemoryMib: 1024}
+			if slices.Contains(workers, c.ID) {
+				c.Capacity = &apiv1.Resources{Vcpus: 4, MemoryMib: 8192}
+			}
+		}})
+	awaitLeader(t, w)
+	admin := w.NewClient(ClientOptions{})
+	for _, id := range workers {
+		if _, err := w.AddNode(id, apiv1.NodeRole_NODE_ROLE_WORKER); err != nil {
+			t.Fatal(w.Failure(err))
+		}
+		admin.Do(w.JoinRequest(id))
+	}
+	// Joined, a worker registers itself (with its images) once it follows
+	// the log.
+	await(t, w, "the workers joined and registered", func() bool {
+		l := w.StableLeader()
+		if !admin.Idle() || l == 0 {
+			return false
+		}
+		for _, id := range workers {
+			if rec, ok := stateOf(w, l).Node(id); !ok || len(rec.GetImages()) == 0 || rec.GetStatus() != apiv1.NodeStatus_NODE_STATUS_READY {
+				return false
+			}
+		}
+		return true
+	}, time.Minute)
+
+	commands := map[uint64]string{} // task id -> command
+	submit := func(c *Client, i int) {
+		spec := &apiv1.TaskSpec{Command: []string{TaskExitOK, TaskExitFail, TaskExitOK, TaskExitFail, TaskHang}[i%5],
+			Args: []string{fmt.Sprint(i)}, Resources: &apiv1.Resources{Vcpus: 2, MemoryMib: 512}}
+		if spec.Command == TaskHang {
+			spec.TimeoutMs = 2000
+		}
+		c.Do(&apiv1.Request{Kind: &apiv1.Request_SubmitTask{SubmitTask: &apiv1.SubmitTaskRequest{Spec: spec}}})
+	}
+	var clients []*Client
+	for _, id := range append(slices.Clone(voters), workers...) {
+		clients = append(clients, w.NewClient(ClientOptions{Target: id}))
+	}
+	for i := range 30 {
+		submit(clients[i%len(clients)], i)
+	}
+	// Mid-way a worker crashes, for longer than the down timeout.
+	await(t, w, "ten tasks acknowledged", func() bool {
+		n := 0
+		for _, op := range w.History().Ops() {
+			if op.Acked() && op.Req.GetSubmitTask() != nil {
+				n++
+			}
+		}
+		return n >= 10
+	}, time.Minute)
+	victim := workers[w.Rand().IntN(len(workers))]
+	t.Logf("crashing worker %d", victim)
+	w.Crash(victim)
+	w.Must(t, w.RunFor(time.Duration(w.downTicks())*100*time.Millisecond+2*time.Second))
+	w.Must(t, w.Restart(victim))
+
+	await(t, w, "every submission answered", w.ClientsIdle, 5*time.Minute)
+	for _, op := range w.History().Ops() {
+		if op.Req.GetSubmitTask() == nil {
+			continue
+		}
+		if !op.Acked() {
+			t.Fatal(w.Failure(fmt.Errorf("submission %q not acknowledged: %v", op.Key, op.Resp)))
+		}
+		commands[op.Resp.GetSubmitTask().GetTask().GetId()] = op.Req.GetSubmitTask().GetSpec().GetCommand()
+	}
+	if len(commands) != 30 {
+		t.Fatal(w.Failure(fmt.Errorf("%d tasks, want 30", len(commands))))
+	}
+	await(t, w, "every task ended", func() bool {
+		l := w.StableLeader()
+		if l == 0 {
+			return false
+		}
+		for id := range commands {
+			if task, ok := stateOf(w, l).Task(id); !ok || !task.GetStatus().Ended() {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Minute)
+	await(t, w, "convergence", w.Converged, convergeBound)
+	assertTasksExactlyOnce(t, w)
+	assertSameState(t, w)
+
+	// Each task ended as its command says, on a worker.
+	st := stateOf(w, w.StableLeader())
+	retried := 0
+	for id, cmd := range commands {
+		task, _ := st.Task(id)
+		res := task.GetResult()
+		var ok bool
+		switch cmd {
+		case TaskExitOK:
+			ok = task.GetStatus() == apiv1.TaskStatus_TASK_STATUS_SUCCEEDED && res.GetExitCode() == 0
+		case TaskExitFail:
+			ok = task.GetStatus() == apiv1.TaskStatus_TASK_STATUS_FAILED && res.GetExitCode() == 1
+		case TaskHang:
+			ok = task.GetStatus() == apiv1.TaskStatus_TASK_STATUS_FAILED && res.GetError() == "timeout"
+		}
+		if !ok || !slices.Contains(workers, task.GetNodeId()) {
+			t.Fatal(w.Failure(fmt.Errorf("task %d (%s) ended %s on node %d: %v", id, cmd, task.GetStatus(), task.GetNodeId(), task)))
+		}
+		if task.GetAttempt() > 1 {
+			retried++
+		}
+	}
+
+	// The committed log: per task, exactly one accepted final report, from
+	// the attempt and node the task ended with; every accepted report came
+	// from a worker.
+	finals := map[uint64][]*apiv1.ReportTaskCommand{}
+	refused := 0
+	for _, a := range w.AppliedCommands() {
+		r := a.Cmd.GetReportTask()
+		if r == nil {
+			continue
+		}
+		if a.Err != nil {
+			refused++
+			continue
+		}
+		if !slices.Contains(workers, r.GetNodeId()) {
+			t.Fatal(w.Failure(fmt.Errorf("index %d: the state accepted a report of task %d from node %d, not a worker", a.Index, r.GetId(), r.GetNodeId())))
+		}
+		if r.GetStatus() == apiv1.TaskStatus_TASK_STATUS_SUCCEEDED || r.GetStatus() == apiv1.TaskStatus_TASK_STATUS_FAILED {
+			finals[r.GetId()] = append(finals[r.GetId()], r)
+		}
+	}
+	for id := range commands {
+		task, _ := st.Task(id)
+		f := finals[id]
+		if len(f) != 1 {
+			t.Fatal(w.Failure(fmt.Errorf("task %d: %d accepted final reports, want exactly 1: %v", id, len(f), f)))
+		}
+		if f[0].GetAttempt() != task.GetAttempt() || f[0].GetNodeId() != task.GetNodeId() || f[0].GetStatus() != task.GetStatus() {
+			t.Fatal(w.Failure(fmt.Errorf("task %d ended %s at attempt %d on node %d, its accepted final report says %v", id, task.GetStatus(), task.GetAttempt(), task.GetNodeId(), f[0])))
+		}
+	}
+	t.Logf("30 tasks ended as their commands say; %d needed another attempt after worker %d crashed; %d stale or repeated reports refused", retried, victim, refused)
 }

@@ -15,6 +15,11 @@ type Workload struct {
 	rng     *rand.Rand
 	vmNames []string
 	taskIDs []uint64
+	// RestartPolicies, when set, gives each VM created a restart policy
+	// drawn from always (half of them), on-failure and never; unset, VMs
+	// take the default and nothing more is drawn (so runs drawn before it
+	// existed replay the same).
+	RestartPolicies bool
 }
 
 // NewWorkload returns a workload over vms VM names drawing from rng.
@@ -44,10 +49,17 @@ func (wl *Workload) Next() *apiv1.Request {
 		id := wl.taskIDs[wl.rng.IntN(len(wl.taskIDs))]
 		return &apiv1.Request{Kind: &apiv1.Request_CancelTask{CancelTask: &apiv1.CancelTaskRequest{Id: id}}}
 	case p < 55:
-		return &apiv1.Request{Kind: &apiv1.Request_CreateVm{CreateVm: &apiv1.CreateVmRequest{
-			Name: name, Start: wl.rng.IntN(2) == 0,
-			Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128},
-		}}}
+		req := &apiv1.CreateVmRequest{Name: name, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128}}
+		if !wl.RestartPolicies {
+			req.Start = wl.rng.IntN(2) == 0
+		} else {
+			req.Start = wl.rng.IntN(4) != 0
+			req.Spec.RestartPolicy = []apiv1.RestartPolicy{
+				apiv1.RestartPolicy_RESTART_POLICY_ALWAYS, apiv1.RestartPolicy_RESTART_POLICY_ALWAYS,
+				apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE, apiv1.RestartPolicy_RESTART_POLICY_NEVER,
+			}[wl.rng.IntN(4)]
+		}
+		return &apiv1.Request{Kind: &apiv1.Request_CreateVm{CreateVm: req}}
 	case p < 65:
 		return &apiv1.Request{Kind: &apiv1.Request_StartVm{StartVm: &apiv1.StartVmRequest{Name: name}}}
 	case p < 75:

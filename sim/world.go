@@ -18,9 +18,9 @@ import (
 
 // MaxClockDrift bounds how much faster or slower than real time any node's
 // clock runs: its ticks arrive at TickInterval × (1 ± drift) with
-// |drift| <= MaxClockDrift. Protocol margins that depend on clocks (the
-// fencing lease) are derived from this one constant.
-const MaxClockDrift = 0.05
+// |drift| <= MaxClockDrift. It is the core's constant, from which the
+// fencing lease's margin derives: the simulator never drifts further.
+const MaxClockDrift = core.MaxClockDrift
 
 // TraceTailLines is how many trace lines a failure report shows.
 const TraceTailLines = 200
@@ -94,6 +94,8 @@ type World struct {
 
 	checkers []Checker
 	chk      checkers
+	// lives are the runs of every VM on the hypervisors, by name.
+	lives map[string][]*VMLife
 	// failure is the first checker violation or driver fault; the world
 	// stops running events once it is set.
 	failure error
@@ -116,6 +118,7 @@ func New(seed uint64, opts Options) (*World, error) {
 		traceHash: sha256.New(),
 		tail:      make([]traceLine, 0, TraceTailLines),
 		history:   newHistory(),
+		lives:     map[string][]*VMLife{},
 	}
 	w.net = newNetwork(w)
 	w.checkers = defaultCheckers(w)
@@ -132,6 +135,11 @@ func New(seed uint64, opts Options) (*World, error) {
 	for _, id := range w.ids {
 		if err := w.nodes[id].boot(); err != nil {
 			return nil, err
+		}
+	}
+	if opts.Workloads {
+		if err := w.startWorkloadCheckers(); err != nil {
+			return nil, fmt.Errorf("sim: workload checkers: %w", err)
 		}
 	}
 	return w, nil

@@ -1963,6 +1963,112 @@ func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
 	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
 }
 
+// DrainNodeRequest drains a node (its VMs move to other nodes, nothing new
+// lands on it) or, with drain false, makes it eligible again.
+type DrainNodeRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	NodeId          uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Drain           bool                   `protobuf:"varint,3,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DrainNodeRequest) Reset() {
+	*x = DrainNodeRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeRequest) ProtoMessage() {}
+
+func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
+func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DrainNodeRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *DrainNodeRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *DrainNodeRequest) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+type DrainNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeResponse) Reset() {
+	*x = DrainNodeResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeResponse) ProtoMessage() {}
+
+func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
+func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DrainNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 type HealthCheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1971,7 +2077,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2089,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2102,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 type HealthCheckResponse struct {
@@ -2013,7 +2119,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2131,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2144,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HealthCheckResponse) GetNodeId() uint64 {
@@ -2095,6 +2201,7 @@ type Request struct {
 	//	*Request_JoinCluster
 	//	*Request_LeaveCluster
 	//	*Request_HealthCheck
+	//	*Request_DrainNode
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2102,7 +2209,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[36]
+	mi := &file_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2221,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[36]
+	mi := &file_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2234,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -2263,6 +2370,15 @@ func (x *Request) GetHealthCheck() *HealthCheckRequest {
 	return nil
 }
 
+func (x *Request) GetDrainNode() *DrainNodeRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_DrainNode); ok {
+			return x.DrainNode
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -2323,6 +2439,10 @@ type Request_HealthCheck struct {
 	HealthCheck *HealthCheckRequest `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
 }
 
+type Request_DrainNode struct {
+	DrainNode *DrainNodeRequest `protobuf:"bytes,15,opt,name=drain_node,json=drainNode,proto3,oneof"`
+}
+
 func (*Request_CreateVm) isRequest_Kind() {}
 
 func (*Request_StartVm) isRequest_Kind() {}
@@ -2351,6 +2471,8 @@ func (*Request_LeaveCluster) isRequest_Kind() {}
 
 func (*Request_HealthCheck) isRequest_Kind() {}
 
+func (*Request_DrainNode) isRequest_Kind() {}
+
 // Response answers a Request: exactly one of kind or error is set.
 type Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2370,6 +2492,7 @@ type Response struct {
 	//	*Response_JoinCluster
 	//	*Response_LeaveCluster
 	//	*Response_HealthCheck
+	//	*Response_DrainNode
 	Kind          isResponse_Kind `protobuf_oneof:"kind"`
 	Error         *Error          `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2378,7 +2501,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[37]
+	mi := &file_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2513,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[37]
+	mi := &file_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2526,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -2539,6 +2662,15 @@ func (x *Response) GetHealthCheck() *HealthCheckResponse {
 	return nil
 }
 
+func (x *Response) GetDrainNode() *DrainNodeResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_DrainNode); ok {
+			return x.DrainNode
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetError() *Error {
 	if x != nil {
 		return x.Error
@@ -2606,6 +2738,10 @@ type Response_HealthCheck struct {
 	HealthCheck *HealthCheckResponse `protobuf:"bytes,14,opt,name=health_check,json=healthCheck,proto3,oneof"`
 }
 
+type Response_DrainNode struct {
+	DrainNode *DrainNodeResponse `protobuf:"bytes,16,opt,name=drain_node,json=drainNode,proto3,oneof"`
+}
+
 func (*Response_CreateVm) isResponse_Kind() {}
 
 func (*Response_StartVm) isResponse_Kind() {}
@@ -2633,6 +2769,8 @@ func (*Response_JoinCluster) isResponse_Kind() {}
 func (*Response_LeaveCluster) isResponse_Kind() {}
 
 func (*Response_HealthCheck) isResponse_Kind() {}
+
+func (*Response_DrainNode) isResponse_Kind() {}
 
 var File_api_v1_api_proto protoreflect.FileDescriptor
 
@@ -2758,14 +2896,20 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x13LeaveClusterRequest\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x16\n" +
-	"\x14LeaveClusterResponse\"\x14\n" +
+	"\x14LeaveClusterResponse\"m\n" +
+	"\x10DrainNodeRequest\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x14\n" +
+	"\x05drain\x18\x03 \x01(\bR\x05drain\"9\n" +
+	"\x11DrainNodeResponse\x12$\n" +
+	"\x04node\x18\x01 \x01(\v2\x10.blixard.v1.NodeR\x04node\"\x14\n" +
 	"\x12HealthCheckRequest\"\x9e\x01\n" +
 	"\x13HealthCheckResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x18\n" +
-	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\x87\a\n" +
+	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\xc6\a\n" +
 	"\aRequest\x12:\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1b.blixard.v1.CreateVmRequestH\x00R\bcreateVm\x127\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1a.blixard.v1.StartVmRequestH\x00R\astartVm\x124\n" +
@@ -2784,8 +2928,10 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x12get_cluster_status\x18\v \x01(\v2#.blixard.v1.GetClusterStatusRequestH\x00R\x10getClusterStatus\x12C\n" +
 	"\fjoin_cluster\x18\f \x01(\v2\x1e.blixard.v1.JoinClusterRequestH\x00R\vjoinCluster\x12F\n" +
 	"\rleave_cluster\x18\r \x01(\v2\x1f.blixard.v1.LeaveClusterRequestH\x00R\fleaveCluster\x12C\n" +
-	"\fhealth_check\x18\x0e \x01(\v2\x1e.blixard.v1.HealthCheckRequestH\x00R\vhealthCheckB\x06\n" +
-	"\x04kind\"\xbf\a\n" +
+	"\fhealth_check\x18\x0e \x01(\v2\x1e.blixard.v1.HealthCheckRequestH\x00R\vhealthCheck\x12=\n" +
+	"\n" +
+	"drain_node\x18\x0f \x01(\v2\x1c.blixard.v1.DrainNodeRequestH\x00R\tdrainNodeB\x06\n" +
+	"\x04kind\"\xff\a\n" +
 	"\bResponse\x12;\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1c.blixard.v1.CreateVmResponseH\x00R\bcreateVm\x128\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1b.blixard.v1.StartVmResponseH\x00R\astartVm\x125\n" +
@@ -2804,7 +2950,9 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x12get_cluster_status\x18\v \x01(\v2$.blixard.v1.GetClusterStatusResponseH\x00R\x10getClusterStatus\x12D\n" +
 	"\fjoin_cluster\x18\f \x01(\v2\x1f.blixard.v1.JoinClusterResponseH\x00R\vjoinCluster\x12G\n" +
 	"\rleave_cluster\x18\r \x01(\v2 .blixard.v1.LeaveClusterResponseH\x00R\fleaveCluster\x12D\n" +
-	"\fhealth_check\x18\x0e \x01(\v2\x1f.blixard.v1.HealthCheckResponseH\x00R\vhealthCheck\x12'\n" +
+	"\fhealth_check\x18\x0e \x01(\v2\x1f.blixard.v1.HealthCheckResponseH\x00R\vhealthCheck\x12>\n" +
+	"\n" +
+	"drain_node\x18\x10 \x01(\v2\x1d.blixard.v1.DrainNodeResponseH\x00R\tdrainNode\x12'\n" +
 	"\x05error\x18\x0f \x01(\v2\x11.blixard.v1.ErrorR\x05errorB\x06\n" +
 	"\x04kind*\x9f\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
@@ -2831,7 +2979,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -2868,82 +3016,87 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*JoinClusterResponse)(nil),      // 32: blixard.v1.JoinClusterResponse
 	(*LeaveClusterRequest)(nil),      // 33: blixard.v1.LeaveClusterRequest
 	(*LeaveClusterResponse)(nil),     // 34: blixard.v1.LeaveClusterResponse
-	(*HealthCheckRequest)(nil),       // 35: blixard.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),      // 36: blixard.v1.HealthCheckResponse
-	(*Request)(nil),                  // 37: blixard.v1.Request
-	(*Response)(nil),                 // 38: blixard.v1.Response
-	nil,                              // 39: blixard.v1.JoinClusterRequest.LabelsEntry
-	(*VmSpec)(nil),                   // 40: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 41: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 42: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 43: blixard.v1.Task
-	(NodeRole)(0),                    // 44: blixard.v1.NodeRole
-	(NodeStatus)(0),                  // 45: blixard.v1.NodeStatus
-	(*Resources)(nil),                // 46: blixard.v1.Resources
-	(*Cluster)(nil),                  // 47: blixard.v1.Cluster
-	(*Node)(nil),                     // 48: blixard.v1.Node
-	(*Membership)(nil),               // 49: blixard.v1.Membership
+	(*DrainNodeRequest)(nil),         // 35: blixard.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 36: blixard.v1.DrainNodeResponse
+	(*HealthCheckRequest)(nil),       // 37: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 38: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 39: blixard.v1.Request
+	(*Response)(nil),                 // 40: blixard.v1.Response
+	nil,                              // 41: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 42: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 43: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 44: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 45: blixard.v1.Task
+	(NodeRole)(0),                    // 46: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 47: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 48: blixard.v1.Resources
+	(*Cluster)(nil),                  // 49: blixard.v1.Cluster
+	(*Node)(nil),                     // 50: blixard.v1.Node
+	(*Membership)(nil),               // 51: blixard.v1.Membership
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	40, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	41, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	41, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	41, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	41, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	42, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	43, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	43, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	41, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	41, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	41, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
-	43, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
-	43, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	43, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	44, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
-	45, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
-	46, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	47, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	48, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	42, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	43, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	43, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	43, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	43, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	44, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	45, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	45, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	43, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	43, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	43, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
+	45, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
+	45, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	45, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	46, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	47, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	48, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	49, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	50, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
 	29, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	44, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	46, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	39, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	49, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
-	2,  // 25: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 26: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 27: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 28: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 29: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 30: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 31: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 32: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	24, // 33: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	26, // 34: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	28, // 35: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	31, // 36: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	33, // 37: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	35, // 38: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
-	3,  // 39: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 40: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 41: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 42: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 43: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 44: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 45: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 46: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	25, // 47: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	27, // 48: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	30, // 49: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	32, // 50: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	34, // 51: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	36, // 52: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
-	1,  // 53: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	46, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	48, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	41, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	51, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	50, // 25: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
+	2,  // 26: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 27: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 28: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 29: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 30: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 31: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 32: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 33: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	24, // 34: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	26, // 35: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	28, // 36: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	31, // 37: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	33, // 38: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	37, // 39: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	35, // 40: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
+	3,  // 41: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 42: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 43: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 44: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 45: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 46: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 47: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 48: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	25, // 49: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	27, // 50: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	30, // 51: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	32, // 52: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	34, // 53: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	38, // 54: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	36, // 55: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
+	1,  // 56: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }
@@ -2952,7 +3105,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[36].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[38].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -2967,8 +3120,9 @@ func file_api_v1_api_proto_init() {
 		(*Request_JoinCluster)(nil),
 		(*Request_LeaveCluster)(nil),
 		(*Request_HealthCheck)(nil),
+		(*Request_DrainNode)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[37].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[39].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -2983,6 +3137,7 @@ func file_api_v1_api_proto_init() {
 		(*Response_JoinCluster)(nil),
 		(*Response_LeaveCluster)(nil),
 		(*Response_HealthCheck)(nil),
+		(*Response_DrainNode)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2990,7 +3145,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

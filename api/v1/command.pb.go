@@ -72,15 +72,19 @@ func (x *InitClusterCommand) GetClusterId() string {
 // RegisterNodeCommand adds a node's record or refreshes its address,
 // capacity and labels.
 type RegisterNodeCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Role          NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
-	Capacity      *Resources             `protobuf:"bytes,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Images        []*ImageInfo           `protobuf:"bytes,6,rep,name=images,proto3" json:"images,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Address  string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Role     NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
+	Capacity *Resources             `protobuf:"bytes,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Labels   map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Images   []*ImageInfo           `protobuf:"bytes,6,rep,name=images,proto3" json:"images,omitempty"`
+	// See Node.
+	VcpuOvercommit   float64 `protobuf:"fixed64,7,opt,name=vcpu_overcommit,json=vcpuOvercommit,proto3" json:"vcpu_overcommit,omitempty"`
+	MemoryOvercommit float64 `protobuf:"fixed64,8,opt,name=memory_overcommit,json=memoryOvercommit,proto3" json:"memory_overcommit,omitempty"`
+	LeaseMillis      uint32  `protobuf:"varint,9,opt,name=lease_millis,json=leaseMillis,proto3" json:"lease_millis,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RegisterNodeCommand) Reset() {
@@ -153,6 +157,27 @@ func (x *RegisterNodeCommand) GetImages() []*ImageInfo {
 		return x.Images
 	}
 	return nil
+}
+
+func (x *RegisterNodeCommand) GetVcpuOvercommit() float64 {
+	if x != nil {
+		return x.VcpuOvercommit
+	}
+	return 0
+}
+
+func (x *RegisterNodeCommand) GetMemoryOvercommit() float64 {
+	if x != nil {
+		return x.MemoryOvercommit
+	}
+	return 0
+}
+
+func (x *RegisterNodeCommand) GetLeaseMillis() uint32 {
+	if x != nil {
+		return x.LeaseMillis
+	}
+	return 0
 }
 
 type CreateVmCommand struct {
@@ -713,6 +738,201 @@ func (x *ReportTaskCommand) GetResult() *TaskResult {
 	return nil
 }
 
+// SetNodeStatusCommand is the leader's verdict on a node's liveness. A node
+// going down (or leaving) loses its workloads: VMs are lost (and placed
+// again by their restart policy), running tasks retried or lost.
+type SetNodeStatusCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Status        NodeStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=blixard.v1.NodeStatus" json:"status,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNodeStatusCommand) Reset() {
+	*x = SetNodeStatusCommand{}
+	mi := &file_api_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNodeStatusCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNodeStatusCommand) ProtoMessage() {}
+
+func (x *SetNodeStatusCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNodeStatusCommand.ProtoReflect.Descriptor instead.
+func (*SetNodeStatusCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetNodeStatusCommand) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SetNodeStatusCommand) GetStatus() NodeStatus {
+	if x != nil {
+		return x.Status
+	}
+	return NodeStatus_NODE_STATUS_UNSPECIFIED
+}
+
+func (x *SetNodeStatusCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DrainNodeCommand marks a node drained (its VMs move, nothing new lands on
+// it) or eligible again.
+type DrainNodeCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Drain         bool                   `protobuf:"varint,2,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainNodeCommand) Reset() {
+	*x = DrainNodeCommand{}
+	mi := &file_api_v1_command_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainNodeCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainNodeCommand) ProtoMessage() {}
+
+func (x *DrainNodeCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_command_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainNodeCommand.ProtoReflect.Descriptor instead.
+func (*DrainNodeCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_command_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DrainNodeCommand) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *DrainNodeCommand) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+// PlacementFailedCommand records why a waiting VM (name at generation) or
+// task (id at attempt) could not be placed.
+type PlacementFailedCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VmName        string                 `protobuf:"bytes,1,opt,name=vm_name,json=vmName,proto3" json:"vm_name,omitempty"`
+	VmGeneration  uint64                 `protobuf:"varint,2,opt,name=vm_generation,json=vmGeneration,proto3" json:"vm_generation,omitempty"`
+	TaskId        uint64                 `protobuf:"varint,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	TaskAttempt   uint32                 `protobuf:"varint,4,opt,name=task_attempt,json=taskAttempt,proto3" json:"task_attempt,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementFailedCommand) Reset() {
+	*x = PlacementFailedCommand{}
+	mi := &file_api_v1_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementFailedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementFailedCommand) ProtoMessage() {}
+
+func (x *PlacementFailedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementFailedCommand.ProtoReflect.Descriptor instead.
+func (*PlacementFailedCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PlacementFailedCommand) GetVmName() string {
+	if x != nil {
+		return x.VmName
+	}
+	return ""
+}
+
+func (x *PlacementFailedCommand) GetVmGeneration() uint64 {
+	if x != nil {
+		return x.VmGeneration
+	}
+	return 0
+}
+
+func (x *PlacementFailedCommand) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *PlacementFailedCommand) GetTaskAttempt() uint32 {
+	if x != nil {
+		return x.TaskAttempt
+	}
+	return 0
+}
+
+func (x *PlacementFailedCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Command is one Raft log entry's payload.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -735,6 +955,9 @@ type Command struct {
 	//	*Command_CancelTask
 	//	*Command_AssignTask
 	//	*Command_ReportTask
+	//	*Command_SetNodeStatus
+	//	*Command_DrainNode
+	//	*Command_PlacementFailed
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -742,7 +965,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_api_v1_command_proto_msgTypes[12]
+	mi := &file_api_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +977,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[12]
+	mi := &file_api_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +990,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Command) GetClientRequestId() string {
@@ -906,6 +1129,33 @@ func (x *Command) GetReportTask() *ReportTaskCommand {
 	return nil
 }
 
+func (x *Command) GetSetNodeStatus() *SetNodeStatusCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetNodeStatus); ok {
+			return x.SetNodeStatus
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDrainNode() *DrainNodeCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DrainNode); ok {
+			return x.DrainNode
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPlacementFailed() *PlacementFailedCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PlacementFailed); ok {
+			return x.PlacementFailed
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -958,6 +1208,18 @@ type Command_ReportTask struct {
 	ReportTask *ReportTaskCommand `protobuf:"bytes,21,opt,name=report_task,json=reportTask,proto3,oneof"`
 }
 
+type Command_SetNodeStatus struct {
+	SetNodeStatus *SetNodeStatusCommand `protobuf:"bytes,22,opt,name=set_node_status,json=setNodeStatus,proto3,oneof"`
+}
+
+type Command_DrainNode struct {
+	DrainNode *DrainNodeCommand `protobuf:"bytes,23,opt,name=drain_node,json=drainNode,proto3,oneof"`
+}
+
+type Command_PlacementFailed struct {
+	PlacementFailed *PlacementFailedCommand `protobuf:"bytes,24,opt,name=placement_failed,json=placementFailed,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Op() {}
 
 func (*Command_RegisterNode) isCommand_Op() {}
@@ -982,6 +1244,12 @@ func (*Command_AssignTask) isCommand_Op() {}
 
 func (*Command_ReportTask) isCommand_Op() {}
 
+func (*Command_SetNodeStatus) isCommand_Op() {}
+
+func (*Command_DrainNode) isCommand_Op() {}
+
+func (*Command_PlacementFailed) isCommand_Op() {}
+
 // RequestRecord is one remembered client request and its response.
 type RequestRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -994,7 +1262,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_api_v1_command_proto_msgTypes[13]
+	mi := &file_api_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1274,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[13]
+	mi := &file_api_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1287,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestRecord) GetClientRequestId() string {
@@ -1060,7 +1328,7 @@ type StateSnapshot struct {
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_v1_command_proto_msgTypes[14]
+	mi := &file_api_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1340,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[14]
+	mi := &file_api_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1353,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StateSnapshot) GetVersion() uint32 {
@@ -1138,14 +1406,17 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"blixard.v1\x1a\x10api/v1/api.proto\x1a\x12api/v1/types.proto\"3\n" +
 	"\x12InitClusterCommand\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xcb\x02\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xc4\x03\n" +
 	"\x13RegisterNodeCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x14.blixard.v1.NodeRoleR\x04role\x121\n" +
 	"\bcapacity\x18\x04 \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\x12C\n" +
 	"\x06labels\x18\x05 \x03(\v2+.blixard.v1.RegisterNodeCommand.LabelsEntryR\x06labels\x12-\n" +
-	"\x06images\x18\x06 \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x1a9\n" +
+	"\x06images\x18\x06 \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x12'\n" +
+	"\x0fvcpu_overcommit\x18\a \x01(\x01R\x0evcpuOvercommit\x12+\n" +
+	"\x11memory_overcommit\x18\b \x01(\x01R\x10memoryOvercommit\x12!\n" +
+	"\flease_millis\x18\t \x01(\rR\vleaseMillis\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
@@ -1186,7 +1457,20 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12.\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x16.blixard.v1.TaskStatusR\x06status\x12.\n" +
-	"\x06result\x18\x05 \x01(\v2\x16.blixard.v1.TaskResultR\x06result\"\xfe\x06\n" +
+	"\x06result\x18\x05 \x01(\v2\x16.blixard.v1.TaskResultR\x06result\"n\n" +
+	"\x14SetNodeStatusCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x16.blixard.v1.NodeStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"8\n" +
+	"\x10DrainNodeCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05drain\x18\x02 \x01(\bR\x05drain\"\xaa\x01\n" +
+	"\x16PlacementFailedCommand\x12\x17\n" +
+	"\avm_name\x18\x01 \x01(\tR\x06vmName\x12#\n" +
+	"\rvm_generation\x18\x02 \x01(\x04R\fvmGeneration\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\x04R\x06taskId\x12!\n" +
+	"\ftask_attempt\x18\x04 \x01(\rR\vtaskAttempt\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xda\b\n" +
 	"\aCommand\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12,\n" +
 	"\x12proposed_unix_nano\x18\x02 \x01(\x03R\x10proposedUnixNano\x12\x1f\n" +
@@ -1208,7 +1492,11 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\vassign_task\x18\x14 \x01(\v2\x1d.blixard.v1.AssignTaskCommandH\x00R\n" +
 	"assignTask\x12@\n" +
 	"\vreport_task\x18\x15 \x01(\v2\x1d.blixard.v1.ReportTaskCommandH\x00R\n" +
-	"reportTaskB\x04\n" +
+	"reportTask\x12J\n" +
+	"\x0fset_node_status\x18\x16 \x01(\v2 .blixard.v1.SetNodeStatusCommandH\x00R\rsetNodeStatus\x12=\n" +
+	"\n" +
+	"drain_node\x18\x17 \x01(\v2\x1c.blixard.v1.DrainNodeCommandH\x00R\tdrainNode\x12O\n" +
+	"\x10placement_failed\x18\x18 \x01(\v2\".blixard.v1.PlacementFailedCommandH\x00R\x0fplacementFailedB\x04\n" +
 	"\x02op\"\x83\x01\n" +
 	"\rRequestRecord\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x14\n" +
@@ -1234,71 +1522,79 @@ func file_api_v1_command_proto_rawDescGZIP() []byte {
 	return file_api_v1_command_proto_rawDescData
 }
 
-var file_api_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_api_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_api_v1_command_proto_goTypes = []any{
-	(*InitClusterCommand)(nil),  // 0: blixard.v1.InitClusterCommand
-	(*RegisterNodeCommand)(nil), // 1: blixard.v1.RegisterNodeCommand
-	(*CreateVmCommand)(nil),     // 2: blixard.v1.CreateVmCommand
-	(*StartVmCommand)(nil),      // 3: blixard.v1.StartVmCommand
-	(*StopVmCommand)(nil),       // 4: blixard.v1.StopVmCommand
-	(*DeleteVmCommand)(nil),     // 5: blixard.v1.DeleteVmCommand
-	(*AssignVmCommand)(nil),     // 6: blixard.v1.AssignVmCommand
-	(*ReportVmCommand)(nil),     // 7: blixard.v1.ReportVmCommand
-	(*SubmitTaskCommand)(nil),   // 8: blixard.v1.SubmitTaskCommand
-	(*CancelTaskCommand)(nil),   // 9: blixard.v1.CancelTaskCommand
-	(*AssignTaskCommand)(nil),   // 10: blixard.v1.AssignTaskCommand
-	(*ReportTaskCommand)(nil),   // 11: blixard.v1.ReportTaskCommand
-	(*Command)(nil),             // 12: blixard.v1.Command
-	(*RequestRecord)(nil),       // 13: blixard.v1.RequestRecord
-	(*StateSnapshot)(nil),       // 14: blixard.v1.StateSnapshot
-	nil,                         // 15: blixard.v1.RegisterNodeCommand.LabelsEntry
-	(NodeRole)(0),               // 16: blixard.v1.NodeRole
-	(*Resources)(nil),           // 17: blixard.v1.Resources
-	(*ImageInfo)(nil),           // 18: blixard.v1.ImageInfo
-	(*VmSpec)(nil),              // 19: blixard.v1.VmSpec
-	(VmState)(0),                // 20: blixard.v1.VmState
-	(*TaskSpec)(nil),            // 21: blixard.v1.TaskSpec
-	(TaskStatus)(0),             // 22: blixard.v1.TaskStatus
-	(*TaskResult)(nil),          // 23: blixard.v1.TaskResult
-	(*Response)(nil),            // 24: blixard.v1.Response
-	(*Cluster)(nil),             // 25: blixard.v1.Cluster
-	(*Node)(nil),                // 26: blixard.v1.Node
-	(*Vm)(nil),                  // 27: blixard.v1.Vm
-	(*Task)(nil),                // 28: blixard.v1.Task
+	(*InitClusterCommand)(nil),     // 0: blixard.v1.InitClusterCommand
+	(*RegisterNodeCommand)(nil),    // 1: blixard.v1.RegisterNodeCommand
+	(*CreateVmCommand)(nil),        // 2: blixard.v1.CreateVmCommand
+	(*StartVmCommand)(nil),         // 3: blixard.v1.StartVmCommand
+	(*StopVmCommand)(nil),          // 4: blixard.v1.StopVmCommand
+	(*DeleteVmCommand)(nil),        // 5: blixard.v1.DeleteVmCommand
+	(*AssignVmCommand)(nil),        // 6: blixard.v1.AssignVmCommand
+	(*ReportVmCommand)(nil),        // 7: blixard.v1.ReportVmCommand
+	(*SubmitTaskCommand)(nil),      // 8: blixard.v1.SubmitTaskCommand
+	(*CancelTaskCommand)(nil),      // 9: blixard.v1.CancelTaskCommand
+	(*AssignTaskCommand)(nil),      // 10: blixard.v1.AssignTaskCommand
+	(*ReportTaskCommand)(nil),      // 11: blixard.v1.ReportTaskCommand
+	(*SetNodeStatusCommand)(nil),   // 12: blixard.v1.SetNodeStatusCommand
+	(*DrainNodeCommand)(nil),       // 13: blixard.v1.DrainNodeCommand
+	(*PlacementFailedCommand)(nil), // 14: blixard.v1.PlacementFailedCommand
+	(*Command)(nil),                // 15: blixard.v1.Command
+	(*RequestRecord)(nil),          // 16: blixard.v1.RequestRecord
+	(*StateSnapshot)(nil),          // 17: blixard.v1.StateSnapshot
+	nil,                            // 18: blixard.v1.RegisterNodeCommand.LabelsEntry
+	(NodeRole)(0),                  // 19: blixard.v1.NodeRole
+	(*Resources)(nil),              // 20: blixard.v1.Resources
+	(*ImageInfo)(nil),              // 21: blixard.v1.ImageInfo
+	(*VmSpec)(nil),                 // 22: blixard.v1.VmSpec
+	(VmState)(0),                   // 23: blixard.v1.VmState
+	(*TaskSpec)(nil),               // 24: blixard.v1.TaskSpec
+	(TaskStatus)(0),                // 25: blixard.v1.TaskStatus
+	(*TaskResult)(nil),             // 26: blixard.v1.TaskResult
+	(NodeStatus)(0),                // 27: blixard.v1.NodeStatus
+	(*Response)(nil),               // 28: blixard.v1.Response
+	(*Cluster)(nil),                // 29: blixard.v1.Cluster
+	(*Node)(nil),                   // 30: blixard.v1.Node
+	(*Vm)(nil),                     // 31: blixard.v1.Vm
+	(*Task)(nil),                   // 32: blixard.v1.Task
 }
 var file_api_v1_command_proto_depIdxs = []int32{
-	16, // 0: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
-	17, // 1: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
-	15, // 2: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
-	18, // 3: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
-	19, // 4: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
-	20, // 5: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
-	21, // 6: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
-	22, // 7: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
-	23, // 8: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
-	0,  // 9: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
-	1,  // 10: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
-	2,  // 11: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
-	3,  // 12: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
-	4,  // 13: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
-	5,  // 14: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
-	6,  // 15: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
-	7,  // 16: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
-	8,  // 17: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
-	9,  // 18: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
-	10, // 19: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
-	11, // 20: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
-	24, // 21: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
-	25, // 22: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
-	26, // 23: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
-	27, // 24: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
-	28, // 25: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
-	13, // 26: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	19, // 0: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
+	20, // 1: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
+	18, // 2: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
+	21, // 3: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
+	22, // 4: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
+	23, // 5: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
+	24, // 6: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
+	25, // 7: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
+	26, // 8: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
+	27, // 9: blixard.v1.SetNodeStatusCommand.status:type_name -> blixard.v1.NodeStatus
+	0,  // 10: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
+	1,  // 11: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
+	2,  // 12: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
+	3,  // 13: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
+	4,  // 14: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
+	5,  // 15: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
+	6,  // 16: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
+	7,  // 17: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
+	8,  // 18: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
+	9,  // 19: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
+	10, // 20: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
+	11, // 21: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
+	12, // 22: blixard.v1.Command.set_node_status:type_name -> blixard.v1.SetNodeStatusCommand
+	13, // 23: blixard.v1.Command.drain_node:type_name -> blixard.v1.DrainNodeCommand
+	14, // 24: blixard.v1.Command.placement_failed:type_name -> blixard.v1.PlacementFailedCommand
+	28, // 25: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
+	29, // 26: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
+	30, // 27: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
+	31, // 28: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
+	32, // 29: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
+	16, // 30: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_command_proto_init() }
@@ -1308,7 +1604,7 @@ func file_api_v1_command_proto_init() {
 	}
 	file_api_v1_api_proto_init()
 	file_api_v1_types_proto_init()
-	file_api_v1_command_proto_msgTypes[12].OneofWrappers = []any{
+	file_api_v1_command_proto_msgTypes[15].OneofWrappers = []any{
 		(*Command_InitCluster)(nil),
 		(*Command_RegisterNode)(nil),
 		(*Command_CreateVm)(nil),
@@ -1321,6 +1617,9 @@ func file_api_v1_command_proto_init() {
 		(*Command_CancelTask)(nil),
 		(*Command_AssignTask)(nil),
 		(*Command_ReportTask)(nil),
+		(*Command_SetNodeStatus)(nil),
+		(*Command_DrainNode)(nil),
+		(*Command_PlacementFailed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1328,7 +1627,7 @@ func file_api_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_command_proto_rawDesc), len(file_api_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

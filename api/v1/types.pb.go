@@ -374,6 +374,59 @@ func (TaskStatus) EnumDescriptor() ([]byte, []int) {
 	return file_api_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
+// PlacementStrategy says how the scheduler ranks the nodes that fit.
+type PlacementStrategy int32
+
+const (
+	PlacementStrategy_PLACEMENT_STRATEGY_UNSPECIFIED PlacementStrategy = 0
+	// Fill the fullest node that fits first (the default): keeps whole nodes
+	// free for big workloads.
+	PlacementStrategy_PLACEMENT_STRATEGY_BINPACK PlacementStrategy = 1
+	// Prefer the emptiest node: spreads load and failure impact.
+	PlacementStrategy_PLACEMENT_STRATEGY_SPREAD PlacementStrategy = 2
+)
+
+// Enum value maps for PlacementStrategy.
+var (
+	PlacementStrategy_name = map[int32]string{
+		0: "PLACEMENT_STRATEGY_UNSPECIFIED",
+		1: "PLACEMENT_STRATEGY_BINPACK",
+		2: "PLACEMENT_STRATEGY_SPREAD",
+	}
+	PlacementStrategy_value = map[string]int32{
+		"PLACEMENT_STRATEGY_UNSPECIFIED": 0,
+		"PLACEMENT_STRATEGY_BINPACK":     1,
+		"PLACEMENT_STRATEGY_SPREAD":      2,
+	}
+)
+
+func (x PlacementStrategy) Enum() *PlacementStrategy {
+	p := new(PlacementStrategy)
+	*p = x
+	return p
+}
+
+func (x PlacementStrategy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PlacementStrategy) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_v1_types_proto_enumTypes[6].Descriptor()
+}
+
+func (PlacementStrategy) Type() protoreflect.EnumType {
+	return &file_api_v1_types_proto_enumTypes[6]
+}
+
+func (x PlacementStrategy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PlacementStrategy.Descriptor instead.
+func (PlacementStrategy) EnumDescriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
 // Resources is an amount of machine: what a node has or a workload needs.
 type Resources struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -523,7 +576,17 @@ type Node struct {
 	// Log index of the last change to this record.
 	UpdatedIndex uint64 `protobuf:"varint,9,opt,name=updated_index,json=updatedIndex,proto3" json:"updated_index,omitempty"`
 	// Images the node can boot, sorted by name.
-	Images        []*ImageInfo `protobuf:"bytes,10,rep,name=images,proto3" json:"images,omitempty"`
+	Images []*ImageInfo `protobuf:"bytes,10,rep,name=images,proto3" json:"images,omitempty"`
+	// Overcommit ratios: the scheduler places up to capacity × ratio of
+	// vCPUs and memory on the node. 0 means 1.0.
+	VcpuOvercommit   float64 `protobuf:"fixed64,11,opt,name=vcpu_overcommit,json=vcpuOvercommit,proto3" json:"vcpu_overcommit,omitempty"`
+	MemoryOvercommit float64 `protobuf:"fixed64,12,opt,name=memory_overcommit,json=memoryOvercommit,proto3" json:"memory_overcommit,omitempty"`
+	// The node's fencing lease: it stops its VMs when it has not heard from a
+	// quorum for this long, and the leader waits longer than this (plus a
+	// drift margin) before declaring it down.
+	LeaseMillis uint32 `protobuf:"varint,13,opt,name=lease_millis,json=leaseMillis,proto3" json:"lease_millis,omitempty"`
+	// Why the status last changed ("no heartbeat for 6s").
+	StatusReason  string `protobuf:"bytes,14,opt,name=status_reason,json=statusReason,proto3" json:"status_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,6 +691,34 @@ func (x *Node) GetImages() []*ImageInfo {
 	return nil
 }
 
+func (x *Node) GetVcpuOvercommit() float64 {
+	if x != nil {
+		return x.VcpuOvercommit
+	}
+	return 0
+}
+
+func (x *Node) GetMemoryOvercommit() float64 {
+	if x != nil {
+		return x.MemoryOvercommit
+	}
+	return 0
+}
+
+func (x *Node) GetLeaseMillis() uint32 {
+	if x != nil {
+		return x.LeaseMillis
+	}
+	return 0
+}
+
+func (x *Node) GetStatusReason() string {
+	if x != nil {
+		return x.StatusReason
+	}
+	return ""
+}
+
 // VmSpec is what a VM is made of; it does not change after creation.
 type VmSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -639,10 +730,17 @@ type VmSpec struct {
 	RestartPolicy RestartPolicy `protobuf:"varint,5,opt,name=restart_policy,json=restartPolicy,proto3,enum=blixard.v1.RestartPolicy" json:"restart_policy,omitempty"`
 	// Label constraints the hosting node must carry (key = value).
 	Constraints map[string]string `protobuf:"bytes,6,rep,name=constraints,proto3" json:"constraints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// At most one VM of the group per node.
+	// At most one VM of the group per node (hard), or as few as can be
+	// (soft, with anti_affinity_soft).
 	AntiAffinityGroup string `protobuf:"bytes,7,opt,name=anti_affinity_group,json=antiAffinityGroup,proto3" json:"anti_affinity_group,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Features the hosting node must have ("kvm"); sorted, no duplicates.
+	Features []string `protobuf:"bytes,8,rep,name=features,proto3" json:"features,omitempty"`
+	// The anti-affinity group spreads VMs instead of forbidding two on a node.
+	AntiAffinitySoft bool `protobuf:"varint,9,opt,name=anti_affinity_soft,json=antiAffinitySoft,proto3" json:"anti_affinity_soft,omitempty"`
+	// How the scheduler ranks nodes; unspecified means binpack.
+	Placement     PlacementStrategy `protobuf:"varint,10,opt,name=placement,proto3,enum=blixard.v1.PlacementStrategy" json:"placement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VmSpec) Reset() {
@@ -722,6 +820,27 @@ func (x *VmSpec) GetAntiAffinityGroup() string {
 		return x.AntiAffinityGroup
 	}
 	return ""
+}
+
+func (x *VmSpec) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *VmSpec) GetAntiAffinitySoft() bool {
+	if x != nil {
+		return x.AntiAffinitySoft
+	}
+	return false
+}
+
+func (x *VmSpec) GetPlacement() PlacementStrategy {
+	if x != nil {
+		return x.Placement
+	}
+	return PlacementStrategy_PLACEMENT_STRATEGY_UNSPECIFIED
 }
 
 // VmEvent is one transition in a VM's recent history.
@@ -970,7 +1089,9 @@ type TaskSpec struct {
 	// 0 means no timeout.
 	TimeoutMs uint64 `protobuf:"varint,5,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// Image the task's VM boots; empty means "default".
-	Image         string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
+	Image string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
+	// Attempts before a task whose node died is marked lost; 0 means 3.
+	MaxAttempts   uint32 `protobuf:"varint,7,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,6 +1166,13 @@ func (x *TaskSpec) GetImage() string {
 		return x.Image
 	}
 	return ""
+}
+
+func (x *TaskSpec) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
 }
 
 // TaskResult is how a task attempt ended.
@@ -1382,7 +1510,7 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\tImageInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12$\n" +
-	"\x0emin_memory_mib\x18\x03 \x01(\x04R\fminMemoryMib\"\xc3\x03\n" +
+	"\x0emin_memory_mib\x18\x03 \x01(\x04R\fminMemoryMib\"\xe1\x04\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
@@ -1394,10 +1522,14 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\x10registered_index\x18\b \x01(\x04R\x0fregisteredIndex\x12#\n" +
 	"\rupdated_index\x18\t \x01(\x04R\fupdatedIndex\x12-\n" +
 	"\x06images\x18\n" +
-	" \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x1a9\n" +
+	" \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x12'\n" +
+	"\x0fvcpu_overcommit\x18\v \x01(\x01R\x0evcpuOvercommit\x12+\n" +
+	"\x11memory_overcommit\x18\f \x01(\x01R\x10memoryOvercommit\x12!\n" +
+	"\flease_millis\x18\r \x01(\rR\vleaseMillis\x12#\n" +
+	"\rstatus_reason\x18\x0e \x01(\tR\fstatusReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x03\n" +
 	"\x06VmSpec\x12\x14\n" +
 	"\x05vcpus\x18\x01 \x01(\rR\x05vcpus\x12\x1d\n" +
 	"\n" +
@@ -1406,7 +1538,11 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\x0ekernel_cmdline\x18\x04 \x01(\tR\rkernelCmdline\x12@\n" +
 	"\x0erestart_policy\x18\x05 \x01(\x0e2\x19.blixard.v1.RestartPolicyR\rrestartPolicy\x12E\n" +
 	"\vconstraints\x18\x06 \x03(\v2#.blixard.v1.VmSpec.ConstraintsEntryR\vconstraints\x12.\n" +
-	"\x13anti_affinity_group\x18\a \x01(\tR\x11antiAffinityGroup\x1a>\n" +
+	"\x13anti_affinity_group\x18\a \x01(\tR\x11antiAffinityGroup\x12\x1a\n" +
+	"\bfeatures\x18\b \x03(\tR\bfeatures\x12,\n" +
+	"\x12anti_affinity_soft\x18\t \x01(\bR\x10antiAffinitySoft\x12;\n" +
+	"\tplacement\x18\n" +
+	" \x01(\x0e2\x1d.blixard.v1.PlacementStrategyR\tplacement\x1a>\n" +
 	"\x10ConstraintsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x01\n" +
@@ -1435,7 +1571,7 @@ const file_api_v1_types_proto_rawDesc = "" +
 	" \x01(\x04R\fupdatedIndex\x12*\n" +
 	"\x11created_unix_nano\x18\v \x01(\x03R\x0fcreatedUnixNano\x12!\n" +
 	"\fconsole_tail\x18\f \x01(\tR\vconsoleTail\x12\x1a\n" +
-	"\brestarts\x18\r \x01(\rR\brestarts\"\x8b\x02\n" +
+	"\brestarts\x18\r \x01(\rR\brestarts\"\xae\x02\n" +
 	"\bTaskSpec\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\tR\acommand\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12/\n" +
@@ -1443,7 +1579,8 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\tresources\x18\x04 \x01(\v2\x15.blixard.v1.ResourcesR\tresources\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x05 \x01(\x04R\ttimeoutMs\x12\x14\n" +
-	"\x05image\x18\x06 \x01(\tR\x05image\x1a6\n" +
+	"\x05image\x18\x06 \x01(\tR\x05image\x12!\n" +
+	"\fmax_attempts\x18\a \x01(\rR\vmaxAttempts\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xba\x01\n" +
@@ -1518,7 +1655,11 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\x15TASK_STATUS_SUCCEEDED\x10\x04\x12\x16\n" +
 	"\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n" +
 	"\x15TASK_STATUS_CANCELLED\x10\x06\x12\x14\n" +
-	"\x10TASK_STATUS_LOST\x10\aB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
+	"\x10TASK_STATUS_LOST\x10\a*v\n" +
+	"\x11PlacementStrategy\x12\"\n" +
+	"\x1ePLACEMENT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aPLACEMENT_STRATEGY_BINPACK\x10\x01\x12\x1d\n" +
+	"\x19PLACEMENT_STRATEGY_SPREAD\x10\x02B)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_types_proto_rawDescOnce sync.Once
@@ -1532,54 +1673,56 @@ func file_api_v1_types_proto_rawDescGZIP() []byte {
 	return file_api_v1_types_proto_rawDescData
 }
 
-var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_api_v1_types_proto_goTypes = []any{
-	(NodeRole)(0),       // 0: blixard.v1.NodeRole
-	(NodeStatus)(0),     // 1: blixard.v1.NodeStatus
-	(VmState)(0),        // 2: blixard.v1.VmState
-	(VmDesiredState)(0), // 3: blixard.v1.VmDesiredState
-	(RestartPolicy)(0),  // 4: blixard.v1.RestartPolicy
-	(TaskStatus)(0),     // 5: blixard.v1.TaskStatus
-	(*Resources)(nil),   // 6: blixard.v1.Resources
-	(*ImageInfo)(nil),   // 7: blixard.v1.ImageInfo
-	(*Node)(nil),        // 8: blixard.v1.Node
-	(*VmSpec)(nil),      // 9: blixard.v1.VmSpec
-	(*VmEvent)(nil),     // 10: blixard.v1.VmEvent
-	(*Vm)(nil),          // 11: blixard.v1.Vm
-	(*TaskSpec)(nil),    // 12: blixard.v1.TaskSpec
-	(*TaskResult)(nil),  // 13: blixard.v1.TaskResult
-	(*Task)(nil),        // 14: blixard.v1.Task
-	(*Membership)(nil),  // 15: blixard.v1.Membership
-	(*Cluster)(nil),     // 16: blixard.v1.Cluster
-	nil,                 // 17: blixard.v1.Node.LabelsEntry
-	nil,                 // 18: blixard.v1.VmSpec.ConstraintsEntry
-	nil,                 // 19: blixard.v1.TaskSpec.EnvEntry
+	(NodeRole)(0),          // 0: blixard.v1.NodeRole
+	(NodeStatus)(0),        // 1: blixard.v1.NodeStatus
+	(VmState)(0),           // 2: blixard.v1.VmState
+	(VmDesiredState)(0),    // 3: blixard.v1.VmDesiredState
+	(RestartPolicy)(0),     // 4: blixard.v1.RestartPolicy
+	(TaskStatus)(0),        // 5: blixard.v1.TaskStatus
+	(PlacementStrategy)(0), // 6: blixard.v1.PlacementStrategy
+	(*Resources)(nil),      // 7: blixard.v1.Resources
+	(*ImageInfo)(nil),      // 8: blixard.v1.ImageInfo
+	(*Node)(nil),           // 9: blixard.v1.Node
+	(*VmSpec)(nil),         // 10: blixard.v1.VmSpec
+	(*VmEvent)(nil),        // 11: blixard.v1.VmEvent
+	(*Vm)(nil),             // 12: blixard.v1.Vm
+	(*TaskSpec)(nil),       // 13: blixard.v1.TaskSpec
+	(*TaskResult)(nil),     // 14: blixard.v1.TaskResult
+	(*Task)(nil),           // 15: blixard.v1.Task
+	(*Membership)(nil),     // 16: blixard.v1.Membership
+	(*Cluster)(nil),        // 17: blixard.v1.Cluster
+	nil,                    // 18: blixard.v1.Node.LabelsEntry
+	nil,                    // 19: blixard.v1.VmSpec.ConstraintsEntry
+	nil,                    // 20: blixard.v1.TaskSpec.EnvEntry
 }
 var file_api_v1_types_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Node.role:type_name -> blixard.v1.NodeRole
-	6,  // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
-	17, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
+	7,  // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
+	18, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
 	1,  // 3: blixard.v1.Node.status:type_name -> blixard.v1.NodeStatus
-	7,  // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
+	8,  // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
 	4,  // 5: blixard.v1.VmSpec.restart_policy:type_name -> blixard.v1.RestartPolicy
-	18, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
-	2,  // 7: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
-	9,  // 8: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
-	3,  // 9: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
-	2,  // 10: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
-	10, // 11: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
-	19, // 12: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
-	6,  // 13: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
-	12, // 14: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
-	5,  // 15: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
-	13, // 16: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
-	15, // 17: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	19, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
+	6,  // 7: blixard.v1.VmSpec.placement:type_name -> blixard.v1.PlacementStrategy
+	2,  // 8: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
+	10, // 9: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
+	3,  // 10: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
+	2,  // 11: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
+	11, // 12: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
+	20, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
+	7,  // 14: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
+	13, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
+	5,  // 16: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
+	14, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
+	16, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_types_proto_init() }
@@ -1592,7 +1735,7 @@ func file_api_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_types_proto_rawDesc), len(file_api_v1_types_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -79,6 +79,30 @@ func (s clusterService) LeaveCluster(_ context.Context, req *apiv1.LeaveClusterR
 	})
 }
 
+// DrainNode sets the node record's drain flag, as the state does; the
+// fake's VMs are never placed, so none has to move.
+func (s clusterService) DrainNode(_ context.Context, req *apiv1.DrainNodeRequest) (*apiv1.DrainNodeResponse, error) {
+	n := s.n
+	if req.GetNodeId() == 0 { // refused at the edge, as the server does: not a write
+		return nil, fieldError(invalid, "node_id", "must not be 0")
+	}
+	return write(n, req.GetClientRequestId(), func() (*apiv1.DrainNodeResponse, error) {
+		i := slices.IndexFunc(n.cluster.Nodes, func(node *apiv1.Node) bool { return node.GetId() == req.GetNodeId() })
+		if i < 0 {
+			return nil, fieldError(apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, "node_id", "no node %d", req.GetNodeId())
+		}
+		node := n.cluster.Nodes[i]
+		if node.GetStatus() == apiv1.NodeStatus_NODE_STATUS_LEFT {
+			return nil, fieldError(apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, "node_id", "node %d has left the cluster", req.GetNodeId())
+		}
+		if node.GetDrain() != req.GetDrain() {
+			node.Drain = req.GetDrain()
+			node.UpdatedIndex, _ = n.tick()
+		}
+		return &apiv1.DrainNodeResponse{Node: proto.CloneOf(node)}, nil
+	})
+}
+
 func (s clusterService) HealthCheck(context.Context, *apiv1.HealthCheckRequest) (*apiv1.HealthCheckResponse, error) {
 	return read(s.n, func() (*apiv1.HealthCheckResponse, error) {
 		return &apiv1.HealthCheckResponse{

@@ -43,7 +43,7 @@ type deterministicTree struct {
 
 var deterministicTrees = []deterministicTree{
 	{root: stateTree, required: true},
-	{root: schedTree, required: false, mayImport: []string{stateTree}},
+	{root: schedTree, required: true, mayImport: []string{stateTree}},
 	{root: coreTree, required: true, mayImport: []string{stateTree, schedTree}},
 }
 

@@ -12,6 +12,8 @@ func newClusterCommand(g *globalFlags) *cobra.Command {
 	cmd.AddCommand(
 		newClusterStatusCommand(g),
 		newClusterLeaveCommand(g),
+		newClusterDrainCommand(g),
+		newClusterUndrainCommand(g),
 	)
 	return cmd
 }

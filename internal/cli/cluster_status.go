@@ -18,11 +18,19 @@ func newClusterStatusCommand(g *globalFlags) *cobra.Command {
 		Long: `Show the cluster as the answering node sees it: the cluster id, the leader,
 the Raft term and commit index, and each member with its role, whether it
 votes, how far its log matches the leader's (known only when the leader
-answers), its liveness and its capacity.
+answers), its capacity, whether it is drained ('blixard cluster drain') and
+its status with the reason it last changed. Nodes that left the cluster
+follow the members.
+
+A node's status is the leader's verdict: ready; disconnected when the
+leader has not heard from it for a while (nothing new is placed on it);
+down when that lasted past the node's fencing lease (its VMs have stopped
+and are placed elsewhere); left once it left the cluster.
 
 With -o json it prints the GetClusterStatusResponse: leader_id, term,
 commit_index, members[] (id, address, role, voter, match_index, status,
-capacity), the nodes' records and the cluster record.`,
+capacity), the nodes' records (with status, status_reason, drain, the
+overcommit ratios and lease_millis) and the cluster record.`,
 		Example: `  blixard cluster status
   blixard cluster status --addr 10.0.0.1:7001,10.0.0.2:7001 -o json`,
 		Args: exactArgs(),
@@ -60,9 +68,13 @@ func clusterStatusTable(w io.Writer, resp *apiv1.GetClusterStatusResponse) {
 	row(w, "Applied index:", resp.GetAppliedIndex())
 	row(w, "Answered by:", fmt.Sprintf("node %d", resp.GetNodeId()))
 	row(w)
-	row(w, "ID", "ADDRESS", "ROLE", "VOTER", "MATCH", "STATUS", "VCPUS", "MEMORY")
+	row(w, "ID", "ADDRESS", "ROLE", "VOTER", "MATCH", "VCPUS", "MEMORY", "DRAIN", "STATUS")
 	// Match indexes are tracked by the leader only.
 	fromLeader := resp.GetLeaderId() != 0 && resp.GetLeaderId() == resp.GetNodeId()
+	records := make(map[uint64]*apiv1.Node, len(resp.GetNodes()))
+	for _, n := range resp.GetNodes() {
+		records[n.GetId()] = n
+	}
 	for _, m := range resp.GetMembers() {
 		voter, match := "no", "-"
 		if m.GetVoter() {
@@ -71,7 +83,30 @@ func clusterStatusTable(w io.Writer, resp *apiv1.GetClusterStatusResponse) {
 		if fromLeader {
 			match = strconv.FormatUint(m.GetMatchIndex(), 10)
 		}
-		row(w, m.GetId(), orDash(m.GetAddress()), enumText(m.GetRole()), voter, match, enumText(m.GetStatus()),
-			m.GetCapacity().GetVcpus(), mibText(m.GetCapacity().GetMemoryMib()))
+		rec := records[m.GetId()]
+		delete(records, m.GetId())
+		status := withReason(enumText(m.GetStatus()), rec.GetStatusReason())
+		row(w, m.GetId(), orDash(m.GetAddress()), enumText(m.GetRole()), voter, match,
+			m.GetCapacity().GetVcpus(), mibText(m.GetCapacity().GetMemoryMib()), drainText(rec), status)
 	}
+	// Records of nodes that are not members: those that left.
+	for _, n := range resp.GetNodes() {
+		if records[n.GetId()] == nil {
+			continue
+		}
+		row(w, n.GetId(), orDash(n.GetAddress()), enumText(n.GetRole()), "-", "-",
+			n.GetCapacity().GetVcpus(), mibText(n.GetCapacity().GetMemoryMib()), drainText(n),
+			withReason(enumText(n.GetStatus()), n.GetStatusReason()))
+	}
+}
+
+// drainText shows a node record's drain flag, "-" without a record.
+func drainText(n *apiv1.Node) string {
+	switch {
+	case n == nil:
+		return "-"
+	case n.GetDrain():
+		return "yes"
+	}
+	return "no"
 }

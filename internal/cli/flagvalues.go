@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -93,4 +94,13 @@ func limitFlag(n int) (uint32, error) {
 		return 0, usageErrorf("--limit must be 0 (all) or more, got %d", n)
 	}
 	return uint32(n), nil
+}
+
+// sortedUnique returns the values of a repeated flag sorted, each once, as
+// the API wants sets of names; nil for none.
+func sortedUnique(values []string) []string {
+	if len(values) == 0 {
+		return nil
+	}
+	return slices.Compact(slices.Sorted(slices.Values(values)))
 }

@@ -46,10 +46,31 @@ by a small supervisor process, with its files (console log, sockets) under
 --data-dir/vms. VMs outlive the node process: a node restarted from the same
 data directory adopts the VMs it left running. The default guest image is
 built under --data-dir/images the first time it is needed, from the host's
-Debian kernel, busybox-static and the blixard-agent binary.`,
+Debian kernel, busybox-static and the blixard-agent binary.
+
+The node offers --capacity-vcpus and --capacity-memory (default: the
+host's) and its --label labels to the scheduler, and the feature "kvm" when
+a probe VM boots with KVM. With --overcommit-vcpu or --overcommit-memory
+above 1.0 the leader places up to that multiple of the capacity on it.
+
+Liveness: the leader marks a node it has not heard from for
+--disconnect-after disconnected (nothing new is placed on it), and after
+--down-after down: its VMs are placed on other nodes and its tasks tried
+again. A node cut off from a quorum for its --lease stops its VMs itself,
+so --down-after must be at least --lease plus a margin for clock drift
+(about a tenth of --lease, plus two ticks), and more than
+--disconnect-after. All three are whole multiples of --tick; their
+defaults are counted in ticks, so they scale with --tick.`,
 		Example: `  blixard node --id 1 --listen 127.0.0.1:7001 --data-dir ./data/n1
   blixard node --id 2 --listen 127.0.0.1:7002 --data-dir ./data/n2 --join 127.0.0.1:7001
-  blixard node --id 3 --listen 127.0.0.1:7003 --data-dir ./data/n3 --join 127.0.0.1:7001 --role worker`,
+  blixard node --id 3 --listen 127.0.0.1:7003 --data-dir ./data/n3 --join 127.0.0.1:7001 --role worker
+
+  # A worker offering 16 vCPUs and 32 GiB, twice its vCPUs overcommitted, in zone a
+  blixard node --id 4 --listen 10.0.0.4:7001 --data-dir /var/lib/blixard --join 10.0.0.1:7001 \
+      --role worker --capacity-vcpus 16 --capacity-memory 32768 --overcommit-vcpu 2 --label zone=a
+
+  # Declare a silent node down sooner: 3s lease, down after 4s
+  blixard node --id 5 --data-dir ./data/n5 --join 127.0.0.1:7001 --lease 3s --down-after 4s`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logFormat, logLevel, cmd.ErrOrStderr())
@@ -72,13 +93,8 @@ Debian kernel, busybox-static and the blixard-agent binary.`,
 					}
 				}
 			}
-			cfg.Labels = map[string]string{}
-			for _, l := range labels {
-				k, v, ok := strings.Cut(l, "=")
-				if !ok || k == "" {
-					return usageErrorf("--label: %q is not key=value", l)
-				}
-				cfg.Labels[k] = v
+			if cfg.Labels, err = parseKeyValues("label", labels); err != nil {
+				return err
 			}
 			cfg.Capacity = &apiv1.Resources{Vcpus: capVcpus, MemoryMib: capMemory}
 			cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = tick, electionTicks, hbTick
@@ -101,9 +117,14 @@ Debian kernel, busybox-static and the blixard-agent binary.`,
 	f.StringVar(&cfg.DataDir, "data-dir", "", "`directory` for the node's state (required)")
 	f.StringSliceVar(&join, "join", nil, "`host:port` of a cluster member to join through (comma-separated or repeated); only for a new node")
 	f.StringVar(&role, "role", "voter", "`voter` (takes part in Raft votes) or worker (runs workloads, never votes)")
-	f.Uint32Var(&capVcpus, "capacity-vcpus", 0, "vCPUs this node offers (default: the host's CPUs)")
-	f.Uint64Var(&capMemory, "capacity-memory", 0, "memory in `MiB` this node offers (default: the host's memory)")
-	f.StringArrayVar(&labels, "label", nil, "a `key=value` label for placement constraints (repeatable)")
+	f.Uint32Var(&capVcpus, "capacity-vcpus", 0, "`N` vCPUs this node offers (default 0: the host's CPUs)")
+	f.Uint64Var(&capMemory, "capacity-memory", 0, "memory in `MiB` this node offers (default 0: the host's memory)")
+	f.StringArrayVar(&labels, "label", nil, "a `KEY=VALUE` label that VMs' --constraint flags match (repeatable)")
+	f.Float64Var(&cfg.VcpuOvercommit, "overcommit-vcpu", 0, "place up to this `RATIO` × --capacity-vcpus of vCPUs here: 1.0 to 16 (default 0: 1.0, no overcommit)")
+	f.Float64Var(&cfg.MemoryOvercommit, "overcommit-memory", 0, "place up to this `RATIO` × --capacity-memory of memory here: 1.0 to 16 (default 0: 1.0, no overcommit)")
+	f.DurationVar(&cfg.Lease, "lease", 0, "fencing lease: cut off from a quorum this long, the node stops its VMs (default 0: 50 ticks, 5s at the default --tick)")
+	f.DurationVar(&cfg.DisconnectAfter, "disconnect-after", 0, "the leader marks this node disconnected after this long unheard (default 0: 20 ticks, 2s at the default --tick)")
+	f.DurationVar(&cfg.DownAfter, "down-after", 0, "the leader marks this node down, and moves its VMs, after this long unheard; more than --lease (default 0: 60 ticks, 6s at the default --tick, or --lease plus the drift margin if longer)")
 	f.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	f.DurationVar(&tick, "tick", 100*time.Millisecond, "Raft tick `interval`")

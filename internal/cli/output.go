@@ -122,6 +122,14 @@ func mapText(m map[string]string) string {
 	return strings.Join(pairs, ", ")
 }
 
+// listText shows a list of names comma-separated, "-" if empty.
+func listText(names []string) string {
+	if len(names) == 0 {
+		return "-"
+	}
+	return strings.Join(names, ", ")
+}
+
 // withReason shows a state and, if there is one, the reason for it.
 func withReason(state, reason string) string {
 	if reason == "" {

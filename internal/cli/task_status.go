@@ -17,10 +17,11 @@ func newTaskStatusCommand(g *globalFlags) *cobra.Command {
 		Use:   "status ID",
 		Short: "Show a task and its result",
 		Long: `Show the task ID: its status (and why), command, image, resources, node,
-attempt and, once it has run, its exit code (none if it was killed or never
-ran), the error that ended it (such as "timeout"), when it started and
-finished, and the last 4 KiB of its output (stdout and stderr interleaved),
-printed as it came.
+attempt out of the most it may have ("2 of 3": a node died under its first)
+and, once it has run, its exit code (none if it was killed or never ran),
+the error that ended it (such as "timeout"), when it started and finished,
+and the last 4 KiB of its output (stdout and stderr interleaved), printed
+as it came.
 
 With -o json it prints the task.`,
 		Example: `  blixard task status 42
@@ -62,7 +63,7 @@ func taskTable(w io.Writer, t *apiv1.Task) {
 	row(w, "Memory:", mibText(spec.GetResources().GetMemoryMib()))
 	row(w, "Timeout:", timeout)
 	row(w, "Node:", nodeText(t.GetNodeId()))
-	row(w, "Attempt:", t.GetAttempt())
+	row(w, "Attempt:", attemptText(t))
 	row(w, "Submitted:", fmt.Sprintf("%s (index %d)", timeText(t.GetSubmittedUnixNano()), t.GetSubmittedIndex()))
 	row(w, "Updated:", fmt.Sprintf("index %d", t.GetUpdatedIndex()))
 	r := t.GetResult()
@@ -78,6 +79,16 @@ func taskTable(w io.Writer, t *apiv1.Task) {
 	row(w, "Finished:", timeText(r.GetFinishedUnixNano()))
 	row(w, "Duration:", durationText(r.GetStartedUnixNano(), r.GetFinishedUnixNano()))
 	row(w, "Error:", orDash(r.GetError()))
+}
+
+// attemptText shows which attempt a task is at out of how many it may
+// have: "2 of 3".
+func attemptText(t *apiv1.Task) string {
+	limit := t.GetSpec().GetMaxAttempts()
+	if limit == 0 {
+		limit = defaultTaskAttempts
+	}
+	return fmt.Sprintf("%d of %d", t.GetAttempt(), limit)
 }
 
 // imageText shows a workload's image: an empty name means the default one.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ vCPUs:      1
 Memory:     128 MiB
 Timeout:    none
 Node:       -
-Attempt:    0
+Attempt:    0 of 3
 Submitted:  2026-01-02T03:04:06Z (index 1)
 Updated:    index 1
 `
@@ -69,7 +70,7 @@ vCPUs:      1
 Memory:     128 MiB
 Timeout:    1m0s
 Node:       2
-Attempt:    1
+Attempt:    1 of 3
 Submitted:  2026-01-02T03:04:06Z (index 1)
 Updated:    index 1
 Exit code:  3
@@ -92,7 +93,7 @@ vCPUs:      1
 Memory:     128 MiB
 Timeout:    1m0s
 Node:       2
-Attempt:    1
+Attempt:    1 of 3
 Submitted:  2026-01-02T03:04:06Z (index 1)
 Updated:    index 1
 Exit code:  none
@@ -115,5 +116,24 @@ Error:      qemu exited: signal: killed
 				t.Errorf("task status printed\n%s\nwant\n%s", got, want)
 			}
 		})
+	}
+}
+
+func TestTaskStatusAttemptOfMax(t *testing.T) {
+	for _, tc := range []struct {
+		flags   []string
+		attempt uint32
+		want    string
+	}{
+		{nil, 2, "2 of 3"},
+		{[]string{"--max-attempts", "5"}, 4, "4 of 5"},
+		{[]string{"--max-attempts", "1"}, 1, "1 of 1"},
+	} {
+		n := clienttest.Start(t, 1)
+		mustRunAt(t, n, append(append([]string{"task", "submit"}, tc.flags...), "--", "true")...)
+		n.UpdateTask(1, func(task *apiv1.Task) { task.Attempt = tc.attempt })
+		if got := mustRunAt(t, n, "task", "status", "1"); !strings.Contains(got, "\nAttempt:    "+tc.want+"\n") {
+			t.Errorf("task submit %v, attempt %d: task status shows\n%s\nwant Attempt: %s", tc.flags, tc.attempt, got, tc.want)
+		}
 	}
 }

@@ -12,6 +12,13 @@ import (
 	apiv1 "github.com/blixard/blixard/api/v1"
 )
 
+// Attempts a task gets: the API's default for a spec that names none
+// (TaskSpec.max_attempts 0) and its upper bound.
+const (
+	defaultTaskAttempts = 3
+	maxTaskAttempts     = 100
+)
+
 // taskPollInterval is how often --wait asks for the task's status.
 var taskPollInterval = time.Second
 
@@ -24,6 +31,7 @@ func newTaskSubmitCommand(g *globalFlags) *cobra.Command {
 		env         []string
 		wait        bool
 		waitTimeout time.Duration
+		maxAttempts int
 	)
 	cmd := &cobra.Command{
 		Use:   "submit [flags] [--] CMD [ARGS...]",
@@ -38,6 +46,10 @@ the guest agent runs the command in it with --env, and the VM powers off
 when the command ends or --timeout kills it. Status changes, the exit code,
 timings and the last 4 KiB of its output (stdout and stderr interleaved) are
 recorded in the cluster: see 'blixard task status ID'.
+
+If the task's node goes down or leaves while it runs, the task is placed
+again for another attempt, up to --max-attempts in all; then it is lost. A
+task that fails on its own (a non-zero exit, a timeout) is not retried.
 
 Without --wait the command prints the task's id and returns at once.
 
@@ -84,6 +96,10 @@ same exit status).`,
 			if spec.Env, err = parseKeyValues("env", env); err != nil {
 				return err
 			}
+			if maxAttempts < 0 || maxAttempts > maxTaskAttempts {
+				return usageErrorf("--max-attempts must be 0 (the default, %d) to %d, got %d", defaultTaskAttempts, maxTaskAttempts, maxAttempts)
+			}
+			spec.MaxAttempts = uint32(maxAttempts)
 			if waitTimeout < 0 {
 				return usageErrorf("--wait-timeout must be 0 (no limit) or more, got %v", waitTimeout)
 			}
@@ -125,6 +141,9 @@ same exit status).`,
 	f.StringVar(&image, "image", "", "image `NAME` the task's VM boots; only nodes that offer it run the task (default \"default\", built by each node the first time it needs it)")
 	f.DurationVar(&timeout, "timeout", time.Minute, "limit on the task's run, after which it is killed (0 for none)")
 	f.StringArrayVar(&env, "env", nil, "environment variable `KEY=VALUE` (repeatable)")
+	f.IntVar(&maxAttempts, "max-attempts", 0, fmt.Sprintf(
+		"times the task may be started when nodes die under it, before it is lost: 1 to %d (0 for the cluster's default, %d)",
+		maxTaskAttempts, defaultTaskAttempts))
 	f.BoolVar(&wait, "wait", false, "wait for the task to end, print its output and exit with its exit code")
 	f.DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute,
 		"with --wait, give up after this long (0 for no limit); the task goes on")

@@ -54,6 +54,25 @@ func TestTaskSubmitDefaultsAndTaskFlags(t *testing.T) {
 	}
 }
 
+func TestTaskSubmitMaxAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  uint32
+	}{
+		{nil, 0}, // the cluster's default
+		{[]string{"--max-attempts", "0"}, 0},
+		{[]string{"--max-attempts", "1"}, 1},
+		{[]string{"--max-attempts", "5"}, 5},
+		{[]string{"--max-attempts", "100"}, 100},
+	} {
+		n := clienttest.Start(t, 1)
+		mustRunAt(t, n, append(append([]string{"task", "submit"}, tc.flags...), "--", "true")...)
+		if got := n.Calls()[0].Request.(*apiv1.SubmitTaskRequest).GetSpec().GetMaxAttempts(); got != tc.want {
+			t.Errorf("task submit %v: max_attempts %d, want %d", tc.flags, got, tc.want)
+		}
+	}
+}
+
 func TestTaskSubmitFlagErrors(t *testing.T) {
 	n := clienttest.Start(t, 1)
 	for _, tc := range []struct {
@@ -68,6 +87,9 @@ func TestTaskSubmitFlagErrors(t *testing.T) {
 		{[]string{"--timeout", "soon", "true"}, `invalid argument "soon" for "--timeout" flag`},
 		{[]string{"--env", "NOVALUE", "true"}, `--env "NOVALUE" is not KEY=VALUE`},
 		{[]string{"--wait", "--wait-timeout", "-1m", "true"}, "--wait-timeout must be 0 (no limit) or more, got -1m0s"},
+		{[]string{"--max-attempts", "-1", "true"}, "--max-attempts must be 0 (the default, 3) to 100, got -1"},
+		{[]string{"--max-attempts", "101", "true"}, "--max-attempts must be 0 (the default, 3) to 100, got 101"},
+		{[]string{"--max-attempts", "many", "true"}, `invalid argument "many" for "--max-attempts" flag`},
 	} {
 		failAt(t, n, tc.want, append([]string{"task", "submit"}, tc.args...)...)
 	}

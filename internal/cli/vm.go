@@ -13,15 +13,17 @@ func newVMCommand(g *globalFlags) *cobra.Command {
 		Use:   "vm",
 		Short: "Create, start, stop, delete and inspect VMs, and read their consoles",
 		Long: `Manage the cluster's VMs. A VM has a spec (vCPUs, memory, image, kernel
-command line, restart policy, placement constraints), a desired state
-(running, stopped) and an observed state (pending, scheduled, starting,
-running, stopping, stopped, failed, lost).
+command line, restart policy, placement rules), a desired state (running,
+stopped) and an observed state (pending, scheduled, starting, running,
+stopping, stopped, failed, lost).
 
-The leader places a VM that should run on a node with room for it that
-offers its image. For now that is the node that took the request (the
-leader) if it has room, else the lowest-numbered node with room; a VM that
-restarts goes back to its last node if it still fits. Real placement comes
-later. A VM that fits nowhere stays pending, with the reason.
+The leader places a VM that should run on a node that fits it: ready and
+not drained, offering its image, with room for it, and meeting its
+constraints, features and anti-affinity group ('vm create --help' has the
+rules). Among those it prefers the fullest node (binpack, the default) or
+the emptiest (spread). A VM that fits nowhere stays pending, its state
+saying why, until a node fits. When a node goes down or is drained, its VMs
+are placed on other nodes.
 
 The node boots it as a QEMU microVM: with KVM when a probe VM boots with
 KVM on that node, else with TCG software emulation (slower). The guest's

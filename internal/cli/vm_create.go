@@ -8,6 +8,12 @@ import (
 	apiv1 "github.com/blixard/blixard/api/v1"
 )
 
+// placements are the values of --placement.
+var placements = map[string]apiv1.PlacementStrategy{
+	"binpack": apiv1.PlacementStrategy_PLACEMENT_STRATEGY_BINPACK,
+	"spread":  apiv1.PlacementStrategy_PLACEMENT_STRATEGY_SPREAD,
+}
+
 // restartPolicies are the values of --restart.
 var restartPolicies = map[string]apiv1.RestartPolicy{
 	"always":     apiv1.RestartPolicy_RESTART_POLICY_ALWAYS,
@@ -25,6 +31,9 @@ func newVMCreateCommand(g *globalFlags) *cobra.Command {
 		noStart      bool
 		constraints  []string
 		antiAffinity string
+		affinityMode string
+		features     []string
+		placement    string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME --vcpus N --memory MiB",
@@ -33,14 +42,21 @@ func newVMCreateCommand(g *globalFlags) *cobra.Command {
 --no-start. Its spec cannot change later. The command returns once the
 cluster has recorded the VM; it does not wait for the VM to boot.
 
-The leader places a VM that should run on a node with room for --vcpus and
---memory that offers --image, carries every --constraint label and holds no
-other VM of its --anti-affinity group: for now the node that took the
-request (the leader) if it qualifies, else the lowest-numbered node that
-does (real placement comes later). That node boots the VM as a QEMU
-microVM, with KVM if a probe VM boots with it there, else with TCG software
-emulation. Follow it with 'blixard vm status NAME' (pending, scheduled,
-starting, running) and read its console with 'blixard vm logs NAME'.
+The leader places a VM that should run on a node that fits it: ready and
+not drained, offering --image, carrying every --constraint label and every
+--feature, with room for --vcpus and --memory (counting the node's
+overcommit), and running no other VM of its --anti-affinity group. With
+--anti-affinity-mode soft the group only spreads: the VM goes to a node
+running the fewest VMs of its group, two on one node only if it must.
+Among the nodes that fit, --placement binpack (the default) picks the one
+that will be fullest, keeping whole nodes free for big VMs; spread picks
+the emptiest. A VM that fits nowhere stays pending, its state saying why
+("no node has 8 GiB of memory free"), and is placed once a node fits.
+
+The node boots it as a QEMU microVM, with KVM if a probe VM boots with it
+there, else with TCG software emulation. Follow it with 'blixard vm status
+NAME' (pending, scheduled, starting, running) and read its console with
+'blixard vm logs NAME'.
 
 --restart decides what happens when the VM fails or stops on its own:
 always restarts it either way, on-failure only after a failure, never
@@ -52,7 +68,11 @@ With -o json it prints the VM.`,
 
   # Created stopped, only on nodes labelled zone=a, one per node of group db
   blixard vm create db-1 --vcpus 4 --memory 4096 --no-start \
-      --constraint zone=a --anti-affinity db --restart always`,
+      --constraint zone=a --anti-affinity db --restart always
+
+  # On nodes with KVM, spread out, its group's VMs apart where possible
+  blixard vm create api-1 --vcpus 2 --memory 1024 --feature kvm \
+      --placement spread --anti-affinity api --anti-affinity-mode soft`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &apiv1.CreateVmRequest{Name: args[0], Start: !noStart, Spec: &apiv1.VmSpec{
@@ -73,6 +93,20 @@ With -o json it prints the VM.`,
 			if req.Spec.Constraints, err = parseKeyValues("constraint", constraints); err != nil {
 				return err
 			}
+			switch affinityMode {
+			case "hard":
+			case "soft":
+				req.Spec.AntiAffinitySoft = true
+			default:
+				return usageErrorf("--anti-affinity-mode %q is not hard or soft", affinityMode)
+			}
+			if antiAffinity == "" && cmd.Flags().Changed("anti-affinity-mode") {
+				return usageErrorf("--anti-affinity-mode needs --anti-affinity GROUP")
+			}
+			if req.Spec.Placement, ok = placements[placement]; !ok {
+				return usageErrorf("--placement %q is not binpack or spread", placement)
+			}
+			req.Spec.Features = sortedUnique(features)
 			s, err := g.open(cmd)
 			if err != nil {
 				return err
@@ -93,7 +127,12 @@ With -o json it prints the VM.`,
 	f.StringVar(&restart, "restart", "on-failure", "restart `POLICY` when the VM fails or stops on its own: always, on-failure or never")
 	f.BoolVar(&noStart, "no-start", false, "create the VM stopped")
 	f.StringArrayVar(&constraints, "constraint", nil, "node label `KEY=VALUE` the hosting node must carry (repeatable)")
-	f.StringVar(&antiAffinity, "anti-affinity", "", "anti-affinity `GROUP`: at most one VM of the group per node")
+	f.StringVar(&antiAffinity, "anti-affinity", "", "anti-affinity `GROUP`: at most one VM of the group per node (see --anti-affinity-mode)")
+	f.StringVar(&affinityMode, "anti-affinity-mode", "hard",
+		"`MODE` of the --anti-affinity group: hard (never two on a node) or soft (as few as can be)")
+	f.StringArrayVar(&features, "feature", nil, "`NAME` of a feature the hosting node must have, such as kvm (repeatable)")
+	f.StringVar(&placement, "placement", "binpack",
+		"`STRATEGY` among the nodes that fit: binpack (the fullest first) or spread (the emptiest first)")
 	_ = cmd.MarkFlagRequired("vcpus")
 	_ = cmd.MarkFlagRequired("memory")
 	return cmd

@@ -15,8 +15,9 @@ func newVMStatusCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show a VM and its recent events",
-		Long: `Show the VM NAME: its observed state (and why), desired state, node,
-generation, how often its restart policy restarted it, spec and recent
+		Long: `Show the VM NAME: its observed state and why (for a pending VM, why no
+node can take it yet), desired state, node, generation, how often its
+restart policy restarted it, spec (with its placement rules) and recent
 events, oldest first. If it has failed, the end of its console at the last
 failure follows ('blixard vm logs NAME' shows the whole console).
 
@@ -55,7 +56,9 @@ func vmTable(w io.Writer, v *apiv1.Vm) {
 	row(w, "Kernel cmdline:", orDash(spec.GetKernelCmdline()))
 	row(w, "Restart:", enumText(spec.GetRestartPolicy()))
 	row(w, "Constraints:", mapText(spec.GetConstraints()))
-	row(w, "Anti-affinity:", orDash(spec.GetAntiAffinityGroup()))
+	row(w, "Features:", listText(spec.GetFeatures()))
+	row(w, "Anti-affinity:", antiAffinityText(spec))
+	row(w, "Placement:", placementText(spec.GetPlacement()))
 	row(w, "Created:", fmt.Sprintf("%s (index %d)", timeText(v.GetCreatedUnixNano()), v.GetCreatedIndex()))
 	row(w, "Updated:", fmt.Sprintf("index %d", v.GetUpdatedIndex()))
 	row(w)
@@ -68,6 +71,25 @@ func vmTable(w io.Writer, v *apiv1.Vm) {
 		row(w, timeText(e.GetTimeUnixNano()), e.GetIndex(), enumText(e.GetState()), nodeText(e.GetNodeId()),
 			e.GetGeneration(), orDash(e.GetReason()))
 	}
+}
+
+// antiAffinityText shows a VM's anti-affinity group and its mode.
+func antiAffinityText(spec *apiv1.VmSpec) string {
+	switch {
+	case spec.GetAntiAffinityGroup() == "":
+		return "-"
+	case spec.GetAntiAffinitySoft():
+		return spec.GetAntiAffinityGroup() + " (soft)"
+	}
+	return spec.GetAntiAffinityGroup() + " (hard)"
+}
+
+// placementText shows a placement strategy; unspecified means binpack.
+func placementText(p apiv1.PlacementStrategy) string {
+	if p == apiv1.PlacementStrategy_PLACEMENT_STRATEGY_UNSPECIFIED {
+		return "binpack"
+	}
+	return enumText(p)
 }
 
 // printVM prints a VM as the table of vmTable and then, if it has one, the

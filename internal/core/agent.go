@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/sched"
 	"github.com/blixard/blixard/internal/state"
 )
 
@@ -90,6 +91,9 @@ type localVM struct {
 	task        *apiv1.TaskResult
 	stopSent    bool
 	stopAt      uint64 // tick of the last StopVM
+	// fence is why the agent stopped the VM when its lease lapsed; the
+	// end is reported as a failure with this reason.
+	fence string
 	// lastReport is the report last proposed and the tick it was.
 	lastReport   string
 	lastReportAt uint64
@@ -127,6 +131,9 @@ func (n *Node) ReportVM(r VMReport) {
 		return // an end is final
 	}
 	l.observed, l.reason, l.consoleTail = r.State, r.Reason, r.ConsoleTail
+	if l.fence != "" && l.ended() {
+		l.observed, l.reason = apiv1.VmState_VM_STATE_FAILED, l.fence
+	}
 	if r.Task != nil {
 		l.task = r.Task
 	}
@@ -164,6 +171,19 @@ func (n *Node) reconcile() {
 		}
 		n.agentSettled = true
 	}
+	// Without a lease this node starts nothing; once its lease has lapsed
+	// it stops everything it runs (see health.go).
+	canStart := n.leaseValid()
+	if n.fenced() {
+		for _, name := range sortedKeys(n.local) {
+			if l := n.local[name]; !l.ended() {
+				if l.fence == "" {
+					l.fence = "fenced: node " + strconv.FormatUint(n.cfg.ID, 10) + " heard from no quorum for its lease period"
+				}
+				n.stop(name, l)
+			}
+		}
+	}
 	want := map[string]wanted{}
 	for _, v := range n.st.VmsOn(n.cfg.ID) {
 		run := v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && v.GetState() != apiv1.VmState_VM_STATE_STOPPING
@@ -178,6 +198,9 @@ func (n *Node) reconcile() {
 		l, ok := n.local[name]
 		switch {
 		case !ok && w.running:
+			if !canStart {
+				continue
+			}
 			n.local[name] = &localVM{gen: w.gen}
 			n.act(VMAction{Kind: StartVM, Name: name, Generation: w.gen, Vm: cloneVm(w.vm), Task: cloneTask(w.task)})
 		case !ok:
@@ -191,6 +214,9 @@ func (n *Node) reconcile() {
 				continue
 			}
 			if w.running {
+				if !canStart {
+					continue
+				}
 				n.local[name] = &localVM{gen: w.gen}
 				n.act(VMAction{Kind: StartVM, Name: name, Generation: w.gen, Vm: cloneVm(w.vm), Task: cloneTask(w.task)})
 			} else {
@@ -350,68 +376,115 @@ func (n *Node) taskReport(id uint64, l *localVM) *apiv1.Command {
 }
 
 // Bounds of one placement pass, so that a backlog of thousands of pending
-// tasks costs a tick little: at most maxPlacementsPerPass proposals, and
-// at most maxPlacementTries workloads looked at.
+// workloads costs a tick little: at most maxPlacementsPerPass proposals,
+// and at most maxPlacementTries workloads looked at.
 const (
-	maxPlacementsPerPass = 32
-	maxPlacementTries    = 128
+	maxPlacementsPerPass = 256
+	maxPlacementTries    = 1024
+	// unplacedEveryTicks: a workload's placement failure is recorded again
+	// (when its reason changed) at most this often.
+	unplacedEveryTicks = 50
 )
 
-// place (leader only) proposes a node for each VM and task that waits for
-// one. Until the placement issue lands this is the simplest rule that keeps
-// the capacity promise: the VM's last node for a restart, else this node
-// (the one that took the request), else the lowest-numbered node with room.
-// What one pass proposes is reserved for the rest of the pass; apply checks
-// capacity again, so a placement that raced another is refused there and
-// tried again later.
+// inflight is a proposal of the leader's that the state does not show yet:
+// a placement (its node and request, reserved on that node in later passes)
+// or a status change, until the tick after which it may be proposed again.
+type inflight struct {
+	until uint64
+	node  uint64
+	req   *sched.Request
+	// vm/gen or task/attempt: what the placement was for.
+	vm   string
+	gen  uint64
+	task uint64
+}
+
+// place (leader only) asks the scheduler for a node for each VM and task
+// that waits for one and proposes the assignments; apply checks them again.
+// Placements proposed in earlier passes and not applied yet stay reserved
+// on their nodes. A workload that fits nowhere gets the scheduler's reason
+// recorded (PlacementFailed), and is tried again each pass.
 func (n *Node) place() {
-	p := placer{n: n, reserved: map[uint64]*apiv1.Resources{}}
-	for _, v := range n.st.VmsToPlace() {
-		if p.done() {
-			break
-		}
-		if !n.restartDue(v) {
-			p.tries++
-			continue
-		}
-		key := "vm/" + v.GetName() + "/" + strconv.FormatUint(v.GetGeneration(), 10)
-		if n.placing[key] > n.ticks {
-			continue
-		}
-		need := state.VmNeeds(v.GetSpec())
-		node, ok := p.choose(v.GetNodeId(), func(id uint64) error { return n.st.CanPlaceVm(id, v.GetName(), p.reserved[id]) })
-		if !ok {
-			continue
-		}
-		p.propose(key, node, need, &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{
-			Name: v.GetName(), NodeId: node, Generation: v.GetGeneration(),
-		}}})
+	vms := n.st.VmsToPlace()
+	tasks := n.st.PendingTasks(maxPlacementTries)
+	n.forgetPlacements()
+	if len(vms) == 0 && len(tasks) == 0 {
+		return
 	}
-	for _, t := range n.st.PendingTasks(maxPlacementTries) {
-		if p.done() {
-			break
-		}
-		key := "task/" + strconv.FormatUint(t.GetId(), 10) + "/" + strconv.FormatUint(uint64(t.GetAttempt()), 10)
-		if n.placing[key] > n.ticks {
-			continue
-		}
-		need := t.GetSpec().GetResources()
-		image := state.ImageOf(t.GetSpec().GetImage())
-		node, ok := p.choose(0, func(id uint64) error { return n.st.CanPlaceWith(id, image, need, p.reserved[id]) })
-		if !ok {
-			continue
-		}
-		p.propose(key, node, need, &apiv1.Command{Op: &apiv1.Command_AssignTask{AssignTask: &apiv1.AssignTaskCommand{
-			Id: t.GetId(), NodeId: node,
-		}}})
-	}
+	c := sched.New(n.st, sched.Options{MaxCandidates: n.cfg.MaxCandidates})
 	for _, key := range sortedKeys(n.placing) {
-		if n.placing[key] <= n.ticks {
-			delete(n.placing, key)
+		if f := n.placing[key]; f.req != nil {
+			c.Commit(f.node, *f.req)
 		}
 	}
-	// A back-off whose VM no longer waits at that generation (started,
-	// stopped or deleted meanwhile) is forgotten.
+	proposed, tries := 0, 0
+	for _, v := range vms {
+		if proposed >= maxPlacementsPerPass || tries >= maxPlacementTries {
+			return
+		}
+		tries++
+		key := "vm/" + v.GetName() + "/" + strconv.FormatUint(v.GetGeneration(), 10)
+		if n.placing[key].until > n.ticks || !n.restartDue(v) {
+			continue
+		}
+		req := sched.VmRequest(v)
+		node, err := c.Place(req)
+		if err != nil {
+			n.unplaced(v.GetReason(), &apiv1.PlacementFailedCommand{VmName: v.GetName(), VmGeneration: v.GetGeneration()}, err)
+			continue
+		}
+		cmd := &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{Name: v.GetName(), NodeId: node, Generation: v.GetGeneration()}}}
+		if n.propose(cmd) == nil {
+			proposed++
+			c.Commit(node, req)
+			n.placing[key] = inflight{until: n.ticks + uint64(n.cfg.ReportEveryTicks), node: node, req: &req, vm: v.GetName(), gen: v.GetGeneration()}
+		}
+	}
+	for _, t := range tasks {
+		if proposed >= maxPlacementsPerPass || tries >= maxPlacementTries {
+			return
+		}
+		tries++
+		key := "task/" + strconv.FormatUint(t.GetId(), 10) + "/" + strconv.FormatUint(uint64(t.GetAttempt()), 10)
+		if n.placing[key].until > n.ticks {
+			continue
+		}
+		req := sched.TaskRequest(t)
+		node, err := c.Place(req)
+		if err != nil {
+			n.unplaced(t.GetReason(), &apiv1.PlacementFailedCommand{TaskId: t.GetId(), TaskAttempt: t.GetAttempt()}, err)
+			continue
+		}
+		cmd := &apiv1.Command{Op: &apiv1.Command_AssignTask{AssignTask: &apiv1.AssignTaskCommand{Id: t.GetId(), NodeId: node}}}
+		if n.propose(cmd) == nil {
+			proposed++
+			c.Commit(node, req)
+			n.placing[key] = inflight{until: n.ticks + uint64(n.cfg.ReportEveryTicks), node: node, req: &req, task: t.GetId(), gen: uint64(t.GetAttempt())}
+		}
+	}
+}
+
+// forgetPlacements drops the in-flight proposals that are due again or
+// that the state has taken (or refused), and the back-offs of VMs that no
+// longer wait at that generation.
+func (n *Node) forgetPlacements() {
+	for _, key := range sortedKeys(n.placing) {
+		f := n.placing[key]
+		switch {
+		case f.until <= n.ticks:
+			delete(n.placing, key)
+		case f.vm != "":
+			if v, ok := n.st.Vm(f.vm); !ok || v.GetGeneration() != f.gen {
+				// Applied (the assignment took a generation) or gone: the
+				// state's usage holds it now.
+				delete(n.placing, key)
+			}
+		case f.task != 0:
+			if t, ok := n.st.Task(f.task); !ok || uint64(t.GetAttempt()) != f.gen || t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING {
+				delete(n.placing, key)
+			}
+		}
+	}
 	for _, key := range sortedKeys(n.restartAt) {
 		name, gen, _ := strings.Cut(key, "/")
 		if v, ok := n.st.Vm(name); !ok || strconv.FormatUint(v.GetGeneration(), 10) != gen {
@@ -420,65 +493,34 @@ func (n *Node) place() {
 	}
 }
 
-// placer is one placement pass.
-type placer struct {
-	n        *Node
-	tries    int
-	proposed int
-	// reserved is what this pass proposed for each node.
-	reserved map[uint64]*apiv1.Resources
-	// nodes are the ids of the nodes in the state, read once per pass.
-	nodes []uint64
-}
-
-func (p *placer) done() bool {
-	return p.proposed >= maxPlacementsPerPass || p.tries >= maxPlacementTries
-}
-
-// choose picks a node that fits (fits returns nil): prefer first, then
-// this node, then the others by id.
-func (p *placer) choose(prefer uint64, fits func(id uint64) error) (uint64, bool) {
-	p.tries++
-	n := p.n
-	if p.nodes == nil {
-		for _, node := range n.st.Nodes() {
-			p.nodes = append(p.nodes, node.GetId())
-		}
-	}
-	for _, id := range append([]uint64{prefer, n.cfg.ID}, p.nodes...) {
-		if id != 0 && fits(id) == nil {
-			return id, true
-		}
-	}
-	return 0, false
-}
-
-func (p *placer) propose(key string, node uint64, need *apiv1.Resources, cmd *apiv1.Command) {
-	if p.n.propose(cmd) != nil {
+// unplaced records why a workload could not be placed, when the state
+// does not say so already, at most every unplacedEveryTicks.
+func (n *Node) unplaced(have string, op *apiv1.PlacementFailedCommand, err error) {
+	op.Reason = clip(err.Error(), state.MaxReasonLen)
+	if op.Reason == have {
 		return
 	}
-	p.proposed++
-	p.n.placing[key] = p.n.ticks + uint64(p.n.cfg.ReportEveryTicks)
-	r := p.reserved[node]
-	if r == nil {
-		r = &apiv1.Resources{}
-		p.reserved[node] = r
+	key := "why/" + op.GetVmName() + "/" + strconv.FormatUint(op.GetTaskId(), 10)
+	if n.placing[key].until > n.ticks {
+		return
 	}
-	r.Vcpus += need.GetVcpus()
-	r.MemoryMib += need.GetMemoryMib()
-	r.DiskMib += need.GetDiskMib()
+	if n.propose(&apiv1.Command{Op: &apiv1.Command_PlacementFailed{PlacementFailed: op}}) == nil {
+		n.placing[key] = inflight{until: n.ticks + unplacedEveryTicks}
+	}
 }
 
-// restartDue applies the VM's restart policy: a pending VM is placed at
-// once; one that failed (or, with policy always, stopped on its own) waits
-// a back-off that doubles with each restart, from Config.RestartBackoffTicks
-// up to 32 times that.
+// restartDue applies the VM's restart policy: a pending VM, or one lost
+// with its node, is placed at once; one that failed (or, with policy
+// always, stopped on its own) waits a back-off that doubles with each
+// restart, from Config.RestartBackoffTicks up to 32 times that.
 func (n *Node) restartDue(v *apiv1.Vm) bool {
 	policy := v.GetSpec().GetRestartPolicy()
 	switch v.GetState() {
 	case apiv1.VmState_VM_STATE_PENDING:
 		return true
-	case apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST:
+	case apiv1.VmState_VM_STATE_LOST:
+		return policy == apiv1.RestartPolicy_RESTART_POLICY_ALWAYS || policy == apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE
+	case apiv1.VmState_VM_STATE_FAILED:
 		if policy != apiv1.RestartPolicy_RESTART_POLICY_ALWAYS && policy != apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE {
 			return false
 		}

@@ -3,10 +3,14 @@ package core
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	"go.etcd.io/raft/v3"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/sched"
+	"github.com/blixard/blixard/internal/state"
 )
 
 // Defaults for Config's zero fields.
@@ -23,7 +27,27 @@ const (
 	DefaultReportEveryTicks    = 10
 	DefaultRestartBackoffTicks = 10
 	DefaultStopRetryTicks      = 300
+	DefaultTickInterval        = 100 * time.Millisecond
+	DefaultLeaseTicks          = 50
+	DefaultDisconnectTicks     = 20
+	DefaultDownTicks           = 60
 )
+
+// MaxClockDrift bounds how much faster or slower than real time any node's
+// clock (and so its ticks) may run: the one constant every clock-dependent
+// margin derives from. The simulator keeps its drifted clocks within it.
+const MaxClockDrift = 0.05
+
+// FenceMarginTicks is how much longer than a lease of leaseTicks (counted by
+// the node that holds it) the leader must wait, counting its own ticks,
+// before it may take the node for dead: the lease may last up to
+// leaseTicks × (1+MaxClockDrift) of real time and the leader's ticks may
+// come (1−MaxClockDrift) slower, and each side may be one tick off.
+func FenceMarginTicks(leaseTicks int) int {
+	ratio := 2 * MaxClockDrift / (1 - MaxClockDrift)
+	margin := int(math.Ceil(float64(leaseTicks) * ratio))
+	return margin + 2
+}
 
 // Config is what a Node is made with. Zero fields take the defaults above.
 type Config struct {
@@ -87,6 +111,29 @@ type Config struct {
 	// many ticks is asked again.
 	StopRetryTicks int
 
+	// TickInterval is how long a tick is meant to last. The core reads no
+	// clock: it uses this only to express its fencing lease as a deadline
+	// for the driver, and to publish the lease's length.
+	TickInterval time.Duration
+	// LeaseTicks is the fencing lease (health.go): a node that has not
+	// heard from a quorum for this many ticks stops its VMs and tasks, and
+	// the driver's per-VM supervisors kill them when it stops renewing.
+	LeaseTicks int
+	// DisconnectTicks: the leader marks a node it has not heard from for
+	// this many ticks disconnected (nothing new is placed on it);
+	// DownTicks: down (its workloads are placed elsewhere). DownTicks must
+	// be at least LeaseTicks + FenceMarginTicks(LeaseTicks), so that a
+	// node's VMs have stopped before they start anywhere else.
+	DisconnectTicks int
+	DownTicks       int
+	// VcpuOvercommit and MemoryOvercommit are this node's overcommit
+	// ratios, registered with it (0 means 1.0).
+	VcpuOvercommit   float64
+	MemoryOvercommit float64
+	// MaxCandidates bounds the nodes one placement ranks (sched.Options);
+	// 0 means sched.DefaultMaxCandidates, negative means all.
+	MaxCandidates int
+
 	// Incarnation tells this run of the node from earlier ones: it goes into
 	// the context of every ReadIndex request, so that an answer to a read
 	// made before a restart is never taken for one made after. The driver
@@ -143,6 +190,37 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.StopRetryTicks == 0 {
 		out.StopRetryTicks = DefaultStopRetryTicks
+	}
+	if out.TickInterval == 0 {
+		out.TickInterval = DefaultTickInterval
+	}
+	if out.MaxCandidates == 0 {
+		out.MaxCandidates = sched.DefaultMaxCandidates
+	}
+	if out.LeaseTicks == 0 {
+		out.LeaseTicks = DefaultLeaseTicks
+	}
+	if out.DisconnectTicks == 0 {
+		out.DisconnectTicks = DefaultDisconnectTicks
+	}
+	if out.DownTicks == 0 {
+		out.DownTicks = max(DefaultDownTicks, out.LeaseTicks+FenceMarginTicks(out.LeaseTicks))
+	}
+	if out.TickInterval < 0 || out.LeaseTicks < 0 || out.DisconnectTicks < 0 {
+		return out, errors.New("core: config: TickInterval, LeaseTicks and DisconnectTicks must not be negative")
+	}
+	if lease := time.Duration(out.LeaseTicks) * out.TickInterval; lease > state.MaxLeaseMillis*time.Millisecond {
+		return out, fmt.Errorf("core: config: a lease of %s is longer than the %s allowed", lease, state.MaxLeaseMillis*time.Millisecond)
+	}
+	if min := out.LeaseTicks + FenceMarginTicks(out.LeaseTicks); out.DownTicks < min {
+		return out, fmt.Errorf("core: config: DownTicks (%d) must be at least LeaseTicks (%d) + the drift margin (%d) = %d",
+			out.DownTicks, out.LeaseTicks, FenceMarginTicks(out.LeaseTicks), min)
+	}
+	if out.DisconnectTicks >= out.DownTicks {
+		return out, fmt.Errorf("core: config: DisconnectTicks (%d) must be below DownTicks (%d)", out.DisconnectTicks, out.DownTicks)
+	}
+	if out.LeaseTicks <= out.ElectionTicks {
+		return out, fmt.Errorf("core: config: LeaseTicks (%d) must exceed ElectionTicks (%d): a lease must outlast an election", out.LeaseTicks, out.ElectionTicks)
 	}
 	if out.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 		out.Role = apiv1.NodeRole_NODE_ROLE_VOTER

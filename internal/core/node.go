@@ -61,6 +61,10 @@ type Ready struct {
 	// checkers that observe the applied sequence. Nothing needs doing with
 	// them.
 	CommittedEntries []*raftpb.Entry
+	// LeaseUntil, when not zero, is this node's fencing lease, renewed: the
+	// driver extends its per-VM supervisors' leases to it (a time of the
+	// driver's clock, as passed to Tick).
+	LeaseUntil time.Time
 	// VMActions are the node agent's effects: VMs to start, stop and
 	// remove on this node, in order. They do not wait for the write: the
 	// driver carries them out and reports back with ReportVM.
@@ -127,8 +131,22 @@ type Node struct {
 	// placing: placements this leader proposed, by workload, until the
 	// tick after which it may propose again; restartAt: when a failed VM
 	// may restart.
-	placing   map[string]uint64
+	placing   map[string]inflight
 	restartAt map[string]uint64
+	// Health (health.go): on the leader, the tick each peer was last
+	// heard from and the tick this node became leader; on every node, its
+	// fencing lease.
+	heardAt       map[uint64]uint64
+	leftSeen      map[uint64]uint64
+	leaderSince   uint64
+	nowTime       time.Time
+	leaseAsks     map[uint64]leaseRequest
+	leaseSeq      uint64
+	leaseAskedAt  uint64
+	leaseUntil    uint64
+	leaseHeld     bool
+	leaseDeadline time.Time
+	leaseToSend   bool
 	// leaderSeenAt is the tick at which this node last came to know a
 	// leader after knowing none.
 	leaderSeenAt uint64
@@ -164,8 +182,11 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		reads:       map[uint64]*read{},
 		incarnation: c.Incarnation,
 		local:       map[string]*localVM{},
-		placing:     map[string]uint64{},
+		placing:     map[string]inflight{},
 		restartAt:   map[string]uint64{},
+		heardAt:     map[uint64]uint64{},
+		leftSeen:    map[uint64]uint64{},
+		leaseAsks:   map[uint64]leaseRequest{},
 	}
 	if p.empty() {
 		if len(c.Peers) > 0 {
@@ -292,9 +313,12 @@ func (n *Node) Tick(now time.Time) {
 	n.mustNotBeInReady("Tick")
 	n.ticks++
 	n.now = now.UnixNano()
+	n.nowTime = now
 	n.rn.Tick()
 	n.expire()
 	n.register()
+	n.renewLease()
+	n.watchHealth()
 	n.reconcile()
 }
 
@@ -303,6 +327,9 @@ func (n *Node) Step(m *raftpb.Message) error {
 	n.mustNotBeInReady("Step")
 	if m.GetTo() != n.cfg.ID {
 		return fmt.Errorf("core: node %d got a message for %d", n.cfg.ID, m.GetTo())
+	}
+	if !n.heard(m) {
+		return nil
 	}
 	if err := n.rn.Step(m); err != nil {
 		return fmt.Errorf("core: step %s from %d: %w", m.GetType(), m.GetFrom(), err)
@@ -335,7 +362,7 @@ func (n *Node) Campaign() error {
 
 // HasReady reports whether Ready has anything to carry out.
 func (n *Node) HasReady() bool {
-	return n.rn.HasReady() || len(n.responses) > 0 || n.snapToSave != nil || n.confToSave || n.bootToSave != nil || len(n.actions) > 0
+	return n.rn.HasReady() || len(n.responses) > 0 || n.snapToSave != nil || n.confToSave || n.bootToSave != nil || len(n.actions) > 0 || n.leaseToSend
 }
 
 // Ready returns the effects to carry out. Advance must follow before any
@@ -385,6 +412,10 @@ func (n *Node) Ready() Ready {
 	n.responses = nil
 	out.VMActions = n.actions
 	n.actions = nil
+	if n.leaseToSend {
+		out.LeaseUntil = n.leaseDeadline
+		n.leaseToSend = false
+	}
 	return out
 }
 
@@ -422,7 +453,9 @@ func (n *Node) Advance() error {
 		n.leadership(rd.SoftState)
 	}
 	for _, rs := range rd.ReadStates {
-		n.readIndexed(rs)
+		if !n.leaseGranted(rs) {
+			n.readIndexed(rs)
+		}
 	}
 	n.serveReads()
 	if len(rd.CommittedEntries) > 0 || !raft.IsEmptySnap(rd.Snapshot) || rd.SoftState != nil {
@@ -448,6 +481,12 @@ func (n *Node) leadership(ss *raft.SoftState) {
 	n.lead = ss.Lead
 	n.isLeader = ss.RaftState == raft.StateLeader
 	n.term = n.rn.BasicStatus().GetTerm()
+	if n.isLeader && !wasLeader {
+		// A new leader re-arms every node's timer (health.go).
+		n.leaderSince = n.ticks
+		clear(n.heardAt)
+		clear(n.leftSeen)
+	}
 	if !n.isLeader {
 		n.confPending = 0
 		// A later term's leader starts its placement afresh.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"google.golang.org/protobuf/proto"
@@ -195,8 +196,14 @@ func (n *Node) register() {
 		Capacity: n.cfg.Capacity,
 		Labels:   n.cfg.Labels,
 		Images:   n.cfg.Images,
+
+		VcpuOvercommit:   n.cfg.VcpuOvercommit,
+		MemoryOvercommit: n.cfg.MemoryOvercommit,
+		LeaseMillis:      uint32(min(time.Duration(n.cfg.LeaseTicks)*n.cfg.TickInterval/time.Millisecond, state.MaxLeaseMillis)),
 	}
 	if have, ok := n.st.Node(n.cfg.ID); ok && have.GetAddress() == want.GetAddress() && have.GetRole() == want.GetRole() &&
+		have.GetVcpuOvercommit() == want.GetVcpuOvercommit() && have.GetMemoryOvercommit() == want.GetMemoryOvercommit() &&
+		have.GetLeaseMillis() == want.GetLeaseMillis() &&
 		proto.Equal(have.GetCapacity(), want.GetCapacity()) && maps.Equal(have.GetLabels(), want.GetLabels()) &&
 		slices.EqualFunc(have.GetImages(), want.GetImages(), func(a, b *apiv1.ImageInfo) bool { return proto.Equal(a, b) }) {
 		return

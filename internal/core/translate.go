@@ -34,6 +34,9 @@ func commandFor(req *apiv1.Request) (*apiv1.Command, *apiv1.Error) {
 	case *apiv1.Request_CancelTask:
 		key = k.CancelTask.GetClientRequestId()
 		cmd.Op = &apiv1.Command_CancelTask{CancelTask: &apiv1.CancelTaskCommand{Id: k.CancelTask.GetId()}}
+	case *apiv1.Request_DrainNode:
+		key = k.DrainNode.GetClientRequestId()
+		cmd.Op = &apiv1.Command_DrainNode{DrainNode: &apiv1.DrainNodeCommand{Id: k.DrainNode.GetNodeId(), Drain: k.DrainNode.GetDrain()}}
 	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus,
 		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck:
 		return nil, nil

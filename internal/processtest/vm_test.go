@@ -307,3 +307,99 @@ func TestWorkloadBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestVMFailover: on three nodes, the node running a VM with restart
+// policy always is SIGKILLed. Its QEMU outlives it, until the VM's
+// supervisor sees the fencing lease lapse and kills it; only after that
+// does the leader, having declared the node down, start the VM on another
+// node at a new generation — the old copy ended before the new one began.
+// `vm status` tells the story, and the old node, restarted, leaves the new
+// copy alone.
+func TestVMFailover(t *testing.T) {
+	c := startCluster(t, 3)
+	addrs := strings.Join(c.addrs(), ",")
+	mustCLI(t, addrs, "vm", "create", "fo", "--vcpus", "1", "--memory", "128", "--restart", "always")
+	v := awaitVm(t, c, "fo", "running", isState(apiv1.VmState_VM_STATE_RUNNING))
+	old, oldGen := c.node(v.GetNodeId()), v.GetGeneration()
+	oldStatus := vmStatus(t, old, "fo")
+	if !processAlive(oldStatus.QEMUPid) {
+		t.Fatalf("VM fo runs on node %d, but its QEMU %d does not", old.id, oldStatus.QEMUPid)
+	}
+
+	old.kill9()
+	var others []string
+	for _, n := range c.byID() {
+		if n.id != old.id {
+			others = append(others, n.addr)
+		}
+	}
+	awaitGone(t, oldStatus.QEMUPid, "the QEMU of fo left behind on the killed node")
+	ended := vmStatus(t, old, "fo")
+	if ended.State != vmm.StateFailed || !strings.Contains(ended.Reason, "lease") {
+		t.Fatalf("fo's supervisor on node %d ended it as %s (%s), want failed by the lease", old.id, ended.State, ended.Reason)
+	}
+
+	moved := awaitVm(t, c, "fo", "running on another node", func(v *apiv1.Vm) bool {
+		return v.GetState() == apiv1.VmState_VM_STATE_RUNNING && v.GetNodeId() != old.id && v.GetGeneration() > oldGen
+	})
+	host := c.node(moved.GetNodeId())
+	now := vmStatus(t, host, "fo")
+	if now.QEMUPid == oldStatus.QEMUPid || !processAlive(now.QEMUPid) {
+		t.Fatalf("fo runs on node %d with QEMU %d (old one %d): want a new, live process", host.id, now.QEMUPid, oldStatus.QEMUPid)
+	}
+	if !ended.UpdatedAt.Before(now.StartedAt) {
+		t.Fatalf("the old copy ended at %s, the new one started at %s: they overlapped", ended.UpdatedAt, now.StartedAt)
+	}
+
+	out := mustCLI(t, strings.Join(others, ","), "vm", "status", "fo").stdout
+	for _, want := range []string{
+		fmt.Sprintf("node %d is down", old.id), // the loss, with its reason
+		fmt.Sprint(moved.GetGeneration()),      // the new generation
+		"lost", "running",
+	} {
+		if !strings.Contains(strings.ToLower(out), strings.ToLower(want)) {
+			t.Fatalf("vm status fo does not tell %q:\n%s", want, out)
+		}
+	}
+	st := mustCLI(t, strings.Join(others, ","), "cluster", "status").stdout
+	if !strings.Contains(strings.ToLower(st), "down") {
+		t.Fatalf("cluster status does not show node %d down:\n%s", old.id, st)
+	}
+
+	// The old node comes back: it sees the VM at a newer generation
+	// elsewhere and starts nothing of it.
+	old.restart()
+	waitFor(t, vmTimeout, fmt.Sprintf("node %d ready again", old.id), func() (bool, string) {
+		resp, err := c.client().GetClusterStatus(context.Background(), &apiv1.GetClusterStatusRequest{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range resp.GetNodes() {
+			if n.GetId() == old.id {
+				return n.GetStatus() == apiv1.NodeStatus_NODE_STATUS_READY, n.GetStatus().String()
+			}
+		}
+		return false, "not listed"
+	})
+	after := awaitVm(t, c, "fo", "still on its new node", isState(apiv1.VmState_VM_STATE_RUNNING))
+	if after.GetNodeId() != moved.GetNodeId() || after.GetGeneration() != moved.GetGeneration() {
+		t.Fatalf("after node %d came back, fo is on node %d at generation %d; want node %d at %d",
+			old.id, after.GetNodeId(), after.GetGeneration(), moved.GetNodeId(), moved.GetGeneration())
+	}
+	if pids := qemuPidsNaming(t, old.dir); len(pids) > 0 {
+		t.Fatalf("node %d runs QEMU %v again after it came back", old.id, pids)
+	}
+}
+
+// qemuPidsNaming lists the QEMU processes whose command line names dir.
+func qemuPidsNaming(t *testing.T, dir string) []int {
+	t.Helper()
+	var out []int
+	for _, pid := range vmm.ProcessesNaming(dir) {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && strings.Contains(string(cmd), "qemu-system") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

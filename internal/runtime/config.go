@@ -13,6 +13,7 @@ import (
 	"time"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
+	"github.com/blixard/blixard/internal/core"
 )
 
 // Config is what a node is started with.
@@ -44,6 +45,17 @@ type Config struct {
 	// SnapshotEntries: snapshot every this many applied entries (default
 	// the core's, 10,000).
 	SnapshotEntries uint64
+	// Lease is the node's fencing lease (default 5 s): cut off from a
+	// quorum this long, it stops its VMs, and their supervisors kill them
+	// if the node process is gone. DisconnectAfter (default 2 s) and
+	// DownAfter (default 6 s, at least Lease plus the clock-drift margin)
+	// are how long the leader waits without a heartbeat before it marks a
+	// node disconnected, then down (its VMs are placed elsewhere). All
+	// three are whole ticks.
+	Lease, DisconnectAfter, DownAfter time.Duration
+	// VcpuOvercommit and MemoryOvercommit are this node's overcommit
+	// ratios (0 means 1.0; at most 16).
+	VcpuOvercommit, MemoryOvercommit float64
 	// InboxSize bounds the queue of events waiting for the core; peer
 	// messages beyond it are dropped (raft tolerates loss). Default 4096.
 	InboxSize int
@@ -114,6 +126,43 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.InboxSize == 0 {
 		c.InboxSize = 4096
+	}
+	if c.Lease == 0 {
+		c.Lease = core.DefaultLeaseTicks * c.TickInterval
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--lease", c.Lease}, {"--disconnect-after", c.DisconnectAfter}, {"--down-after", c.DownAfter}} {
+		if d.v < 0 || d.v%c.TickInterval != 0 {
+			return c, fmt.Errorf("%s %s must be a non-negative multiple of the tick interval (%s)", d.flag, d.v, c.TickInterval)
+		}
+	}
+	// The core's rule, checked here to say it in the flags' words: a node
+	// is declared down only once its lease has surely run out.
+	leaseTicks := int(c.Lease / c.TickInterval)
+	downTicks, disconnectTicks := int(c.DownAfter/c.TickInterval), int(c.DisconnectAfter/c.TickInterval)
+	if downTicks == 0 {
+		downTicks = max(core.DefaultDownTicks, leaseTicks+core.FenceMarginTicks(leaseTicks))
+	}
+	if disconnectTicks == 0 {
+		disconnectTicks = core.DefaultDisconnectTicks
+	}
+	if least := leaseTicks + core.FenceMarginTicks(leaseTicks); downTicks < least {
+		return c, fmt.Errorf("--down-after %s must be at least --lease %s plus the clock-drift margin: %s",
+			time.Duration(downTicks)*c.TickInterval, c.Lease, time.Duration(least)*c.TickInterval)
+	}
+	if disconnectTicks >= downTicks {
+		return c, fmt.Errorf("--disconnect-after %s must be shorter than --down-after %s",
+			time.Duration(disconnectTicks)*c.TickInterval, time.Duration(downTicks)*c.TickInterval)
+	}
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{{"--overcommit-vcpu", c.VcpuOvercommit}, {"--overcommit-memory", c.MemoryOvercommit}} {
+		if r.v != 0 && !(r.v >= 1 && r.v <= 16) {
+			return c, fmt.Errorf("%s %g must be between 1.0 and 16", r.flag, r.v)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

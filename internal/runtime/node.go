@@ -136,6 +136,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		HeartbeatTicks:  cfg.HeartbeatTicks,
 		SnapshotEntries: cfg.SnapshotEntries,
 		Logger:          raftLogger{log: log},
+
+		TickInterval:     cfg.TickInterval,
+		LeaseTicks:       int(cfg.Lease / cfg.TickInterval),
+		DisconnectTicks:  int(cfg.DisconnectAfter / cfg.TickInterval),
+		DownTicks:        int(cfg.DownAfter / cfg.TickInterval),
+		VcpuOvercommit:   cfg.VcpuOvercommit,
+		MemoryOvercommit: cfg.MemoryOvercommit,
 	}, core.Persisted{HardState: loaded.HardState, Snapshot: loaded.Snapshot, Entries: loaded.Entries})
 	if err != nil {
 		_ = lis.Close()
@@ -184,6 +191,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		reports := n.wl.recover(ctx)
 		n.core.VMsRecovered(reports)
 		go n.wl.watch(n.runCtx)
+		go n.wl.renewer(n.runCtx)
 	} else {
 		n.core.VMsRecovered(nil)
 	}
@@ -261,6 +269,9 @@ func (n *Node) drive() error {
 			return fmt.Errorf("persist: %w", err)
 		}
 		n.tr.Send(rd.Messages)
+		if !rd.LeaseUntil.IsZero() && n.wl != nil {
+			n.wl.renewLease(rd.LeaseUntil)
+		}
 		if len(rd.VMActions) > 0 {
 			if n.wl != nil {
 				n.wl.carry(n.runCtx, rd.VMActions)

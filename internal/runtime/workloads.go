@@ -42,6 +42,13 @@ type workloads struct {
 	imageMu sync.Mutex
 	checked map[string]*image.Image
 
+	// leaseMu guards lease, the latest fencing lease the core granted and
+	// the renewer has not pushed to the supervisors yet; leaseKick wakes
+	// the renewer.
+	leaseMu   sync.Mutex
+	lease     time.Time
+	leaseKick chan struct{}
+
 	mu sync.Mutex
 	// queues run each VM's actions in order, one goroutine per VM while it
 	// has actions.
@@ -51,7 +58,7 @@ type workloads struct {
 
 func newWorkloads(n *Node) (*workloads, error) {
 	return &workloads{n: n, log: n.log, opts: image.BuildOptions{Agent: n.cfg.Agent, Logger: n.log},
-		queues: map[string][]core.VMAction{}, checked: map[string]*image.Image{}}, nil
+		queues: map[string][]core.VMAction{}, checked: map[string]*image.Image{}, leaseKick: make(chan struct{}, 1)}, nil
 }
 
 // decideAccel settles KVM or TCG before the node registers, so that its
@@ -84,6 +91,7 @@ func (wl *workloads) decideAccel(ctx context.Context) error {
 	}
 	mgr, err := vmm.NewManager(vmm.Config{
 		DataDir: cfg.DataDir, QEMU: cfg.QEMU, Supervisor: cfg.Supervisor, Accel: cfg.Accel, Logger: wl.log,
+		Lease: cfg.Lease,
 	})
 	if err != nil {
 		return fmt.Errorf("vm manager: %w", err)
@@ -131,6 +139,40 @@ func (wl *workloads) recover(ctx context.Context) []core.VMReport {
 		out = append(out, reportOf(st))
 	}
 	return out
+}
+
+// renewLease takes a lease the core was granted: VMs started from now on
+// start with it at once, and the renewer extends the running VMs' leases
+// to it in the background (each supervisor is a socket call away; the
+// core's loop must not wait on them).
+func (wl *workloads) renewLease(until time.Time) {
+	wl.mgr.SetLease(until)
+	wl.leaseMu.Lock()
+	wl.lease = until
+	wl.leaseMu.Unlock()
+	select {
+	case wl.leaseKick <- struct{}{}:
+	default:
+	}
+}
+
+// renewer pushes the latest lease to the supervisors until ctx ends. A
+// supervisor it cannot reach keeps its older lease, and is tried again
+// with the next one (the core renews every fifth of a lease).
+func (wl *workloads) renewer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wl.leaseKick:
+		}
+		wl.leaseMu.Lock()
+		until := wl.lease
+		wl.leaseMu.Unlock()
+		if err := wl.mgr.Renew(ctx, until); err != nil && ctx.Err() == nil {
+			wl.log.Warn("renewing the VMs' fencing lease", "err", err)
+		}
+	}
 }
 
 // watch forwards every status change to the core until ctx ends.

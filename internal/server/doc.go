@@ -4,7 +4,8 @@
 // Backend the runtime provides, waits for the core's answer, and turns a
 // core error into a gRPC status. The logic — who may accept a write,
 // NotLeader with a leader hint, validation, idempotency — is the core's, so
-// the simulator exercises it.
+// the simulator exercises it. The one exception is a check no state could
+// answer otherwise: DrainNode refuses node id 0 itself.
 //
 // Error mapping (every error status carries the *apiv1.Error as a detail,
 // so clients can read its code, field and leader hint):

@@ -88,6 +88,18 @@ func (s *clusterService) LeaveCluster(ctx context.Context, r *apiv1.LeaveCluster
 	return resp.GetLeaveCluster(), err
 }
 
+// DrainNode refuses node id 0 at the edge: no node has it, and the core
+// would otherwise propose the write only for the state to refuse it when
+// applied. Everything else (is there such a node, has it left) is the
+// state's to judge.
+func (s *clusterService) DrainNode(ctx context.Context, r *apiv1.DrainNodeRequest) (*apiv1.DrainNodeResponse, error) {
+	if r.GetNodeId() == 0 {
+		return nil, StatusOf(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Field: "node_id", Message: "node_id: must not be 0"})
+	}
+	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_DrainNode{DrainNode: r}})
+	return resp.GetDrainNode(), err
+}
+
 func (s *clusterService) GetClusterStatus(ctx context.Context, r *apiv1.GetClusterStatusRequest) (*apiv1.GetClusterStatusResponse, error) {
 	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_GetClusterStatus{GetClusterStatus: r}})
 	return resp.GetGetClusterStatus(), err

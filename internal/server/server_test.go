@@ -97,3 +97,40 @@ func TestStoppingBackendIsUnavailable(t *testing.T) {
 		t.Fatalf("code = %v, want Unavailable", status.Code(err))
 	}
 }
+
+func TestDrainNode(t *testing.T) {
+	node := &apiv1.Node{Id: 3, Drain: true, Status: apiv1.NodeStatus_NODE_STATUS_READY}
+	for _, tc := range []struct {
+		name        string
+		req         *apiv1.DrainNodeRequest
+		code        codes.Code
+		field       string
+		wantBackend bool
+	}{
+		{"drain", &apiv1.DrainNodeRequest{ClientRequestId: "k1", NodeId: 3, Drain: true}, codes.OK, "", true},
+		{"undrain", &apiv1.DrainNodeRequest{ClientRequestId: "k2", NodeId: 3}, codes.OK, "", true},
+		{"node 0 refused at the edge", &apiv1.DrainNodeRequest{ClientRequestId: "k3", Drain: true}, codes.InvalidArgument, "node_id", false},
+		{"no node id at all", &apiv1.DrainNodeRequest{}, codes.InvalidArgument, "node_id", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &fakeBackend{resp: &apiv1.Response{Kind: &apiv1.Response_DrainNode{DrainNode: &apiv1.DrainNodeResponse{Node: node}}}}
+			got, err := apiv1grpc.NewClusterServiceClient(serve(t, b)).DrainNode(context.Background(), tc.req)
+			st := status.Convert(err)
+			if st.Code() != tc.code {
+				t.Fatalf("code = %v (%v), want %v", st.Code(), err, tc.code)
+			}
+			if (b.got != nil) != tc.wantBackend {
+				t.Fatalf("backend got %v; want a request: %v", b.got, tc.wantBackend)
+			}
+			if tc.code != codes.OK {
+				if len(st.Details()) != 1 || st.Details()[0].(*apiv1.Error).GetField() != tc.field {
+					t.Fatalf("details = %v, want an apiv1.Error on field %q", st.Details(), tc.field)
+				}
+				return
+			}
+			if !proto.Equal(b.got.GetDrainNode(), tc.req) || !proto.Equal(got.GetNode(), node) {
+				t.Fatalf("backend got %v, client got %v; want the request unchanged and node %v back", b.got, got, node)
+			}
+		})
+	}
+}

@@ -91,6 +91,10 @@ func Validate(cmd *apiv1.Command) error {
 		err = checkVmName(op.DeleteVm.GetName())
 	case *apiv1.Command_SubmitTask:
 		err = checkTaskSpec(op.SubmitTask.GetSpec())
+	case *apiv1.Command_DrainNode:
+		if op.DrainNode.GetId() == 0 {
+			err = invalid("node_id", "must not be 0")
+		}
 	case nil:
 		err = invalid("op", "command has no known operation")
 	}
@@ -182,6 +186,10 @@ func (s *State) ApplyMembershipChange(index uint64, c MembershipChange) {
 			next.Removed = append(next.Removed, id)
 			if n, ok := s.nodes[id]; ok {
 				n.Status = apiv1.NodeStatus_NODE_STATUS_LEFT
+				// Its workloads stay where they are until the leader,
+				// once the node's lease has surely run out, says so
+				// (SetNodeStatus left): it may still run them now.
+				n.StatusReason = "removed from the cluster"
 				n.UpdatedIndex = index
 			}
 		}
@@ -265,6 +273,12 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 		check, run = func() *Error { return s.checkAssignTask(op.AssignTask) }, func() *apiv1.Response { return s.assignTask(a, op.AssignTask) }
 	case *apiv1.Command_ReportTask:
 		check, run = func() *Error { return s.checkReportTask(op.ReportTask) }, func() *apiv1.Response { return s.reportTask(a, op.ReportTask) }
+	case *apiv1.Command_SetNodeStatus:
+		check, run = func() *Error { return s.checkSetNodeStatus(op.SetNodeStatus) }, func() *apiv1.Response { return s.setNodeStatus(a, op.SetNodeStatus) }
+	case *apiv1.Command_DrainNode:
+		check, run = func() *Error { return s.checkDrainNode(op.DrainNode) }, func() *apiv1.Response { return s.drainNode(a, op.DrainNode) }
+	case *apiv1.Command_PlacementFailed:
+		check, run = func() *Error { return s.checkPlacementFailed(op.PlacementFailed) }, func() *apiv1.Response { return s.placementFailed(a, op.PlacementFailed) }
 	default:
 		return nil, invalid("op", "command has no known operation")
 	}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -47,11 +48,21 @@ func (s *State) checkRegisterNode(op *apiv1.RegisterNodeCommand) *Error {
 	if err := checkResources("capacity", op.GetCapacity()); err != nil {
 		return err
 	}
+	if err := checkOvercommit("vcpu_overcommit", op.GetVcpuOvercommit()); err != nil {
+		return err
+	}
+	if err := checkOvercommit("memory_overcommit", op.GetMemoryOvercommit()); err != nil {
+		return err
+	}
+	if op.GetLeaseMillis() > MaxLeaseMillis {
+		return invalid("lease_millis", "must be at most %d", MaxLeaseMillis)
+	}
 	if _, ok := s.nodes[op.GetId()]; ok {
 		// A node may shrink, but not below what is placed on it: no node is
-		// ever committed beyond its capacity.
-		used, c := s.Allocated(op.GetId()), op.GetCapacity()
-		if used.GetVcpus() > c.GetVcpus() || used.GetMemoryMib() > c.GetMemoryMib() || used.GetDiskMib() > c.GetDiskMib() {
+		// ever committed beyond its capacity × overcommit.
+		used := s.Allocated(op.GetId())
+		c := limits(op.GetCapacity(), op.GetVcpuOvercommit(), op.GetMemoryOvercommit())
+		if uint64(used.GetVcpus()) > c.vcpus || used.GetMemoryMib() > c.memoryMiB || used.GetDiskMib() > op.GetCapacity().GetDiskMib() {
 			return precondition("capacity", "node %d holds %d vCPUs, %d MiB and %d MiB of disk of work; the new capacity is smaller",
 				op.GetId(), used.GetVcpus(), used.GetMemoryMib(), used.GetDiskMib())
 		}
@@ -79,6 +90,9 @@ func (s *State) registerNode(a at, op *apiv1.RegisterNodeCommand) *apiv1.Respons
 	n.Capacity = proto.CloneOf(op.GetCapacity())
 	n.Labels = maps.Clone(op.GetLabels())
 	n.Images = cloneImages(op.GetImages())
+	n.VcpuOvercommit = op.GetVcpuOvercommit()
+	n.MemoryOvercommit = op.GetMemoryOvercommit()
+	n.LeaseMillis = op.GetLeaseMillis()
 	n.UpdatedIndex = a.index
 	return &apiv1.Response{}
 }
@@ -112,13 +126,14 @@ func (s *State) checkFitsWith(field string, id uint64, need, reserved *apiv1.Res
 	used.MemoryMib += reserved.GetMemoryMib()
 	used.DiskMib += reserved.GetDiskMib()
 	capacity := n.GetCapacity()
-	if uint64(used.GetVcpus())+uint64(need.GetVcpus()) > uint64(capacity.GetVcpus()) {
+	lim := NodeLimits(n)
+	if uint64(used.GetVcpus())+uint64(need.GetVcpus()) > lim.Vcpus {
 		return exhausted(field, "node %d has %d of %d vCPUs free, %d needed",
-			id, capacity.GetVcpus()-min(used.GetVcpus(), capacity.GetVcpus()), capacity.GetVcpus(), need.GetVcpus())
+			id, lim.Vcpus-min(uint64(used.GetVcpus()), lim.Vcpus), lim.Vcpus, need.GetVcpus())
 	}
-	if used.GetMemoryMib()+need.GetMemoryMib() > capacity.GetMemoryMib() {
+	if used.GetMemoryMib()+need.GetMemoryMib() > lim.MemoryMiB {
 		return exhausted(field, "node %d has %d of %d MiB free, %d needed",
-			id, capacity.GetMemoryMib()-min(used.GetMemoryMib(), capacity.GetMemoryMib()), capacity.GetMemoryMib(), need.GetMemoryMib())
+			id, lim.MemoryMiB-min(used.GetMemoryMib(), lim.MemoryMiB), lim.MemoryMiB, need.GetMemoryMib())
 	}
 	if need.GetDiskMib() > 0 && used.GetDiskMib()+need.GetDiskMib() > capacity.GetDiskMib() {
 		return exhausted(field, "node %d has %d of %d MiB of disk free, %d needed",
@@ -141,4 +156,68 @@ func cloneImages(imgs []*apiv1.ImageInfo) []*apiv1.ImageInfo {
 		out[i] = proto.CloneOf(img)
 	}
 	return out
+}
+
+// MaxOvercommit bounds a node's overcommit ratios; MaxLeaseMillis its
+// fencing lease (ten minutes).
+const (
+	MaxOvercommit  = 16.0
+	MaxLeaseMillis = 10 * 60 * 1000
+)
+
+func checkOvercommit(field string, r float64) *Error {
+	if r == 0 {
+		return nil
+	}
+	// NaN fails both comparisons.
+	if !(r >= 1 && r <= MaxOvercommit) {
+		return invalid(field, "must be 0 (meaning 1.0) or between 1.0 and %g", MaxOvercommit)
+	}
+	return nil
+}
+
+// Limits is what the scheduler may commit on a node: its capacity with
+// the overcommit ratios applied, rounded down.
+type Limits struct {
+	Vcpus     uint64
+	MemoryMiB uint64
+	DiskMiB   uint64
+}
+
+// NodeLimits is node n's capacity × overcommit: the most that placement
+// may commit on it (disk is never overcommitted).
+func NodeLimits(n *apiv1.Node) Limits {
+	l := limits(n.GetCapacity(), n.GetVcpuOvercommit(), n.GetMemoryOvercommit())
+	return Limits{Vcpus: l.vcpus, MemoryMiB: l.memoryMiB, DiskMiB: n.GetCapacity().GetDiskMib()}
+}
+
+type limitPair struct{ vcpus, memoryMiB uint64 }
+
+func limits(c *apiv1.Resources, vcpuRatio, memoryRatio float64) limitPair {
+	return limitPair{vcpus: scale(uint64(c.GetVcpus()), vcpuRatio), memoryMiB: scale(c.GetMemoryMib(), memoryRatio)}
+}
+
+// scale is floor(v × ratio), with 0 (and anything below 1) meaning 1.0.
+func scale(v uint64, ratio float64) uint64 {
+	if !(ratio > 1) {
+		return v
+	}
+	// The tiny addend keeps 100 × 1.15 at 115: the ratio's binary form
+	// may fall just short of the decimal one meant.
+	return uint64(float64(v)*ratio + 1e-9)
+}
+
+// CheckCommitted reports the first node whose committed workloads exceed
+// its capacity × overcommit, or nil: the promise placement keeps, checked by
+// the simulator after every applied entry and by the placement benchmark.
+func (s *State) CheckCommitted() error {
+	for _, id := range s.nodeIDs() {
+		n := s.nodes[id]
+		used, lim := s.Allocated(id), NodeLimits(n)
+		if uint64(used.GetVcpus()) > lim.Vcpus || used.GetMemoryMib() > lim.MemoryMiB || used.GetDiskMib() > lim.DiskMiB {
+			return fmt.Errorf("node %d holds %d vCPUs, %d MiB and %d MiB of disk; its limits are %d, %d and %d",
+				id, used.GetVcpus(), used.GetMemoryMib(), used.GetDiskMib(), lim.Vcpus, lim.MemoryMiB, lim.DiskMiB)
+		}
+	}
+	return nil
 }

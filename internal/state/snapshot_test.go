@@ -1539,13 +1539,15 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 		Nodes: []*apiv1.Node{
 			{Id: 1, Address: "a:1", Role: apiv1.NodeRole_NODE_ROLE_VOTER, Capacity: res, Labels: map[string]string{"zone": "a", "rack": "r"},
 				Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Drain: true, RegisteredIndex: 2, UpdatedIndex: 50,
-				Images: []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:00", MinMemoryMib: 64}, {Name: "img", Digest: "sha256:01", MinMemoryMib: 128}}},
+				Images:         []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:00", MinMemoryMib: 64}, {Name: "img", Digest: "sha256:01", MinMemoryMib: 128}},
+				VcpuOvercommit: 2, MemoryOvercommit: 1.5, LeaseMillis: 5000, StatusReason: "no heartbeat for 6s"},
 			{Id: 3, Address: "c:1", Role: apiv1.NodeRole_NODE_ROLE_WORKER, Capacity: res,
 				Status: apiv1.NodeStatus_NODE_STATUS_DISCONNECTED, RegisteredIndex: 3, UpdatedIndex: 3},
 		},
 		Vms: []*apiv1.Vm{
 			{Name: "a", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 512, Image: "img", KernelCmdline: "console=ttyS0",
-				RestartPolicy: apiv1.RestartPolicy_RESTART_POLICY_ALWAYS, Constraints: map[string]string{"zone": "a"}, AntiAffinityGroup: "g"},
+				RestartPolicy: apiv1.RestartPolicy_RESTART_POLICY_ALWAYS, Constraints: map[string]string{"zone": "a"}, AntiAffinityGroup: "g",
+				Features: []string{"kvm"}, AntiAffinitySoft: true, Placement: apiv1.PlacementStrategy_PLACEMENT_STRATEGY_SPREAD},
 				DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 8, // created at 5, placed 3 times
 				Reason: "node down", Events: []*apiv1.VmEvent{{Index: 9, TimeUnixNano: 99, State: apiv1.VmState_VM_STATE_LOST, NodeId: 1, Generation: 8, Reason: "node down"}},
 				CreatedIndex: 5, UpdatedIndex: 9, CreatedUnixNano: 55, ConsoleTail: "kernel panic\n", Restarts: 2},
@@ -1553,7 +1555,7 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 				State: apiv1.VmState_VM_STATE_STOPPING, NodeId: 1, Generation: 1},
 		},
 		Tasks: []*apiv1.Task{
-			{Id: 7, Spec: &apiv1.TaskSpec{Command: "make", Args: []string{"all"}, Env: map[string]string{"A": "b"}, Resources: res, TimeoutMs: 5, Image: "img"},
+			{Id: 7, Spec: &apiv1.TaskSpec{Command: "make", Args: []string{"all"}, Env: map[string]string{"A": "b"}, Resources: res, TimeoutMs: 5, Image: "img", MaxAttempts: 4},
 				Status: apiv1.TaskStatus_TASK_STATUS_LOST, Attempt: 2, NodeId: 1,
 				Result: &apiv1.TaskResult{ExitCode: -1, OutputTail: []byte{0, 1, 2}, StartedUnixNano: 1, FinishedUnixNano: 2, Error: "lost"},
 				Reason: "node down", SubmittedIndex: 7, UpdatedIndex: 60, SubmittedUnixNano: 77},

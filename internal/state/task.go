@@ -46,6 +46,9 @@ func checkTaskSpec(spec *apiv1.TaskSpec) *Error {
 	if err := checkResources("spec.resources", spec.GetResources()); err != nil {
 		return err
 	}
+	if spec.GetMaxAttempts() > MaxTaskAttempts {
+		return invalid("spec.max_attempts", "must be at most %d", MaxTaskAttempts)
+	}
 	if spec.GetResources().GetVcpus() > MaxWorkloadVcpus {
 		return invalid("spec.resources.vcpus", "must be between 1 and %d", MaxWorkloadVcpus)
 	}

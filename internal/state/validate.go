@@ -135,16 +135,5 @@ func checkResources(field string, r *apiv1.Resources) *Error {
 	if r.GetDiskMib() > MaxDiskMiB {
 		return invalid(field+".disk_mib", "must be at most %d", MaxDiskMiB)
 	}
-	if len(r.GetFeatures()) > MaxFeatures {
-		return invalid(field+".features", "has %d entries, at most %d allowed", len(r.GetFeatures()), MaxFeatures)
-	}
-	for i, f := range r.GetFeatures() {
-		if !validName(f) {
-			return invalid(field+".features", "feature %q is not a lower-case name", f)
-		}
-		if i > 0 && r.GetFeatures()[i-1] >= f {
-			return invalid(field+".features", "must be sorted and unique")
-		}
-	}
-	return nil
+	return checkFeatures(field+".features", r.GetFeatures())
 }

@@ -57,7 +57,13 @@ func checkVmSpec(spec *apiv1.VmSpec) *Error {
 	if g := spec.GetAntiAffinityGroup(); g != "" && !validName(g) {
 		return invalid("spec.anti_affinity_group", "%q is not a valid group name", g)
 	}
-	return nil
+	if spec.GetAntiAffinitySoft() && spec.GetAntiAffinityGroup() == "" {
+		return invalid("spec.anti_affinity_soft", "needs an anti-affinity group")
+	}
+	if err := checkEnum("spec.placement", spec.GetPlacement(), true); err != nil {
+		return err
+	}
+	return checkFeatures("spec.features", spec.GetFeatures())
 }
 
 func (s *State) checkCreateVm(op *apiv1.CreateVmCommand) *Error {
@@ -70,7 +76,9 @@ func (s *State) checkCreateVm(op *apiv1.CreateVmCommand) *Error {
 	if err := checkVmSpec(op.GetSpec()); err != nil {
 		return err
 	}
-	return s.checkPlaceable("spec.image", "spec.memory_mib", "spec", op.GetSpec().GetImage(), VmNeeds(op.GetSpec()))
+	need := VmNeeds(op.GetSpec())
+	need.Features = op.GetSpec().GetFeatures()
+	return s.checkPlaceable("spec.image", "spec.memory_mib", "spec", op.GetSpec().GetImage(), need)
 }
 
 func (s *State) createVm(a at, op *apiv1.CreateVmCommand) *apiv1.Response {
@@ -211,12 +219,17 @@ func (s *State) checkVmOnNode(v *apiv1.Vm, id uint64, reserved *apiv1.Resources)
 	if g := v.GetSpec().GetAntiAffinityGroup(); g != "" {
 		for name := range s.ix.vmsOn[id] {
 			// A yes/no over the node's VMs: iteration order cannot leak.
-			if other := s.vms[name]; other != v && other.GetSpec().GetAntiAffinityGroup() == g {
+			// Two of a group share a node only when both are soft: a hard
+			// one's promise holds whichever of them comes second.
+			if other := s.vms[name]; other != v && other.GetSpec().GetAntiAffinityGroup() == g &&
+				(!v.GetSpec().GetAntiAffinitySoft() || !other.GetSpec().GetAntiAffinitySoft()) {
 				return precondition("node_id", "node %d already runs a VM of anti-affinity group %q", id, g)
 			}
 		}
 	}
-	return s.checkFitsWith("node_id", id, VmNeeds(v.GetSpec()), reserved)
+	need := VmNeeds(v.GetSpec())
+	need.Features = v.GetSpec().GetFeatures()
+	return s.checkFitsWith("node_id", id, need, reserved)
 }
 
 // CanPlaceVm reports why node id cannot take VM name now, on top of
@@ -302,9 +315,10 @@ func (s *State) reportVm(a at, op *apiv1.ReportVmCommand) *apiv1.Response {
 	switch {
 	case ended && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED:
 		delete(s.vms, v.GetName())
-	case wasStopping && op.GetState() == apiv1.VmState_VM_STATE_STOPPED && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING:
-		// Started again while it was stopping: it waits to be placed anew.
-		// (A VM that stops on its own is for its restart policy to judge.)
+	case wasStopping && ended && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING:
+		// Started again while it was stopping, or moved off a drained
+		// node: it waits to be placed anew, however the stop went. (A VM
+		// that stops on its own is for its restart policy to judge.)
 		v.NodeId = 0
 		s.setVmState(a, v, apiv1.VmState_VM_STATE_PENDING, "stopped while wanted running; waiting for placement")
 	}

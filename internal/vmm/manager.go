@@ -102,6 +102,9 @@ type Manager struct {
 	mu sync.Mutex
 	// vms are the VMs this manager knows: started or recovered.
 	vms map[string]*vmEntry
+	// leaseUntil is the fencing lease last given to Renew, as a
+	// CLOCK_MONOTONIC instant (0: none yet); a VM starts with it.
+	leaseUntil int64
 }
 
 // vmEntry is one VM the manager knows.
@@ -336,7 +339,12 @@ func (m *Manager) Start(ctx context.Context, spec Spec) error {
 		CgroupName:        cgroupName(m.cfg.DataDir, spec.Name),
 	}
 	if m.cfg.Lease > 0 {
-		l.LeaseUntilMonoNs = monoNow() + int64(m.cfg.Lease)
+		m.mu.Lock()
+		l.LeaseUntilMonoNs = m.leaseUntil
+		m.mu.Unlock()
+		if l.LeaseUntilMonoNs == 0 {
+			l.LeaseUntilMonoNs = monoNow() + int64(m.cfg.Lease)
+		}
 	}
 	if err := l.validate(); err != nil {
 		return fail(err)
@@ -621,16 +629,32 @@ func (m *Manager) end(ctx context.Context, name string, req ctlRequest) error {
 	return nil
 }
 
+// SetLease makes VMs started from now on start with a fencing lease that
+// runs until expires (it never shrinks), without reaching the running
+// ones: Renew does that, and is slower. It does nothing without
+// Config.Lease.
+func (m *Manager) SetLease(expires time.Time) {
+	if m.cfg.Lease <= 0 {
+		return
+	}
+	until := monoAt(expires)
+	m.mu.Lock()
+	m.leaseUntil = max(m.leaseUntil, until)
+	m.mu.Unlock()
+}
+
 // Renew extends the fencing lease of every VM this manager knows to
-// expires (a local time; it travels as a CLOCK_MONOTONIC instant). A lease
-// never shrinks. It does nothing without Config.Lease. The error joins the
-// VMs that could not be reached.
+// expires (a local time; it travels as a CLOCK_MONOTONIC instant), and
+// VMs started from now on start with it (until then, with Config.Lease
+// from their start). A lease never shrinks. It does nothing without
+// Config.Lease. The error joins the VMs that could not be reached.
 func (m *Manager) Renew(ctx context.Context, expires time.Time) error {
 	if m.cfg.Lease <= 0 {
 		return nil
 	}
 	until := monoAt(expires)
 	m.mu.Lock()
+	m.leaseUntil = max(m.leaseUntil, until)
 	var live []*vmEntry
 	for _, e := range m.vms {
 		if !e.status.State.Final() {

@@ -28,6 +28,7 @@ const (
 	ClusterService_LeaveCluster_FullMethodName     = "/blixard.v1.ClusterService/LeaveCluster"
 	ClusterService_GetClusterStatus_FullMethodName = "/blixard.v1.ClusterService/GetClusterStatus"
 	ClusterService_HealthCheck_FullMethodName      = "/blixard.v1.ClusterService/HealthCheck"
+	ClusterService_DrainNode_FullMethodName        = "/blixard.v1.ClusterService/DrainNode"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -40,6 +41,7 @@ type ClusterServiceClient interface {
 	LeaveCluster(ctx context.Context, in *v1.LeaveClusterRequest, opts ...grpc.CallOption) (*v1.LeaveClusterResponse, error)
 	GetClusterStatus(ctx context.Context, in *v1.GetClusterStatusRequest, opts ...grpc.CallOption) (*v1.GetClusterStatusResponse, error)
 	HealthCheck(ctx context.Context, in *v1.HealthCheckRequest, opts ...grpc.CallOption) (*v1.HealthCheckResponse, error)
+	DrainNode(ctx context.Context, in *v1.DrainNodeRequest, opts ...grpc.CallOption) (*v1.DrainNodeResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -90,6 +92,16 @@ func (c *clusterServiceClient) HealthCheck(ctx context.Context, in *v1.HealthChe
 	return out, nil
 }
 
+func (c *clusterServiceClient) DrainNode(ctx context.Context, in *v1.DrainNodeRequest, opts ...grpc.CallOption) (*v1.DrainNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.DrainNodeResponse)
+	err := c.cc.Invoke(ctx, ClusterService_DrainNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -100,6 +112,7 @@ type ClusterServiceServer interface {
 	LeaveCluster(context.Context, *v1.LeaveClusterRequest) (*v1.LeaveClusterResponse, error)
 	GetClusterStatus(context.Context, *v1.GetClusterStatusRequest) (*v1.GetClusterStatusResponse, error)
 	HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error)
+	DrainNode(context.Context, *v1.DrainNodeRequest) (*v1.DrainNodeResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -121,6 +134,9 @@ func (UnimplementedClusterServiceServer) GetClusterStatus(context.Context, *v1.G
 }
 func (UnimplementedClusterServiceServer) HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HealthCheck not implemented")
+}
+func (UnimplementedClusterServiceServer) DrainNode(context.Context, *v1.DrainNodeRequest) (*v1.DrainNodeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DrainNode not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -215,6 +231,24 @@ func _ClusterService_HealthCheck_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.DrainNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).DrainNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_DrainNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).DrainNode(ctx, req.(*v1.DrainNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -237,6 +271,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HealthCheck",
 			Handler:    _ClusterService_HealthCheck_Handler,
+		},
+		{
+			MethodName: "DrainNode",
+			Handler:    _ClusterService_DrainNode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
