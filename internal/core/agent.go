@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -173,7 +174,7 @@ func (n *Node) reconcile() {
 	}
 	// Without a lease this node starts nothing; once its lease has lapsed
 	// it stops everything it runs (see health.go).
-	canStart := n.leaseValid()
+	canStart := n.canStart()
 	if n.fenced() {
 		for _, name := range sortedKeys(n.local) {
 			if l := n.local[name]; !l.ended() {
@@ -350,7 +351,16 @@ func (n *Node) taskReport(id uint64, l *localVM) *apiv1.Command {
 			return nil
 		}
 		status = apiv1.TaskStatus_TASK_STATUS_FAILED
-		if l.observed == apiv1.VmState_VM_STATE_STOPPED && l.task != nil && l.task.GetExitCode() == 0 && l.task.GetError() == "" {
+		switch {
+		case l.fence != "":
+			// Killed by this node's fencing, not by its own doing: the
+			// attempt is lost, and the task tried again.
+			status = apiv1.TaskStatus_TASK_STATUS_LOST
+			if l.task == nil {
+				l.task = &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: max(n.now, 1)}
+			}
+			l.task.Error = l.fence
+		case l.observed == apiv1.VmState_VM_STATE_STOPPED && l.task != nil && l.task.GetExitCode() == 0 && l.task.GetError() == "":
 			status = apiv1.TaskStatus_TASK_STATUS_SUCCEEDED
 		}
 	default:
@@ -382,8 +392,10 @@ const (
 	maxPlacementsPerPass = 256
 	maxPlacementTries    = 1024
 	// unplacedEveryTicks: a workload's placement failure is recorded again
-	// (when its reason changed) at most this often.
+	// (when its reason changed) at most this often, and at most
+	// maxUnplacedPerPass are recorded per pass.
 	unplacedEveryTicks = 50
+	maxUnplacedPerPass = 16
 )
 
 // inflight is a proposal of the leader's that the state does not show yet:
@@ -406,7 +418,7 @@ type inflight struct {
 // recorded (PlacementFailed), and is tried again each pass.
 func (n *Node) place() {
 	vms := n.st.VmsToPlace()
-	tasks := n.st.PendingTasks(maxPlacementTries)
+	tasks := n.st.PendingTasks(0)
 	n.forgetPlacements()
 	if len(vms) == 0 && len(tasks) == 0 {
 		return
@@ -417,51 +429,88 @@ func (n *Node) place() {
 			c.Commit(f.node, *f.req)
 		}
 	}
-	proposed, tries := 0, 0
+	p := pass{n: n, c: c}
+	// Each pass goes on from where the last one's budget ran out, so that
+	// a head of workloads that fit nowhere starves none behind it.
+	vms = rotate(vms, func(v *apiv1.Vm) bool { return v.GetName() > n.vmCursor })
+	n.vmCursor = ""
 	for _, v := range vms {
-		if proposed >= maxPlacementsPerPass || tries >= maxPlacementTries {
-			return
+		if p.spent() {
+			n.vmCursor = v.GetName()
+			break
 		}
-		tries++
 		key := "vm/" + v.GetName() + "/" + strconv.FormatUint(v.GetGeneration(), 10)
 		if n.placing[key].until > n.ticks || !n.restartDue(v) {
 			continue
 		}
 		req := sched.VmRequest(v)
-		node, err := c.Place(req)
-		if err != nil {
-			n.unplaced(v.GetReason(), &apiv1.PlacementFailedCommand{VmName: v.GetName(), VmGeneration: v.GetGeneration()}, err)
-			continue
-		}
-		cmd := &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{Name: v.GetName(), NodeId: node, Generation: v.GetGeneration()}}}
-		if n.propose(cmd) == nil {
-			proposed++
-			c.Commit(node, req)
-			n.placing[key] = inflight{until: n.ticks + uint64(n.cfg.ReportEveryTicks), node: node, req: &req, vm: v.GetName(), gen: v.GetGeneration()}
-		}
+		p.place(key, req, v.GetReason(), &apiv1.PlacementFailedCommand{VmName: v.GetName(), VmGeneration: v.GetGeneration()},
+			func(node uint64) *apiv1.Command {
+				return &apiv1.Command{Op: &apiv1.Command_AssignVm{AssignVm: &apiv1.AssignVmCommand{Name: v.GetName(), NodeId: node, Generation: v.GetGeneration()}}}
+			}, inflight{vm: v.GetName(), gen: v.GetGeneration()})
 	}
+	p.tries = 0
+	tasks = rotate(tasks, func(t *apiv1.Task) bool { return t.GetId() > n.taskCursor })
+	n.taskCursor = 0
 	for _, t := range tasks {
-		if proposed >= maxPlacementsPerPass || tries >= maxPlacementTries {
-			return
+		if p.spent() {
+			n.taskCursor = t.GetId()
+			break
 		}
-		tries++
 		key := "task/" + strconv.FormatUint(t.GetId(), 10) + "/" + strconv.FormatUint(uint64(t.GetAttempt()), 10)
 		if n.placing[key].until > n.ticks {
 			continue
 		}
-		req := sched.TaskRequest(t)
-		node, err := c.Place(req)
-		if err != nil {
-			n.unplaced(t.GetReason(), &apiv1.PlacementFailedCommand{TaskId: t.GetId(), TaskAttempt: t.GetAttempt()}, err)
-			continue
-		}
-		cmd := &apiv1.Command{Op: &apiv1.Command_AssignTask{AssignTask: &apiv1.AssignTaskCommand{Id: t.GetId(), NodeId: node}}}
-		if n.propose(cmd) == nil {
-			proposed++
-			c.Commit(node, req)
-			n.placing[key] = inflight{until: n.ticks + uint64(n.cfg.ReportEveryTicks), node: node, req: &req, task: t.GetId(), gen: uint64(t.GetAttempt())}
-		}
+		p.place(key, sched.TaskRequest(t), t.GetReason(), &apiv1.PlacementFailedCommand{TaskId: t.GetId(), TaskAttempt: t.GetAttempt()},
+			func(node uint64) *apiv1.Command {
+				return &apiv1.Command{Op: &apiv1.Command_AssignTask{AssignTask: &apiv1.AssignTaskCommand{Id: t.GetId(), NodeId: node}}}
+			}, inflight{task: t.GetId(), gen: uint64(t.GetAttempt())})
 	}
+}
+
+// rotate returns xs (sorted) starting from the first element after the
+// cursor (after(x) holds), wrapping round.
+func rotate[T any](xs []T, after func(T) bool) []T {
+	i := slices.IndexFunc(xs, after)
+	if i <= 0 {
+		return xs
+	}
+	return append(xs[i:], xs[:i]...)
+}
+
+// pass is one placement pass's budget: at most maxPlacementsPerPass
+// proposals, maxPlacementTries scheduler calls for VMs and as many for
+// tasks, and maxUnplacedPerPass records of why something fits nowhere.
+type pass struct {
+	n                        *Node
+	c                        *sched.Cluster
+	proposed, tries, unplace int
+}
+
+func (p *pass) spent() bool {
+	return p.proposed >= maxPlacementsPerPass || p.tries >= maxPlacementTries
+}
+
+// place asks the scheduler for a node for req and proposes cmd(node); a
+// workload that fits nowhere gets the reason recorded instead.
+func (p *pass) place(key string, req sched.Request, reason string, failed *apiv1.PlacementFailedCommand,
+	cmd func(node uint64) *apiv1.Command, f inflight) {
+	n := p.n
+	p.tries++
+	node, err := p.c.Place(req)
+	if err != nil {
+		if p.unplace < maxUnplacedPerPass && n.unplaced(reason, failed, err) {
+			p.unplace++
+		}
+		return
+	}
+	if n.propose(cmd(node)) != nil {
+		return
+	}
+	p.proposed++
+	p.c.Commit(node, req)
+	f.until, f.node, f.req = n.ticks+uint64(n.cfg.ReportEveryTicks), node, &req
+	n.placing[key] = f
 }
 
 // forgetPlacements drops the in-flight proposals that are due again or
@@ -494,19 +543,22 @@ func (n *Node) forgetPlacements() {
 }
 
 // unplaced records why a workload could not be placed, when the state
-// does not say so already, at most every unplacedEveryTicks.
-func (n *Node) unplaced(have string, op *apiv1.PlacementFailedCommand, err error) {
+// does not say so already, at most every unplacedEveryTicks; it reports
+// whether it proposed.
+func (n *Node) unplaced(have string, op *apiv1.PlacementFailedCommand, err error) bool {
 	op.Reason = clip(err.Error(), state.MaxReasonLen)
 	if op.Reason == have {
-		return
+		return false
 	}
 	key := "why/" + op.GetVmName() + "/" + strconv.FormatUint(op.GetTaskId(), 10)
 	if n.placing[key].until > n.ticks {
-		return
+		return false
 	}
-	if n.propose(&apiv1.Command{Op: &apiv1.Command_PlacementFailed{PlacementFailed: op}}) == nil {
-		n.placing[key] = inflight{until: n.ticks + unplacedEveryTicks}
+	if n.propose(&apiv1.Command{Op: &apiv1.Command_PlacementFailed{PlacementFailed: op}}) != nil {
+		return false
 	}
+	n.placing[key] = inflight{until: n.ticks + unplacedEveryTicks}
+	return true
 }
 
 // restartDue applies the VM's restart policy: a pending VM, or one lost

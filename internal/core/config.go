@@ -33,6 +33,10 @@ const (
 	DefaultDownTicks           = 60
 )
 
+// maxTicks bounds the lease and the down timeout in ticks (so that their
+// products with TickInterval cannot overflow).
+const maxTicks = 1 << 20
+
 // MaxClockDrift bounds how much faster or slower than real time any node's
 // clock (and so its ticks) may run: the one constant every clock-dependent
 // margin derives from. The simulator keeps its drifted clocks within it.
@@ -206,8 +210,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.DownTicks == 0 {
 		out.DownTicks = max(DefaultDownTicks, out.LeaseTicks+FenceMarginTicks(out.LeaseTicks))
 	}
-	if out.TickInterval < 0 || out.LeaseTicks < 0 || out.DisconnectTicks < 0 {
-		return out, errors.New("core: config: TickInterval, LeaseTicks and DisconnectTicks must not be negative")
+	if out.TickInterval < 0 || out.LeaseTicks < 0 || out.DisconnectTicks < 0 || out.LeaseTicks > maxTicks || out.DownTicks > maxTicks {
+		return out, fmt.Errorf("core: config: TickInterval, LeaseTicks and DisconnectTicks must not be negative, LeaseTicks and DownTicks at most %d", maxTicks)
 	}
 	if lease := time.Duration(out.LeaseTicks) * out.TickInterval; lease > state.MaxLeaseMillis*time.Millisecond {
 		return out, fmt.Errorf("core: config: a lease of %s is longer than the %s allowed", lease, state.MaxLeaseMillis*time.Millisecond)
@@ -219,8 +223,11 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.DisconnectTicks >= out.DownTicks {
 		return out, fmt.Errorf("core: config: DisconnectTicks (%d) must be below DownTicks (%d)", out.DisconnectTicks, out.DownTicks)
 	}
-	if out.LeaseTicks <= out.ElectionTicks {
-		return out, fmt.Errorf("core: config: LeaseTicks (%d) must exceed ElectionTicks (%d): a lease must outlast an election", out.LeaseTicks, out.ElectionTicks)
+	if out.LeaseTicks < 3*out.ElectionTicks {
+		// A leader's crash costs up to two election timeouts before the
+		// next is elected, and reads wait for its first commit: a shorter
+		// lease would fence the whole cluster at every failover.
+		return out, fmt.Errorf("core: config: LeaseTicks (%d) must be at least 3 × ElectionTicks (%d): a lease must outlast a change of leader", out.LeaseTicks, out.ElectionTicks)
 	}
 	if out.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 		out.Role = apiv1.NodeRole_NODE_ROLE_VOTER

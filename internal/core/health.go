@@ -101,29 +101,55 @@ func (n *Node) leaseGranted(rs raft.ReadState) bool {
 			delete(n.leaseAsks, s)
 		}
 	}
-	until := r.tick + uint64(n.cfg.LeaseTicks)
-	if until <= n.leaseUntil {
+	lease := n.effectiveLeaseTicks()
+	until := r.tick + lease
+	if lease == 0 || until <= n.leaseUntil {
 		return true
 	}
 	n.leaseUntil = until
+	n.leaseIndex = max(n.leaseIndex, rs.Index)
 	n.leaseHeld = true
 	if !r.at.IsZero() {
-		n.leaseDeadline = r.at.Add(time.Duration(n.cfg.LeaseTicks) * n.cfg.TickInterval)
+		n.leaseDeadline = r.at.Add(time.Duration(lease) * n.cfg.TickInterval)
 		n.leaseToSend = true
 	}
 	return true
 }
 
-// leaseValid reports whether this node holds its fencing lease now.
+// effectiveLeaseTicks is the lease this node may hold: its configured one,
+// but never longer than the one its applied record registers — the leader
+// waits out the registered lease before it declares the node down, and a
+// node restarted with a longer --lease is not registered with it yet (or
+// its registration was refused). 0 until the node is registered.
+func (n *Node) effectiveLeaseTicks() uint64 {
+	rec, ok := n.st.Node(n.cfg.ID)
+	if !ok || rec.GetLeaseMillis() == 0 || n.cfg.TickInterval <= 0 {
+		return 0
+	}
+	registered := uint64(time.Duration(rec.GetLeaseMillis()) * time.Millisecond / n.cfg.TickInterval)
+	return min(uint64(n.cfg.LeaseTicks), registered)
+}
+
+// leaseValid reports whether this node holds its fencing lease now: by its
+// ticks, and by its clock (ticks a stalled or paused process never got do
+// not count, but its clock moved on).
 func (n *Node) leaseValid() bool {
-	return n.leaseHeld && n.ticks < n.leaseUntil
+	return n.leaseHeld && n.ticks < n.leaseUntil && (n.leaseDeadline.IsZero() || n.nowTime.Before(n.leaseDeadline))
+}
+
+// canStart reports whether the agent may start a VM now: with a valid
+// lease, and once it has applied the log up to the read index that granted
+// it — so that it never starts a VM from a state older than the one the
+// quorum vouched for (one that a down verdict has since moved elsewhere).
+func (n *Node) canStart() bool {
+	return n.leaseValid() && n.st.AppliedIndex() >= n.leaseIndex
 }
 
 // fenced reports whether this node held a lease and it lapsed: it must
 // stop what it runs. (A node that has not held one since it started
 // starts nothing, but leaves what it adopted to its supervisors' leases.)
 func (n *Node) fenced() bool {
-	return n.leaseHeld && n.ticks >= n.leaseUntil
+	return n.leaseHeld && !n.leaseValid()
 }
 
 // heard notes, on the leader, that peer from is alive. It reports false
@@ -134,7 +160,10 @@ func (n *Node) heard(m *raftpb.Message) bool {
 	if !n.isLeader || m.GetFrom() == n.cfg.ID {
 		return true
 	}
-	if m.GetType() == raftpb.MessageType_MsgReadIndex && n.st.Removed(m.GetFrom()) {
+	if m.GetType() == raftpb.MessageType_MsgReadIndex && (n.st.Removed(m.GetFrom()) || n.downPending[m.GetFrom()]) {
+		// Nor from a node this leader has declared down and whose verdict
+		// is not applied yet: a lease granted now could outlast the
+		// moment its VMs start elsewhere.
 		return false
 	}
 	n.heardAt[m.GetFrom()] = n.ticks
@@ -165,16 +194,21 @@ func (n *Node) watchHealth() {
 			n.watchLeft(node)
 			continue
 		}
-		silent := uint64(0)
+		if node.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
+			delete(n.downPending, id)
+		}
+		// A new leader counts silence from its election, but takes a node
+		// for alive only once it has heard from it.
+		silent, heard := uint64(0), true
 		if id != n.cfg.ID {
-			silent = n.ticks - max(n.heardAt[id], n.leaderSince)
+			at, ok := n.heardAt[id]
+			silent, heard = n.ticks-max(at, n.leaderSince), ok
 		}
 		want, reason := node.GetStatus(), ""
 		switch {
 		case silent < uint64(n.cfg.DisconnectTicks):
-			want, reason = apiv1.NodeStatus_NODE_STATUS_READY, "heard from again"
-			if node.GetStatus() == apiv1.NodeStatus_NODE_STATUS_UNSPECIFIED {
-				reason = "registered"
+			if heard {
+				want, reason = apiv1.NodeStatus_NODE_STATUS_READY, "heard from again"
 			}
 		case silent < n.downTicks(node):
 			if node.GetStatus() == apiv1.NodeStatus_NODE_STATUS_READY {
@@ -193,6 +227,11 @@ func (n *Node) watchHealth() {
 		cmd := &apiv1.Command{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: id, Status: want, Reason: reason}}}
 		if n.propose(cmd) == nil {
 			n.placing[key] = inflight{until: n.ticks + uint64(n.cfg.ReportEveryTicks)}
+			if want == apiv1.NodeStatus_NODE_STATUS_DOWN {
+				// In this leader's log, the verdict commits unless it
+				// loses office (which clears this).
+				n.downPending[id] = true
+			}
 		}
 	}
 }

@@ -133,11 +133,16 @@ type Node struct {
 	// may restart.
 	placing   map[string]inflight
 	restartAt map[string]uint64
+	// vmCursor and taskCursor: where the last pass's budget ran out.
+	vmCursor   string
+	taskCursor uint64
 	// Health (health.go): on the leader, the tick each peer was last
 	// heard from and the tick this node became leader; on every node, its
 	// fencing lease.
 	heardAt       map[uint64]uint64
 	leftSeen      map[uint64]uint64
+	downPending   map[uint64]bool
+	leaseIndex    uint64
 	leaderSince   uint64
 	nowTime       time.Time
 	leaseAsks     map[uint64]leaseRequest
@@ -186,6 +191,7 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		restartAt:   map[string]uint64{},
 		heardAt:     map[uint64]uint64{},
 		leftSeen:    map[uint64]uint64{},
+		downPending: map[uint64]bool{},
 		leaseAsks:   map[uint64]leaseRequest{},
 	}
 	if p.empty() {
@@ -488,6 +494,7 @@ func (n *Node) leadership(ss *raft.SoftState) {
 		clear(n.leftSeen)
 	}
 	if !n.isLeader {
+		clear(n.downPending)
 		n.confPending = 0
 		// A later term's leader starts its placement afresh.
 		clear(n.placing)

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -125,17 +126,39 @@ func (s *State) evictNode(a at, id uint64, why string) {
 			}
 			t.Result.FinishedUnixNano = max(a.nanos, 1)
 			t.Result.Error = why
-		case t.GetAttempt() < MaxAttempts(t):
-			t.Status = apiv1.TaskStatus_TASK_STATUS_PENDING
-			t.NodeId = 0
-			t.Reason = fmt.Sprintf("%s during attempt %d of %d; waiting to be placed again", why, t.GetAttempt(), MaxAttempts(t))
 		default:
-			t.Status = apiv1.TaskStatus_TASK_STATUS_LOST
-			t.Reason = fmt.Sprintf("%s during attempt %d of %d; lost", why, t.GetAttempt(), MaxAttempts(t))
-			t.Result = &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: max(a.nanos, 1), Error: t.Reason}
+			retryOrLose(a, t, why)
 		}
 		s.indexTask(t.GetId())
 	}
+}
+
+// retryOrLose ends task t's attempt as lost (its node died or fenced
+// itself): it waits to be placed again if it has attempts left, and is
+// lost otherwise.
+func retryOrLose(a at, t *apiv1.Task, why string) {
+	t.UpdatedIndex = a.index
+	if t.GetAttempt() < MaxAttempts(t) {
+		t.Status = apiv1.TaskStatus_TASK_STATUS_PENDING
+		t.NodeId = 0
+		t.Reason = clipReason(fmt.Sprintf("%s during attempt %d of %d; waiting to be placed again", why, t.GetAttempt(), MaxAttempts(t)))
+		return
+	}
+	t.Status = apiv1.TaskStatus_TASK_STATUS_LOST
+	t.Reason = clipReason(fmt.Sprintf("%s during attempt %d of %d; lost", why, t.GetAttempt(), MaxAttempts(t)))
+	t.Result = &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: max(a.nanos, 1), Error: t.Reason}
+}
+
+// clipReason keeps a reason within MaxReasonLen bytes, at a rune boundary.
+func clipReason(s string) string {
+	if len(s) <= MaxReasonLen {
+		return s
+	}
+	s = s[:MaxReasonLen]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 func (s *State) checkDrainNode(op *apiv1.DrainNodeCommand) *Error {

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -198,13 +199,15 @@ func limits(c *apiv1.Resources, vcpuRatio, memoryRatio float64) limitPair {
 }
 
 // scale is floor(v × ratio), with 0 (and anything below 1) meaning 1.0.
+// The ratio is taken to a thousandth and the product is an integer one,
+// so that every replica computes the same limit whatever its floating
+// point does (and 100 × 1.15 is 115).
 func scale(v uint64, ratio float64) uint64 {
 	if !(ratio > 1) {
 		return v
 	}
-	// The tiny addend keeps 100 × 1.15 at 115: the ratio's binary form
-	// may fall just short of the decimal one meant.
-	return uint64(float64(v)*ratio + 1e-9)
+	permille := uint64(math.Round(float64(ratio * 1000)))
+	return v * permille / 1000
 }
 
 // CheckCommitted reports the first node whose committed workloads exceed

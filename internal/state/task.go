@@ -131,7 +131,8 @@ func (s *State) checkReportTask(op *apiv1.ReportTaskCommand) *Error {
 		return err
 	}
 	switch op.GetStatus() {
-	case apiv1.TaskStatus_TASK_STATUS_RUNNING, apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED:
+	case apiv1.TaskStatus_TASK_STATUS_RUNNING, apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, apiv1.TaskStatus_TASK_STATUS_FAILED,
+		apiv1.TaskStatus_TASK_STATUS_LOST:
 	default:
 		return invalid("status", "a node cannot report %s", op.GetStatus())
 	}
@@ -159,8 +160,20 @@ func (s *State) checkReportTask(op *apiv1.ReportTaskCommand) *Error {
 
 // reportTask records a node's report. A cancelled task keeps its status but
 // takes the result of its last attempt.
+//
+// A node reports an attempt lost when it fenced itself (its lease lapsed)
+// and killed the task's VM: not the task's doing, so it is retried like a
+// task whose node went down, or lost once it has had its attempts.
 func (s *State) reportTask(a at, op *apiv1.ReportTaskCommand) *apiv1.Response {
 	t := s.tasks[op.GetId()]
+	if op.GetStatus() == apiv1.TaskStatus_TASK_STATUS_LOST && t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
+		why := op.GetResult().GetError()
+		if why == "" {
+			why = "node " + strconv.FormatUint(op.GetNodeId(), 10) + " lost it"
+		}
+		retryOrLose(a, t, why)
+		return &apiv1.Response{}
+	}
 	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
 		t.Status = op.GetStatus()
 		node := strconv.FormatUint(op.GetNodeId(), 10)

@@ -342,8 +342,11 @@ func (m *Manager) Start(ctx context.Context, spec Spec) error {
 		m.mu.Lock()
 		l.LeaseUntilMonoNs = m.leaseUntil
 		m.mu.Unlock()
-		if l.LeaseUntilMonoNs == 0 {
+		switch {
+		case l.LeaseUntilMonoNs == 0:
 			l.LeaseUntilMonoNs = monoNow() + int64(m.cfg.Lease)
+		case l.LeaseUntilMonoNs <= monoNow():
+			return fail(errors.New("the fencing lease has run out: not starting"))
 		}
 	}
 	if err := l.validate(); err != nil {
@@ -662,17 +665,26 @@ func (m *Manager) Renew(ctx context.Context, expires time.Time) error {
 		}
 	}
 	m.mu.Unlock()
-	var errs []error
-	for _, e := range live {
-		callCtx, cancel := context.WithTimeout(ctx, ctlRequestTimeout)
-		_, err := ctlCall(callCtx, e.dir, ctlRequest{Op: opRenew, LeaseUntilMonoNs: until})
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("renew lease of vm %s: %w", e.name, err))
-		}
+	// In parallel, each with a short deadline: one slow or booting
+	// supervisor must not hold up the others' renewals.
+	errs := make([]error, len(live))
+	var wg sync.WaitGroup
+	for i, e := range live {
+		wg.Go(func() {
+			callCtx, cancel := context.WithTimeout(ctx, renewTimeout)
+			defer cancel()
+			if _, err := ctlCall(callCtx, e.dir, ctlRequest{Op: opRenew, LeaseUntilMonoNs: until}); err != nil {
+				errs[i] = fmt.Errorf("renew lease of vm %s: %w", e.name, err)
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// renewTimeout bounds one supervisor's answer to a lease renewal; the node
+// renews every fifth of a lease, so a missed one is soon made up.
+const renewTimeout = time.Second
 
 // Remove deletes the directory and cgroups of a VM that has ended, and
 // forgets it.

@@ -193,6 +193,11 @@ func (s *supervisor) run(ctx context.Context) error {
 	}
 	items := make(chan wire.Item, consoleItemBuffer)
 	go readConsole(s.m.console(), items)
+	if l.LeaseUntilMonoNs > 0 && monoNow() >= l.LeaseUntilMonoNs {
+		// The fencing lease ran out while QEMU was being set up: the
+		// guest must not run a single instruction.
+		return s.abort(exitCh, "lease expired before the guest ran")
+	}
 	resumeCtx, cancelResume := context.WithTimeout(ctx, resumeTimeout)
 	err = s.m.resume(resumeCtx)
 	cancelResume()
