@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -196,7 +195,7 @@ func (c *CommittedCapacity) applyConfChange(e *raftpb.Entry) {
 	}
 	m := st.Cluster().GetMembership()
 	voters, learners := slices.Clone(m.GetVoters()), slices.Clone(m.GetLearners())
-	if err := shadowCheckConfChange(st, v2, ctx, voters, learners); err != nil {
+	if err := core.CheckConfChange(st, v2, ctx, voters, learners); err != nil {
 		st.ApplyRefused(index, key, err)
 		c.applied = append(c.applied, AppliedCommand{Index: index, Cmd: ctx, Err: err})
 		return
@@ -237,37 +236,6 @@ func (c *CommittedCapacity) applyConfChange(e *raftpb.Entry) {
 		Voters: voters, Learners: learners, Join: ctx.GetRegisterNode(), ClientRequestID: key, Response: resp,
 	})
 	c.applied = append(c.applied, AppliedCommand{Index: index, Cmd: ctx})
-}
-
-// shadowCheckConfChange is core's checkConfChange.
-func shadowCheckConfChange(st *state.State, cc *raftpb.ConfChangeV2, ctx *apiv1.Command, voters, learners []uint64) error {
-	for _, ch := range cc.GetChanges() {
-		id := ch.GetNodeId()
-		switch ch.GetType() {
-		case raftpb.ConfChangeType_ConfChangeAddLearnerNode:
-			if reg := ctx.GetRegisterNode(); reg != nil && reg.GetId() == id {
-				if err := st.CheckJoin(reg); err != nil {
-					return err
-				}
-			} else if st.Removed(id) || slices.Contains(voters, id) || slices.Contains(learners, id) {
-				return fmt.Errorf("node %d cannot become a learner", id)
-			}
-		case raftpb.ConfChangeType_ConfChangeAddNode:
-			if !slices.Contains(learners, id) && !slices.Contains(voters, id) {
-				return fmt.Errorf("node %d is not a member to promote", id)
-			}
-		case raftpb.ConfChangeType_ConfChangeRemoveNode:
-			if err := st.CheckLeave(id); err != nil {
-				return err
-			}
-			if slices.Contains(voters, id) && len(voters) == 1 {
-				return fmt.Errorf("node %d is the last voter", id)
-			}
-		default:
-			return fmt.Errorf("membership change of type %s is not supported", ch.GetType())
-		}
-	}
-	return nil
 }
 
 // Observe checks node's own state after one of its Readys: its commitments,

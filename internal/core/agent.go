@@ -324,7 +324,7 @@ func (n *Node) vmReport(name string, l *localVM) *apiv1.Command {
 	default:
 		return nil
 	}
-	reason := clip(l.reason, state.MaxReasonLen)
+	reason := state.Clip(l.reason, state.MaxReasonLen)
 	if v.GetState() == l.observed && v.GetReason() == reason {
 		return nil
 	}
@@ -373,7 +373,7 @@ func (n *Node) taskReport(id uint64, l *localVM) *apiv1.Command {
 	}
 	res := cloneResult(l.task)
 	if l.ended() {
-		res.Error = clip(res.GetError(), state.MaxReasonLen)
+		res.Error = state.Clip(res.GetError(), state.MaxReasonLen)
 		res.OutputTail = clipTailBytes(res.GetOutputTail(), state.MaxOutputTailBytes)
 		if res.FinishedUnixNano == 0 {
 			l.task.FinishedUnixNano = max(n.now, 1)
@@ -432,7 +432,7 @@ func (n *Node) place() {
 	p := pass{n: n, c: c}
 	// Each pass goes on from where the last one's budget ran out, so that
 	// a head of workloads that fit nowhere starves none behind it.
-	vms = rotate(vms, func(v *apiv1.Vm) bool { return v.GetName() > n.vmCursor })
+	vms = rotate(vms, func(v *apiv1.Vm) bool { return v.GetName() >= n.vmCursor })
 	n.vmCursor = ""
 	for _, v := range vms {
 		if p.spent() {
@@ -450,7 +450,7 @@ func (n *Node) place() {
 			}, inflight{vm: v.GetName(), gen: v.GetGeneration()})
 	}
 	p.tries = 0
-	tasks = rotate(tasks, func(t *apiv1.Task) bool { return t.GetId() > n.taskCursor })
+	tasks = rotate(tasks, func(t *apiv1.Task) bool { return t.GetId() >= n.taskCursor })
 	n.taskCursor = 0
 	for _, t := range tasks {
 		if p.spent() {
@@ -468,10 +468,10 @@ func (n *Node) place() {
 	}
 }
 
-// rotate returns xs (sorted) starting from the first element after the
-// cursor (after(x) holds), wrapping round.
-func rotate[T any](xs []T, after func(T) bool) []T {
-	i := slices.IndexFunc(xs, after)
+// rotate returns xs (sorted) starting from the first element at or after
+// the cursor (from(x) holds), wrapping round.
+func rotate[T any](xs []T, from func(T) bool) []T {
+	i := slices.IndexFunc(xs, from)
 	if i <= 0 {
 		return xs
 	}
@@ -546,7 +546,7 @@ func (n *Node) forgetPlacements() {
 // does not say so already, at most every unplacedEveryTicks; it reports
 // whether it proposed.
 func (n *Node) unplaced(have string, op *apiv1.PlacementFailedCommand, err error) bool {
-	op.Reason = clip(err.Error(), state.MaxReasonLen)
+	op.Reason = state.Clip(err.Error(), state.MaxReasonLen)
 	if op.Reason == have {
 		return false
 	}
@@ -615,20 +615,6 @@ func cloneResult(r *apiv1.TaskResult) *apiv1.TaskResult {
 		return nil
 	}
 	return proto.CloneOf(r)
-}
-
-// clip makes s valid UTF-8 and cuts it to at most max bytes at a rune
-// boundary.
-func clip(s string, max int) string {
-	s = strings.ToValidUTF8(s, "\ufffd")
-	if len(s) <= max {
-		return s
-	}
-	s = s[:max]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // clipTail makes s valid UTF-8 and keeps its last max bytes, from a rune

@@ -213,8 +213,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.TickInterval < 0 || out.LeaseTicks < 0 || out.DisconnectTicks < 0 || out.LeaseTicks > maxTicks || out.DownTicks > maxTicks {
 		return out, fmt.Errorf("core: config: TickInterval, LeaseTicks and DisconnectTicks must not be negative, LeaseTicks and DownTicks at most %d", maxTicks)
 	}
-	if lease := time.Duration(out.LeaseTicks) * out.TickInterval; lease > state.MaxLeaseMillis*time.Millisecond {
-		return out, fmt.Errorf("core: config: a lease of %s is longer than the %s allowed", lease, state.MaxLeaseMillis*time.Millisecond)
+	if maxLease := state.MaxLeaseMillis * time.Millisecond; out.TickInterval > maxLease || out.LeaseTicks > int(maxLease/out.TickInterval) {
+		return out, fmt.Errorf("core: config: a lease of %d ticks of %s is longer than the %s allowed", out.LeaseTicks, out.TickInterval, maxLease)
 	}
 	if min := out.LeaseTicks + FenceMarginTicks(out.LeaseTicks); out.DownTicks < min {
 		return out, fmt.Errorf("core: config: DownTicks (%d) must be at least LeaseTicks (%d) + the drift margin (%d) = %d",

@@ -187,16 +187,23 @@ func (n *Node) applyConfChange(e *raftpb.Entry) {
 
 // checkConfChange is the state's verdict on a membership change.
 func (n *Node) checkConfChange(cc *raftpb.ConfChangeV2, ctx *apiv1.Command) error {
-	voters, learners := n.confState.GetVoters(), n.confState.GetLearners()
+	return CheckConfChange(n.st, cc, ctx, n.confState.GetVoters(), n.confState.GetLearners())
+}
+
+// CheckConfChange is the rule every node applies to a membership change
+// (with its command, ctx) on a state whose Raft configuration is voters
+// and learners: nil when it may take effect. Checkers that replay the log
+// use it too.
+func CheckConfChange(st *state.State, cc *raftpb.ConfChangeV2, ctx *apiv1.Command, voters, learners []uint64) error {
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
 		switch ch.GetType() {
 		case raftpb.ConfChangeType_ConfChangeAddLearnerNode:
 			if reg := ctx.GetRegisterNode(); reg != nil && reg.GetId() == id {
-				if err := n.st.CheckJoin(reg); err != nil {
+				if err := st.CheckJoin(reg); err != nil {
 					return err
 				}
-			} else if n.st.Removed(id) || slices.Contains(voters, id) || slices.Contains(learners, id) {
+			} else if st.Removed(id) || slices.Contains(voters, id) || slices.Contains(learners, id) {
 				return fmt.Errorf("node %d cannot become a learner", id)
 			}
 		case raftpb.ConfChangeType_ConfChangeAddNode:
@@ -205,7 +212,7 @@ func (n *Node) checkConfChange(cc *raftpb.ConfChangeV2, ctx *apiv1.Command) erro
 				return fmt.Errorf("node %d is not a member to promote", id)
 			}
 		case raftpb.ConfChangeType_ConfChangeRemoveNode:
-			if err := n.st.CheckLeave(id); err != nil {
+			if err := st.CheckLeave(id); err != nil {
 				return err
 			}
 			if slices.Contains(voters, id) && len(voters) == 1 {

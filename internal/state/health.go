@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -141,20 +142,22 @@ func retryOrLose(a at, t *apiv1.Task, why string) {
 	if t.GetAttempt() < MaxAttempts(t) {
 		t.Status = apiv1.TaskStatus_TASK_STATUS_PENDING
 		t.NodeId = 0
-		t.Reason = clipReason(fmt.Sprintf("%s during attempt %d of %d; waiting to be placed again", why, t.GetAttempt(), MaxAttempts(t)))
+		t.Reason = Clip(fmt.Sprintf("%s during attempt %d of %d; waiting to be placed again", why, t.GetAttempt(), MaxAttempts(t)), MaxReasonLen)
 		return
 	}
 	t.Status = apiv1.TaskStatus_TASK_STATUS_LOST
-	t.Reason = clipReason(fmt.Sprintf("%s during attempt %d of %d; lost", why, t.GetAttempt(), MaxAttempts(t)))
+	t.Reason = Clip(fmt.Sprintf("%s during attempt %d of %d; lost", why, t.GetAttempt(), MaxAttempts(t)), MaxReasonLen)
 	t.Result = &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: max(a.nanos, 1), Error: t.Reason}
 }
 
-// clipReason keeps a reason within MaxReasonLen bytes, at a rune boundary.
-func clipReason(s string) string {
-	if len(s) <= MaxReasonLen {
+// Clip makes s valid UTF-8 and cuts it to at most max bytes at a rune
+// boundary: how reasons and texts are fitted to the state's bounds.
+func Clip(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\ufffd")
+	if len(s) <= max {
 		return s
 	}
-	s = s[:MaxReasonLen]
+	s = s[:max]
 	for len(s) > 0 && !utf8.ValidString(s) {
 		s = s[:len(s)-1]
 	}
