@@ -45,6 +45,7 @@ var regressionSeeds = []struct {
 	{40628, "a Ready carrying only the leader's snapshot was written unsynced; a crash lost it after it was acknowledged"},
 	{200753, "a removed node's task was started elsewhere while the node, still renewing its lease through the leader, ran it"},
 	{300025, "a removed node's VM was started elsewhere while the node, still renewing its lease through the leader, ran it"},
+	{700196, "a leader lost, in a crash, the unsynced commit of a voter's removal that the voter had seen and left on: two voters, one gone, no quorum ever again"},
 }
 
 func TestRandomizedRegressions(t *testing.T) {

@@ -395,7 +395,7 @@ func (n *Node) Ready() Ready {
 			n.snapToSave = nil
 		}
 		out.Messages = rd.Messages
-		out.MustSync = out.MustSync || rd.MustSync
+		out.MustSync = out.MustSync || rd.MustSync || commitsConfChange(rd.CommittedEntries)
 		out.CommittedEntries = rd.CommittedEntries
 	}
 	if n.snapToSave != nil {
@@ -468,6 +468,22 @@ func (n *Node) Advance() error {
 		n.reconcile()
 	}
 	return n.maybeSnapshot()
+}
+
+// commitsConfChange reports whether a membership change is among entries
+// newly committed. raft lets a commit index go to disk unsynced, but a
+// removed node stops once it learns its removal is committed: if the
+// leader then lost that commit index in a crash, in a two-voter cluster it
+// could never commit again (it would need the vote of the node that left).
+// So the commit of a membership change is synced before the messages that
+// announce it go out.
+func commitsConfChange(entries []*raftpb.Entry) bool {
+	for _, e := range entries {
+		if e.GetType() == raftpb.EntryType_EntryConfChange || e.GetType() == raftpb.EntryType_EntryConfChangeV2 {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) mustNotBeInReady(event string) {
