@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -166,8 +167,16 @@ func (n *Node) heard(m *raftpb.Message) bool {
 		// moment its VMs start elsewhere.
 		return false
 	}
-	n.heardAt[m.GetFrom()] = n.ticks
+	if n.member(m.GetFrom()) {
+		// Only members: forged ids must not grow the table.
+		n.heardAt[m.GetFrom()] = n.ticks
+	}
 	return true
+}
+
+// member reports whether id is in the Raft configuration as last applied.
+func (n *Node) member(id uint64) bool {
+	return slices.Contains(n.confState.GetVoters(), id) || slices.Contains(n.confState.GetLearners(), id)
 }
 
 // downTicks is how long the leader waits without hearing from node before

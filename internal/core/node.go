@@ -337,6 +337,17 @@ func (n *Node) Step(m *raftpb.Message) error {
 	if !n.heard(m) {
 		return nil
 	}
+	if m.GetType() == raftpb.MessageType_MsgProp && proposesConfChange(m) {
+		// Membership changes are proposed by the leader itself, never
+		// forwarded; raft panics on one whose data does not decode.
+		return nil
+	}
+	if m.GetType() == raftpb.MessageType_MsgHeartbeat && m.GetCommit() > n.LastIndex() {
+		// raft panics on a heartbeat committing past this node's log; a
+		// leader never sends one (it commits at most what the follower
+		// has acknowledged), so it is forged or corrupt: dropped.
+		return nil
+	}
 	if err := n.rn.Step(m); err != nil {
 		return fmt.Errorf("core: step %s from %d: %w", m.GetType(), m.GetFrom(), err)
 	}
@@ -468,6 +479,17 @@ func (n *Node) Advance() error {
 		n.reconcile()
 	}
 	return n.maybeSnapshot()
+}
+
+// proposesConfChange reports whether a forwarded proposal holds a
+// membership change.
+func proposesConfChange(m *raftpb.Message) bool {
+	for _, e := range m.GetEntries() {
+		if e.GetType() == raftpb.EntryType_EntryConfChange || e.GetType() == raftpb.EntryType_EntryConfChangeV2 {
+			return true
+		}
+	}
+	return false
 }
 
 // commitsConfChange reports whether a membership change is among entries

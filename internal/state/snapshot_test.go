@@ -1701,20 +1701,3 @@ func TestRestoreTruncatedAndCorrupt(t *testing.T) {
 		}
 	}
 }
-
-func FuzzRestore(f *testing.F) {
-	good := mustSnapshot(f, smallState(f))
-	f.Add(good)
-	f.Add(good[:len(good)/2])
-	f.Add([]byte{})
-	f.Add([]byte{0x08, 0x01})
-	empty := mustSnapshot(f, state.New())
-	f.Add(empty)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := restoreNoPanic(t, data)
-		if err != nil {
-			return
-		}
-		checkRestored(t, r)
-	})
-}

@@ -39,11 +39,13 @@
 //
 // Register installs the service on the node's gRPC server. The Stream
 // handler decodes each message of each batch and drops (logging once per
-// stream) any that does not decode, is not addressed to Config.ID, or does
-// not come from the stream's sender; it calls Config.Learned with the
-// sender's advertised address from the first batch of each stream, and
-// Config.Deliver for every message kept. The Snapshot handler reassembles
-// a snapshot of at most MaxSnapshotBytes (1 GiB), checks that the data's
+// stream) any that does not decode, does not come from the stream's
+// sender, or that CheckMessage refuses: addressed to another node, or one
+// of the malformed messages on which etcd raft, trusting its peers, would
+// panic. It calls Config.Learned with the sender's advertised address from
+// the first batch of each stream, and Config.Deliver for every message
+// kept. The Snapshot handler checks the header the same way, reassembles a
+// snapshot of at most MaxSnapshotBytes (1 GiB), checks that the data's
 // length matches the announced total, calls Deliver with the whole MsgSnap
 // and only then answers Ack.
 //

@@ -22,6 +22,11 @@ const MaxLine = 64 << 10
 // MaxBody bounds a frame's JSON body.
 const MaxBody = 32 << 10
 
+// maxEncodedBody is the length of the padded base64 encoding of MaxBody
+// bytes (base64.StdEncoding.EncodedLen): a frame whose body field is longer
+// is console text, refused before it is decoded.
+const maxEncodedBody = (MaxBody + 2) / 3 * 4
+
 // Kind names what a frame says.
 type Kind string
 
@@ -169,14 +174,23 @@ func ParseLine(line []byte) (text []byte, f Frame, ok bool) {
 	if i < 0 {
 		return line, Frame{}, false
 	}
-	fields := bytes.Split(line[i+len(Marker):], []byte(" "))
+	// At most 4 fields: a line of spaces must not cost a slice header each.
+	fields := bytes.SplitN(line[i+len(Marker):], []byte(" "), 4)
 	if len(fields) != 3 || !validKind(string(fields[0])) {
 		return line, Frame{}, false
 	}
-	body, err := base64.StdEncoding.DecodeString(string(fields[1]))
-	if err != nil || len(body) > MaxBody {
+	// The encoded length is checked before decoding, so that no more than
+	// MaxBody is ever allocated for a body.
+	enc := fields[1]
+	if len(enc) > maxEncodedBody {
 		return line, Frame{}, false
 	}
+	body := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+	n, err := base64.StdEncoding.Decode(body, enc)
+	if err != nil || n > MaxBody {
+		return line, Frame{}, false
+	}
+	body = body[:n]
 	sum, err := strconv.ParseUint(string(fields[2]), 16, 32)
 	if err != nil || uint32(sum) != crc32.Checksum(body, table) || !json.Valid(body) {
 		return line, Frame{}, false

@@ -126,27 +126,3 @@ func TestEncodeRefuses(t *testing.T) {
 		t.Fatal("an oversized body was encoded")
 	}
 }
-
-func FuzzParseLine(f *testing.F) {
-	line, _ := Encode(KindRun, Run{Command: "sh"})
-	f.Add(line)
-	f.Add([]byte("plain text"))
-	f.Add([]byte(Marker + "hb e30= 0"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		text, fr, ok := ParseLine(in)
-		if ok {
-			again, err := Encode(fr.Kind, jsonRaw(fr.Body))
-			if err != nil {
-				t.Fatalf("a parsed frame does not encode: %v", err)
-			}
-			if _, fr2, ok2 := ParseLine(again[:len(again)-1]); !ok2 || fr2.Kind != fr.Kind {
-				t.Fatalf("re-encoded frame does not parse")
-			}
-			_ = text
-		}
-	})
-}
-
-type jsonRaw []byte
-
-func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }
