@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -46,7 +47,16 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, o.DialOptions...)
+	var dialOpts []grpc.DialOption
+	if o.TLS != nil {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(o.TLS.Clone())))
+	} else {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if o.Token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(o.Token)))
+	}
+	dialOpts = append(dialOpts, o.DialOptions...)
 	return &Client{
 		opts:     o,
 		dialOpts: dialOpts,

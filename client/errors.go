@@ -99,6 +99,10 @@ func codeOf(c codes.Code) apiv1.ErrorCode {
 		return apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE
 	case codes.ResourceExhausted:
 		return apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED
+	case codes.Unauthenticated:
+		return apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED
+	case codes.PermissionDenied:
+		return apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED
 	}
 	return apiv1.ErrorCode_ERROR_CODE_UNSPECIFIED
 }

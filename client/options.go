@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,8 +29,21 @@ type Options struct {
 	// Addrs lists nodes as host:port. At least one is required; any node
 	// will do, the client finds the leader itself.
 	Addrs []string
-	// DialOptions are added after the client's own, which ask for plaintext
-	// (insecure) transport: pass grpc.WithTransportCredentials to use TLS.
+	// TLS, if set, secures every connection: for a Blixard cluster, a
+	// TLS 1.3 client config that verifies the nodes against the cluster's
+	// CA (what the blixard command line builds from --ca). Nil dials in
+	// plaintext, as a node started with --insecure serves. The client
+	// uses a copy; later changes to the config have no effect.
+	TLS *tls.Config
+	// Token is an ACL token ("bxa.<id>.<secret>") sent with every call,
+	// unary and streaming, as the gRPC metadata "authorization: Bearer
+	// <token>". It is never sent in plaintext: New refuses a Token without
+	// TLS. Empty sends no credentials; a secure node then answers
+	// Unauthenticated to all but its public calls.
+	Token string
+	// DialOptions are added after the client's own (the transport
+	// credentials TLS asks for, and Token's per-call credentials), so an
+	// option here overrides them.
 	DialOptions []grpc.DialOption
 	// Timeout bounds one attempt (default 5s). The whole call is bounded by
 	// its context.
@@ -61,6 +75,14 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	o.Addrs = addrs
+	if o.Token != "" {
+		if err := CheckToken(o.Token); err != nil {
+			return o, fmt.Errorf("client: %w", err)
+		}
+		if o.TLS == nil {
+			return o, errors.New("client: a token needs TLS (Options.TLS): it is never sent in plaintext")
+		}
+	}
 	if o.Timeout < 0 || o.MaxAttempts < 0 || o.BackoffInitial < 0 || o.BackoffMax < 0 {
 		return o, errors.New("client: Timeout, MaxAttempts and the backoff bounds must not be negative")
 	}
@@ -95,6 +117,29 @@ func CheckAddr(addr string) error {
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return fmt.Errorf("address %q: port %q is not a number from 1 to 65535", addr, port)
+	}
+	return nil
+}
+
+// maxTokenBytes bounds a token's length, as the cluster does.
+const maxTokenBytes = 256
+
+// CheckToken reports whether token can be sent as credentials: 1 to 256
+// printable ASCII characters with no space (a token read from a file with
+// its newline left on fails here). It does not say whether the cluster
+// knows the token.
+func CheckToken(token string) error {
+	if token == "" {
+		return errors.New("token is empty")
+	}
+	if len(token) > maxTokenBytes {
+		return fmt.Errorf("token is %d bytes long, more than the %d a token may be", len(token), maxTokenBytes)
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c > '~' {
+			// The character itself is not shown: it is part of a secret.
+			return fmt.Errorf("token has a character a token never holds, at byte %d (a space, a newline or non-ASCII)", i)
+		}
 	}
 	return nil
 }

@@ -28,6 +28,13 @@ func judge(err error) (verdict, string) {
 	if !ok {
 		return giveUp, ""
 	}
+	switch st.Code() {
+	case codes.Unauthenticated, codes.PermissionDenied:
+		// The same credentials get the same answer from every node, and
+		// retrying a refused token only hammers the cluster: give up
+		// whatever detail the status carries.
+		return giveUp, ""
+	}
 	if e := detailOf(st); e != nil {
 		switch e.GetCode() {
 		case apiv1.ErrorCode_ERROR_CODE_NOT_LEADER:

@@ -44,20 +44,26 @@ const (
 	ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN ErrorCode = 7
 	// No node of the cluster could ever hold it.
 	ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED ErrorCode = 8
+	// No valid credentials: a missing, unknown, expired or revoked token.
+	ErrorCode_ERROR_CODE_UNAUTHENTICATED ErrorCode = 9
+	// The credentials are valid but do not allow this request.
+	ErrorCode_ERROR_CODE_PERMISSION_DENIED ErrorCode = 10
 )
 
 // Enum value maps for ErrorCode.
 var (
 	ErrorCode_name = map[int32]string{
-		0: "ERROR_CODE_UNSPECIFIED",
-		1: "ERROR_CODE_INVALID_ARGUMENT",
-		2: "ERROR_CODE_NOT_FOUND",
-		3: "ERROR_CODE_ALREADY_EXISTS",
-		4: "ERROR_CODE_FAILED_PRECONDITION",
-		5: "ERROR_CODE_NOT_LEADER",
-		6: "ERROR_CODE_UNAVAILABLE",
-		7: "ERROR_CODE_OUTCOME_UNKNOWN",
-		8: "ERROR_CODE_RESOURCE_EXHAUSTED",
+		0:  "ERROR_CODE_UNSPECIFIED",
+		1:  "ERROR_CODE_INVALID_ARGUMENT",
+		2:  "ERROR_CODE_NOT_FOUND",
+		3:  "ERROR_CODE_ALREADY_EXISTS",
+		4:  "ERROR_CODE_FAILED_PRECONDITION",
+		5:  "ERROR_CODE_NOT_LEADER",
+		6:  "ERROR_CODE_UNAVAILABLE",
+		7:  "ERROR_CODE_OUTCOME_UNKNOWN",
+		8:  "ERROR_CODE_RESOURCE_EXHAUSTED",
+		9:  "ERROR_CODE_UNAUTHENTICATED",
+		10: "ERROR_CODE_PERMISSION_DENIED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -69,6 +75,8 @@ var (
 		"ERROR_CODE_UNAVAILABLE":         6,
 		"ERROR_CODE_OUTCOME_UNKNOWN":     7,
 		"ERROR_CODE_RESOURCE_EXHAUSTED":  8,
+		"ERROR_CODE_UNAUTHENTICATED":     9,
+		"ERROR_CODE_PERMISSION_DENIED":   10,
 	}
 )
 
@@ -1745,8 +1753,14 @@ type JoinClusterRequest struct {
 	Role            NodeRole               `protobuf:"varint,4,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
 	Capacity        *Resources             `protobuf:"bytes,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	Labels          map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// PKCS#10 certificate request (DER) for the node's key, naming node_id;
+	// required by a secure cluster. The join token itself travels in the
+	// call's "authorization" metadata, never in the request.
+	Csr []byte `protobuf:"bytes,7,opt,name=csr,proto3" json:"csr,omitempty"`
+	// Set by the node that checked the join token, not by the caller.
+	JoinTokenId   string `protobuf:"bytes,8,opt,name=join_token_id,json=joinTokenId,proto3" json:"join_token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinClusterRequest) Reset() {
@@ -1821,13 +1835,33 @@ func (x *JoinClusterRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *JoinClusterRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *JoinClusterRequest) GetJoinTokenId() string {
+	if x != nil {
+		return x.JoinTokenId
+	}
+	return ""
+}
+
 type JoinClusterResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// The membership as of the join (voters and learners).
-	Membership    *Membership `protobuf:"bytes,2,opt,name=membership,proto3" json:"membership,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Membership *Membership `protobuf:"bytes,2,opt,name=membership,proto3" json:"membership,omitempty"`
+	// Secure clusters: the node's certificate (PEM), the CA certificates to
+	// trust (PEM), and, for a voter, the CA's private key (PEM): voters sign
+	// the certificates of nodes that join later.
+	Certificate    []byte `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCertificates []byte `protobuf:"bytes,4,opt,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	CaKey          []byte `protobuf:"bytes,5,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JoinClusterResponse) Reset() {
@@ -1874,6 +1908,514 @@ func (x *JoinClusterResponse) GetMembership() *Membership {
 	return nil
 }
 
+func (x *JoinClusterResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *JoinClusterResponse) GetCaCertificates() []byte {
+	if x != nil {
+		return x.CaCertificates
+	}
+	return nil
+}
+
+func (x *JoinClusterResponse) GetCaKey() []byte {
+	if x != nil {
+		return x.CaKey
+	}
+	return nil
+}
+
+// CreateTokenRequest makes a join token (kind join, node_role, ttl) or an
+// ACL token (kind acl, access_role).
+type CreateTokenRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	Kind            TokenKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=blixard.v1.TokenKind" json:"kind,omitempty"`
+	// Join tokens: voter (default) or worker.
+	NodeRole NodeRole `protobuf:"varint,3,opt,name=node_role,json=nodeRole,proto3,enum=blixard.v1.NodeRole" json:"node_role,omitempty"`
+	// ACL tokens: viewer, operator or admin.
+	AccessRole AccessRole `protobuf:"varint,4,opt,name=access_role,json=accessRole,proto3,enum=blixard.v1.AccessRole" json:"access_role,omitempty"`
+	// How long the token works, in seconds; join tokens default to an hour,
+	// ACL tokens to never (0).
+	TtlSeconds    int64  `protobuf:"varint,5,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	Description   string `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateTokenRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+func (x *CreateTokenRequest) GetNodeRole() NodeRole {
+	if x != nil {
+		return x.NodeRole
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
+}
+
+func (x *CreateTokenRequest) GetAccessRole() AccessRole {
+	if x != nil {
+		return x.AccessRole
+	}
+	return AccessRole_ACCESS_ROLE_UNSPECIFIED
+}
+
+func (x *CreateTokenRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *CreateTokenRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type CreateTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The whole token, shown this once: the cluster keeps only a hash.
+	Secret        string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Token         *Token `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CreateTokenResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *CreateTokenResponse) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// CreateTokenCommand records a new join or ACL token (a Command op, and
+// the Request a node's API hands its core).
+type CreateTokenCommand struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	Token           *Token                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CreateTokenCommand) Reset() {
+	*x = CreateTokenCommand{}
+	mi := &file_api_v1_api_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenCommand) ProtoMessage() {}
+
+func (x *CreateTokenCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenCommand.ProtoReflect.Descriptor instead.
+func (*CreateTokenCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateTokenCommand) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *CreateTokenCommand) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          TokenKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=blixard.v1.TokenKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListTokensRequest) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*Token               `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListTokensResponse) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeTokenRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	Kind            TokenKind              `protobuf:"varint,2,opt,name=kind,proto3,enum=blixard.v1.TokenKind" json:"kind,omitempty"`
+	Id              string                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RevokeTokenRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *RevokeTokenRequest) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+func (x *RevokeTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *Token                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeTokenResponse) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// RenewCertificateRequest asks a voter to sign a new certificate for the
+// calling node (identified by its current certificate).
+type RenewCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Certificate    []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CaCertificates []byte                 `protobuf:"bytes,2,opt,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetCaCertificates() []byte {
+	if x != nil {
+		return x.CaCertificates
+	}
+	return nil
+}
+
 // LeaveClusterRequest removes a member; its id can never join again.
 type LeaveClusterRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1885,7 +2427,7 @@ type LeaveClusterRequest struct {
 
 func (x *LeaveClusterRequest) Reset() {
 	*x = LeaveClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[32]
+	mi := &file_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2439,7 @@ func (x *LeaveClusterRequest) String() string {
 func (*LeaveClusterRequest) ProtoMessage() {}
 
 func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[32]
+	mi := &file_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2452,7 @@ func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterRequest.ProtoReflect.Descriptor instead.
 func (*LeaveClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LeaveClusterRequest) GetClientRequestId() string {
@@ -1935,7 +2477,7 @@ type LeaveClusterResponse struct {
 
 func (x *LeaveClusterResponse) Reset() {
 	*x = LeaveClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[33]
+	mi := &file_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2489,7 @@ func (x *LeaveClusterResponse) String() string {
 func (*LeaveClusterResponse) ProtoMessage() {}
 
 func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[33]
+	mi := &file_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2502,7 @@ func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterResponse.ProtoReflect.Descriptor instead.
 func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 // DrainNodeRequest drains a node (its VMs move to other nodes, nothing new
@@ -1976,7 +2518,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2530,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2543,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DrainNodeRequest) GetClientRequestId() string {
@@ -2034,7 +2576,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2046,7 +2588,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2059,7 +2601,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -2077,7 +2619,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[36]
+	mi := &file_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2631,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[36]
+	mi := &file_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2644,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 type HealthCheckResponse struct {
@@ -2119,7 +2661,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[37]
+	mi := &file_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2673,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[37]
+	mi := &file_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2686,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HealthCheckResponse) GetNodeId() uint64 {
@@ -2202,6 +2744,9 @@ type Request struct {
 	//	*Request_LeaveCluster
 	//	*Request_HealthCheck
 	//	*Request_DrainNode
+	//	*Request_CreateToken
+	//	*Request_RevokeToken
+	//	*Request_ListTokens
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2209,7 +2754,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[38]
+	mi := &file_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2766,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[38]
+	mi := &file_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2779,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -2379,6 +2924,33 @@ func (x *Request) GetDrainNode() *DrainNodeRequest {
 	return nil
 }
 
+func (x *Request) GetCreateToken() *CreateTokenCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_CreateToken); ok {
+			return x.CreateToken
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetRevokeToken() *RevokeTokenRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_RevokeToken); ok {
+			return x.RevokeToken
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetListTokens() *ListTokensRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_ListTokens); ok {
+			return x.ListTokens
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -2443,6 +3015,20 @@ type Request_DrainNode struct {
 	DrainNode *DrainNodeRequest `protobuf:"bytes,15,opt,name=drain_node,json=drainNode,proto3,oneof"`
 }
 
+type Request_CreateToken struct {
+	// The token write the API node derived from a CreateTokenRequest: the
+	// secret stays on that node, only its hash travels.
+	CreateToken *CreateTokenCommand `protobuf:"bytes,16,opt,name=create_token,json=createToken,proto3,oneof"`
+}
+
+type Request_RevokeToken struct {
+	RevokeToken *RevokeTokenRequest `protobuf:"bytes,17,opt,name=revoke_token,json=revokeToken,proto3,oneof"`
+}
+
+type Request_ListTokens struct {
+	ListTokens *ListTokensRequest `protobuf:"bytes,18,opt,name=list_tokens,json=listTokens,proto3,oneof"`
+}
+
 func (*Request_CreateVm) isRequest_Kind() {}
 
 func (*Request_StartVm) isRequest_Kind() {}
@@ -2473,6 +3059,12 @@ func (*Request_HealthCheck) isRequest_Kind() {}
 
 func (*Request_DrainNode) isRequest_Kind() {}
 
+func (*Request_CreateToken) isRequest_Kind() {}
+
+func (*Request_RevokeToken) isRequest_Kind() {}
+
+func (*Request_ListTokens) isRequest_Kind() {}
+
 // Response answers a Request: exactly one of kind or error is set.
 type Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2493,6 +3085,9 @@ type Response struct {
 	//	*Response_LeaveCluster
 	//	*Response_HealthCheck
 	//	*Response_DrainNode
+	//	*Response_CreateToken
+	//	*Response_RevokeToken
+	//	*Response_ListTokens
 	Kind          isResponse_Kind `protobuf_oneof:"kind"`
 	Error         *Error          `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2501,7 +3096,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[39]
+	mi := &file_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +3108,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[39]
+	mi := &file_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +3121,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -2671,6 +3266,33 @@ func (x *Response) GetDrainNode() *DrainNodeResponse {
 	return nil
 }
 
+func (x *Response) GetCreateToken() *CreateTokenResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_CreateToken); ok {
+			return x.CreateToken
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetRevokeToken() *RevokeTokenResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_RevokeToken); ok {
+			return x.RevokeToken
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetListTokens() *ListTokensResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_ListTokens); ok {
+			return x.ListTokens
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetError() *Error {
 	if x != nil {
 		return x.Error
@@ -2742,6 +3364,18 @@ type Response_DrainNode struct {
 	DrainNode *DrainNodeResponse `protobuf:"bytes,16,opt,name=drain_node,json=drainNode,proto3,oneof"`
 }
 
+type Response_CreateToken struct {
+	CreateToken *CreateTokenResponse `protobuf:"bytes,17,opt,name=create_token,json=createToken,proto3,oneof"`
+}
+
+type Response_RevokeToken struct {
+	RevokeToken *RevokeTokenResponse `protobuf:"bytes,18,opt,name=revoke_token,json=revokeToken,proto3,oneof"`
+}
+
+type Response_ListTokens struct {
+	ListTokens *ListTokensResponse `protobuf:"bytes,19,opt,name=list_tokens,json=listTokens,proto3,oneof"`
+}
+
 func (*Response_CreateVm) isResponse_Kind() {}
 
 func (*Response_StartVm) isResponse_Kind() {}
@@ -2771,6 +3405,12 @@ func (*Response_LeaveCluster) isResponse_Kind() {}
 func (*Response_HealthCheck) isResponse_Kind() {}
 
 func (*Response_DrainNode) isResponse_Kind() {}
+
+func (*Response_CreateToken) isResponse_Kind() {}
+
+func (*Response_RevokeToken) isResponse_Kind() {}
+
+func (*Response_ListTokens) isResponse_Kind() {}
 
 var File_api_v1_api_proto protoreflect.FileDescriptor
 
@@ -2876,23 +3516,58 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x04term\x18\x05 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x123\n" +
-	"\amembers\x18\b \x03(\v2\x19.blixard.v1.ClusterMemberR\amembers\"\xcf\x02\n" +
+	"\amembers\x18\b \x03(\v2\x19.blixard.v1.ClusterMemberR\amembers\"\x85\x03\n" +
 	"\x12JoinClusterRequest\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12(\n" +
 	"\x04role\x18\x04 \x01(\x0e2\x14.blixard.v1.NodeRoleR\x04role\x121\n" +
 	"\bcapacity\x18\x05 \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\x12B\n" +
-	"\x06labels\x18\x06 \x03(\v2*.blixard.v1.JoinClusterRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x06 \x03(\v2*.blixard.v1.JoinClusterRequest.LabelsEntryR\x06labels\x12\x10\n" +
+	"\x03csr\x18\a \x01(\fR\x03csr\x12\"\n" +
+	"\rjoin_token_id\x18\b \x01(\tR\vjoinTokenId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x01\n" +
 	"\x13JoinClusterResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x126\n" +
 	"\n" +
 	"membership\x18\x02 \x01(\v2\x16.blixard.v1.MembershipR\n" +
-	"membership\"Z\n" +
+	"membership\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12'\n" +
+	"\x0fca_certificates\x18\x04 \x01(\fR\x0ecaCertificates\x12\x15\n" +
+	"\x06ca_key\x18\x05 \x01(\fR\x05caKey\"\x9a\x02\n" +
+	"\x12CreateTokenRequest\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12)\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x121\n" +
+	"\tnode_role\x18\x03 \x01(\x0e2\x14.blixard.v1.NodeRoleR\bnodeRole\x127\n" +
+	"\vaccess_role\x18\x04 \x01(\x0e2\x16.blixard.v1.AccessRoleR\n" +
+	"accessRole\x12\x1f\n" +
+	"\vttl_seconds\x18\x05 \x01(\x03R\n" +
+	"ttlSeconds\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\"V\n" +
+	"\x13CreateTokenResponse\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12'\n" +
+	"\x05token\x18\x02 \x01(\v2\x11.blixard.v1.TokenR\x05token\"i\n" +
+	"\x12CreateTokenCommand\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12'\n" +
+	"\x05token\x18\x02 \x01(\v2\x11.blixard.v1.TokenR\x05token\">\n" +
+	"\x11ListTokensRequest\x12)\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\"?\n" +
+	"\x12ListTokensResponse\x12)\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x11.blixard.v1.TokenR\x06tokens\"{\n" +
+	"\x12RevokeTokenRequest\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12)\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\">\n" +
+	"\x13RevokeTokenResponse\x12'\n" +
+	"\x05token\x18\x01 \x01(\v2\x11.blixard.v1.TokenR\x05token\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"e\n" +
+	"\x18RenewCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12'\n" +
+	"\x0fca_certificates\x18\x02 \x01(\fR\x0ecaCertificates\"Z\n" +
 	"\x13LeaveClusterRequest\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x16\n" +
@@ -2909,7 +3584,7 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x18\n" +
-	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\xc6\a\n" +
+	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\x92\t\n" +
 	"\aRequest\x12:\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1b.blixard.v1.CreateVmRequestH\x00R\bcreateVm\x127\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1a.blixard.v1.StartVmRequestH\x00R\astartVm\x124\n" +
@@ -2930,8 +3605,12 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\rleave_cluster\x18\r \x01(\v2\x1f.blixard.v1.LeaveClusterRequestH\x00R\fleaveCluster\x12C\n" +
 	"\fhealth_check\x18\x0e \x01(\v2\x1e.blixard.v1.HealthCheckRequestH\x00R\vhealthCheck\x12=\n" +
 	"\n" +
-	"drain_node\x18\x0f \x01(\v2\x1c.blixard.v1.DrainNodeRequestH\x00R\tdrainNodeB\x06\n" +
-	"\x04kind\"\xff\a\n" +
+	"drain_node\x18\x0f \x01(\v2\x1c.blixard.v1.DrainNodeRequestH\x00R\tdrainNode\x12C\n" +
+	"\fcreate_token\x18\x10 \x01(\v2\x1e.blixard.v1.CreateTokenCommandH\x00R\vcreateToken\x12C\n" +
+	"\frevoke_token\x18\x11 \x01(\v2\x1e.blixard.v1.RevokeTokenRequestH\x00R\vrevokeToken\x12@\n" +
+	"\vlist_tokens\x18\x12 \x01(\v2\x1d.blixard.v1.ListTokensRequestH\x00R\n" +
+	"listTokensB\x06\n" +
+	"\x04kind\"\xce\t\n" +
 	"\bResponse\x12;\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1c.blixard.v1.CreateVmResponseH\x00R\bcreateVm\x128\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1b.blixard.v1.StartVmResponseH\x00R\astartVm\x125\n" +
@@ -2952,9 +3631,13 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\rleave_cluster\x18\r \x01(\v2 .blixard.v1.LeaveClusterResponseH\x00R\fleaveCluster\x12D\n" +
 	"\fhealth_check\x18\x0e \x01(\v2\x1f.blixard.v1.HealthCheckResponseH\x00R\vhealthCheck\x12>\n" +
 	"\n" +
-	"drain_node\x18\x10 \x01(\v2\x1d.blixard.v1.DrainNodeResponseH\x00R\tdrainNode\x12'\n" +
+	"drain_node\x18\x10 \x01(\v2\x1d.blixard.v1.DrainNodeResponseH\x00R\tdrainNode\x12D\n" +
+	"\fcreate_token\x18\x11 \x01(\v2\x1f.blixard.v1.CreateTokenResponseH\x00R\vcreateToken\x12D\n" +
+	"\frevoke_token\x18\x12 \x01(\v2\x1f.blixard.v1.RevokeTokenResponseH\x00R\vrevokeToken\x12A\n" +
+	"\vlist_tokens\x18\x13 \x01(\v2\x1e.blixard.v1.ListTokensResponseH\x00R\n" +
+	"listTokens\x12'\n" +
 	"\x05error\x18\x0f \x01(\v2\x11.blixard.v1.ErrorR\x05errorB\x06\n" +
-	"\x04kind*\x9f\x02\n" +
+	"\x04kind*\xe1\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -2964,7 +3647,10 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x15ERROR_CODE_NOT_LEADER\x10\x05\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x06\x12\x1e\n" +
 	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\a\x12!\n" +
-	"\x1dERROR_CODE_RESOURCE_EXHAUSTED\x10\bB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
+	"\x1dERROR_CODE_RESOURCE_EXHAUSTED\x10\b\x12\x1e\n" +
+	"\x1aERROR_CODE_UNAUTHENTICATED\x10\t\x12 \n" +
+	"\x1cERROR_CODE_PERMISSION_DENIED\x10\n" +
+	"B)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_api_proto_rawDescOnce sync.Once
@@ -2979,7 +3665,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -3014,89 +3700,116 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*GetClusterStatusResponse)(nil), // 30: blixard.v1.GetClusterStatusResponse
 	(*JoinClusterRequest)(nil),       // 31: blixard.v1.JoinClusterRequest
 	(*JoinClusterResponse)(nil),      // 32: blixard.v1.JoinClusterResponse
-	(*LeaveClusterRequest)(nil),      // 33: blixard.v1.LeaveClusterRequest
-	(*LeaveClusterResponse)(nil),     // 34: blixard.v1.LeaveClusterResponse
-	(*DrainNodeRequest)(nil),         // 35: blixard.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),        // 36: blixard.v1.DrainNodeResponse
-	(*HealthCheckRequest)(nil),       // 37: blixard.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),      // 38: blixard.v1.HealthCheckResponse
-	(*Request)(nil),                  // 39: blixard.v1.Request
-	(*Response)(nil),                 // 40: blixard.v1.Response
-	nil,                              // 41: blixard.v1.JoinClusterRequest.LabelsEntry
-	(*VmSpec)(nil),                   // 42: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 43: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 44: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 45: blixard.v1.Task
-	(NodeRole)(0),                    // 46: blixard.v1.NodeRole
-	(NodeStatus)(0),                  // 47: blixard.v1.NodeStatus
-	(*Resources)(nil),                // 48: blixard.v1.Resources
-	(*Cluster)(nil),                  // 49: blixard.v1.Cluster
-	(*Node)(nil),                     // 50: blixard.v1.Node
-	(*Membership)(nil),               // 51: blixard.v1.Membership
+	(*CreateTokenRequest)(nil),       // 33: blixard.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 34: blixard.v1.CreateTokenResponse
+	(*CreateTokenCommand)(nil),       // 35: blixard.v1.CreateTokenCommand
+	(*ListTokensRequest)(nil),        // 36: blixard.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 37: blixard.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 38: blixard.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 39: blixard.v1.RevokeTokenResponse
+	(*RenewCertificateRequest)(nil),  // 40: blixard.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 41: blixard.v1.RenewCertificateResponse
+	(*LeaveClusterRequest)(nil),      // 42: blixard.v1.LeaveClusterRequest
+	(*LeaveClusterResponse)(nil),     // 43: blixard.v1.LeaveClusterResponse
+	(*DrainNodeRequest)(nil),         // 44: blixard.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 45: blixard.v1.DrainNodeResponse
+	(*HealthCheckRequest)(nil),       // 46: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 47: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 48: blixard.v1.Request
+	(*Response)(nil),                 // 49: blixard.v1.Response
+	nil,                              // 50: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 51: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 52: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 53: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 54: blixard.v1.Task
+	(NodeRole)(0),                    // 55: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 56: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 57: blixard.v1.Resources
+	(*Cluster)(nil),                  // 58: blixard.v1.Cluster
+	(*Node)(nil),                     // 59: blixard.v1.Node
+	(*Membership)(nil),               // 60: blixard.v1.Membership
+	(TokenKind)(0),                   // 61: blixard.v1.TokenKind
+	(AccessRole)(0),                  // 62: blixard.v1.AccessRole
+	(*Token)(nil),                    // 63: blixard.v1.Token
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	42, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	43, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	43, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	43, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	43, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	44, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	45, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	45, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	43, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	43, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	43, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
-	45, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
-	45, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	45, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	46, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
-	47, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
-	48, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	49, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	50, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	51, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	52, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	52, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	52, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	52, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	53, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	54, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	54, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	52, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	52, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	52, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
+	54, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
+	54, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	54, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	55, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	56, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	57, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	58, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	59, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
 	29, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	46, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	48, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	41, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	51, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
-	50, // 25: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
-	2,  // 26: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 27: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 28: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 29: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 30: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 31: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 32: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 33: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	24, // 34: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	26, // 35: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	28, // 36: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	31, // 37: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	33, // 38: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	37, // 39: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
-	35, // 40: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
-	3,  // 41: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 42: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 43: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 44: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 45: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 46: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 47: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 48: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	25, // 49: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	27, // 50: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	30, // 51: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	32, // 52: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	34, // 53: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	38, // 54: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
-	36, // 55: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
-	1,  // 56: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	55, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	57, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	50, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	60, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	61, // 25: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	55, // 26: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
+	62, // 27: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
+	63, // 28: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
+	63, // 29: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
+	61, // 30: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
+	63, // 31: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
+	61, // 32: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	63, // 33: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
+	59, // 34: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
+	2,  // 35: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 36: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 37: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 38: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 39: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 40: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 41: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 42: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	24, // 43: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	26, // 44: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	28, // 45: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	31, // 46: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	42, // 47: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	46, // 48: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	44, // 49: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
+	35, // 50: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
+	38, // 51: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
+	36, // 52: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
+	3,  // 53: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 54: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 55: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 56: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 57: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 58: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 59: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 60: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	25, // 61: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	27, // 62: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	30, // 63: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	32, // 64: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	43, // 65: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	47, // 66: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	45, // 67: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
+	34, // 68: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
+	39, // 69: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
+	37, // 70: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
+	1,  // 71: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }
@@ -3105,7 +3818,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[38].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[47].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -3121,8 +3834,11 @@ func file_api_v1_api_proto_init() {
 		(*Request_LeaveCluster)(nil),
 		(*Request_HealthCheck)(nil),
 		(*Request_DrainNode)(nil),
+		(*Request_CreateToken)(nil),
+		(*Request_RevokeToken)(nil),
+		(*Request_ListTokens)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[39].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[48].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -3138,6 +3854,9 @@ func file_api_v1_api_proto_init() {
 		(*Response_LeaveCluster)(nil),
 		(*Response_HealthCheck)(nil),
 		(*Response_DrainNode)(nil),
+		(*Response_CreateToken)(nil),
+		(*Response_RevokeToken)(nil),
+		(*Response_ListTokens)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3145,7 +3864,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -26,8 +26,11 @@ const (
 
 // InitClusterCommand names the cluster; only the first one applies.
 type InitClusterCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The first admin token, made by the bootstrapping node (secure clusters).
+	AdminToken    *Token `protobuf:"bytes,2,opt,name=admin_token,json=adminToken,proto3" json:"admin_token,omitempty"`
+	Secure        bool   `protobuf:"varint,3,opt,name=secure,proto3" json:"secure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -69,6 +72,73 @@ func (x *InitClusterCommand) GetClusterId() string {
 	return ""
 }
 
+func (x *InitClusterCommand) GetAdminToken() *Token {
+	if x != nil {
+		return x.AdminToken
+	}
+	return nil
+}
+
+func (x *InitClusterCommand) GetSecure() bool {
+	if x != nil {
+		return x.Secure
+	}
+	return false
+}
+
+// RevokeTokenCommand deletes a token's record: it no longer works.
+type RevokeTokenCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          TokenKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=blixard.v1.TokenKind" json:"kind,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenCommand) Reset() {
+	*x = RevokeTokenCommand{}
+	mi := &file_api_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenCommand) ProtoMessage() {}
+
+func (x *RevokeTokenCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenCommand.ProtoReflect.Descriptor instead.
+func (*RevokeTokenCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RevokeTokenCommand) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+func (x *RevokeTokenCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // RegisterNodeCommand adds a node's record or refreshes its address,
 // capacity and labels.
 type RegisterNodeCommand struct {
@@ -83,13 +153,17 @@ type RegisterNodeCommand struct {
 	VcpuOvercommit   float64 `protobuf:"fixed64,7,opt,name=vcpu_overcommit,json=vcpuOvercommit,proto3" json:"vcpu_overcommit,omitempty"`
 	MemoryOvercommit float64 `protobuf:"fixed64,8,opt,name=memory_overcommit,json=memoryOvercommit,proto3" json:"memory_overcommit,omitempty"`
 	LeaseMillis      uint32  `protobuf:"varint,9,opt,name=lease_millis,json=leaseMillis,proto3" json:"lease_millis,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// A join into a secure cluster: the join token the API node checked. The
+	// state checks again that it exists, has not expired by the proposer's
+	// clock, and allows the node's role.
+	JoinTokenId   string `protobuf:"bytes,10,opt,name=join_token_id,json=joinTokenId,proto3" json:"join_token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[1]
+	mi := &file_api_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +175,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[1]
+	mi := &file_api_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +188,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RegisterNodeCommand) GetId() uint64 {
@@ -180,6 +254,13 @@ func (x *RegisterNodeCommand) GetLeaseMillis() uint32 {
 	return 0
 }
 
+func (x *RegisterNodeCommand) GetJoinTokenId() string {
+	if x != nil {
+		return x.JoinTokenId
+	}
+	return ""
+}
+
 type CreateVmCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -191,7 +272,7 @@ type CreateVmCommand struct {
 
 func (x *CreateVmCommand) Reset() {
 	*x = CreateVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[2]
+	mi := &file_api_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +284,7 @@ func (x *CreateVmCommand) String() string {
 func (*CreateVmCommand) ProtoMessage() {}
 
 func (x *CreateVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[2]
+	mi := &file_api_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +297,7 @@ func (x *CreateVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVmCommand.ProtoReflect.Descriptor instead.
 func (*CreateVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateVmCommand) GetName() string {
@@ -249,7 +330,7 @@ type StartVmCommand struct {
 
 func (x *StartVmCommand) Reset() {
 	*x = StartVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[3]
+	mi := &file_api_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +342,7 @@ func (x *StartVmCommand) String() string {
 func (*StartVmCommand) ProtoMessage() {}
 
 func (x *StartVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[3]
+	mi := &file_api_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +355,7 @@ func (x *StartVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVmCommand.ProtoReflect.Descriptor instead.
 func (*StartVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartVmCommand) GetName() string {
@@ -293,7 +374,7 @@ type StopVmCommand struct {
 
 func (x *StopVmCommand) Reset() {
 	*x = StopVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[4]
+	mi := &file_api_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +386,7 @@ func (x *StopVmCommand) String() string {
 func (*StopVmCommand) ProtoMessage() {}
 
 func (x *StopVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[4]
+	mi := &file_api_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +399,7 @@ func (x *StopVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVmCommand.ProtoReflect.Descriptor instead.
 func (*StopVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StopVmCommand) GetName() string {
@@ -337,7 +418,7 @@ type DeleteVmCommand struct {
 
 func (x *DeleteVmCommand) Reset() {
 	*x = DeleteVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[5]
+	mi := &file_api_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +430,7 @@ func (x *DeleteVmCommand) String() string {
 func (*DeleteVmCommand) ProtoMessage() {}
 
 func (x *DeleteVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[5]
+	mi := &file_api_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +443,7 @@ func (x *DeleteVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVmCommand.ProtoReflect.Descriptor instead.
 func (*DeleteVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteVmCommand) GetName() string {
@@ -385,7 +466,7 @@ type AssignVmCommand struct {
 
 func (x *AssignVmCommand) Reset() {
 	*x = AssignVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[6]
+	mi := &file_api_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +478,7 @@ func (x *AssignVmCommand) String() string {
 func (*AssignVmCommand) ProtoMessage() {}
 
 func (x *AssignVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[6]
+	mi := &file_api_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +491,7 @@ func (x *AssignVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVmCommand.ProtoReflect.Descriptor instead.
 func (*AssignVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AssignVmCommand) GetName() string {
@@ -450,7 +531,7 @@ type ReportVmCommand struct {
 
 func (x *ReportVmCommand) Reset() {
 	*x = ReportVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[7]
+	mi := &file_api_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +543,7 @@ func (x *ReportVmCommand) String() string {
 func (*ReportVmCommand) ProtoMessage() {}
 
 func (x *ReportVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[7]
+	mi := &file_api_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +556,7 @@ func (x *ReportVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVmCommand.ProtoReflect.Descriptor instead.
 func (*ReportVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportVmCommand) GetName() string {
@@ -529,7 +610,7 @@ type SubmitTaskCommand struct {
 
 func (x *SubmitTaskCommand) Reset() {
 	*x = SubmitTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[8]
+	mi := &file_api_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +622,7 @@ func (x *SubmitTaskCommand) String() string {
 func (*SubmitTaskCommand) ProtoMessage() {}
 
 func (x *SubmitTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[8]
+	mi := &file_api_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +635,7 @@ func (x *SubmitTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTaskCommand.ProtoReflect.Descriptor instead.
 func (*SubmitTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitTaskCommand) GetSpec() *TaskSpec {
@@ -573,7 +654,7 @@ type CancelTaskCommand struct {
 
 func (x *CancelTaskCommand) Reset() {
 	*x = CancelTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[9]
+	mi := &file_api_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +666,7 @@ func (x *CancelTaskCommand) String() string {
 func (*CancelTaskCommand) ProtoMessage() {}
 
 func (x *CancelTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[9]
+	mi := &file_api_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +679,7 @@ func (x *CancelTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskCommand.ProtoReflect.Descriptor instead.
 func (*CancelTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelTaskCommand) GetId() uint64 {
@@ -619,7 +700,7 @@ type AssignTaskCommand struct {
 
 func (x *AssignTaskCommand) Reset() {
 	*x = AssignTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[10]
+	mi := &file_api_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +712,7 @@ func (x *AssignTaskCommand) String() string {
 func (*AssignTaskCommand) ProtoMessage() {}
 
 func (x *AssignTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[10]
+	mi := &file_api_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +725,7 @@ func (x *AssignTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignTaskCommand.ProtoReflect.Descriptor instead.
 func (*AssignTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AssignTaskCommand) GetId() uint64 {
@@ -675,7 +756,7 @@ type ReportTaskCommand struct {
 
 func (x *ReportTaskCommand) Reset() {
 	*x = ReportTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[11]
+	mi := &file_api_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +768,7 @@ func (x *ReportTaskCommand) String() string {
 func (*ReportTaskCommand) ProtoMessage() {}
 
 func (x *ReportTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[11]
+	mi := &file_api_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +781,7 @@ func (x *ReportTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskCommand.ProtoReflect.Descriptor instead.
 func (*ReportTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportTaskCommand) GetId() uint64 {
@@ -752,7 +833,7 @@ type SetNodeStatusCommand struct {
 
 func (x *SetNodeStatusCommand) Reset() {
 	*x = SetNodeStatusCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[12]
+	mi := &file_api_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +845,7 @@ func (x *SetNodeStatusCommand) String() string {
 func (*SetNodeStatusCommand) ProtoMessage() {}
 
 func (x *SetNodeStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[12]
+	mi := &file_api_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +858,7 @@ func (x *SetNodeStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeStatusCommand.ProtoReflect.Descriptor instead.
 func (*SetNodeStatusCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetNodeStatusCommand) GetId() uint64 {
@@ -813,7 +894,7 @@ type DrainNodeCommand struct {
 
 func (x *DrainNodeCommand) Reset() {
 	*x = DrainNodeCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[13]
+	mi := &file_api_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +906,7 @@ func (x *DrainNodeCommand) String() string {
 func (*DrainNodeCommand) ProtoMessage() {}
 
 func (x *DrainNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[13]
+	mi := &file_api_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +919,7 @@ func (x *DrainNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeCommand.ProtoReflect.Descriptor instead.
 func (*DrainNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DrainNodeCommand) GetId() uint64 {
@@ -870,7 +951,7 @@ type PlacementFailedCommand struct {
 
 func (x *PlacementFailedCommand) Reset() {
 	*x = PlacementFailedCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[14]
+	mi := &file_api_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +963,7 @@ func (x *PlacementFailedCommand) String() string {
 func (*PlacementFailedCommand) ProtoMessage() {}
 
 func (x *PlacementFailedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[14]
+	mi := &file_api_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +976,7 @@ func (x *PlacementFailedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementFailedCommand.ProtoReflect.Descriptor instead.
 func (*PlacementFailedCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PlacementFailedCommand) GetVmName() string {
@@ -958,6 +1039,8 @@ type Command struct {
 	//	*Command_SetNodeStatus
 	//	*Command_DrainNode
 	//	*Command_PlacementFailed
+	//	*Command_CreateToken
+	//	*Command_RevokeToken
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -965,7 +1048,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_api_v1_command_proto_msgTypes[15]
+	mi := &file_api_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1060,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[15]
+	mi := &file_api_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1073,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Command) GetClientRequestId() string {
@@ -1156,6 +1239,24 @@ func (x *Command) GetPlacementFailed() *PlacementFailedCommand {
 	return nil
 }
 
+func (x *Command) GetCreateToken() *CreateTokenCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateToken); ok {
+			return x.CreateToken
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevokeToken() *RevokeTokenCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RevokeToken); ok {
+			return x.RevokeToken
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1220,6 +1321,14 @@ type Command_PlacementFailed struct {
 	PlacementFailed *PlacementFailedCommand `protobuf:"bytes,24,opt,name=placement_failed,json=placementFailed,proto3,oneof"`
 }
 
+type Command_CreateToken struct {
+	CreateToken *CreateTokenCommand `protobuf:"bytes,25,opt,name=create_token,json=createToken,proto3,oneof"`
+}
+
+type Command_RevokeToken struct {
+	RevokeToken *RevokeTokenCommand `protobuf:"bytes,26,opt,name=revoke_token,json=revokeToken,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Op() {}
 
 func (*Command_RegisterNode) isCommand_Op() {}
@@ -1250,6 +1359,10 @@ func (*Command_DrainNode) isCommand_Op() {}
 
 func (*Command_PlacementFailed) isCommand_Op() {}
 
+func (*Command_CreateToken) isCommand_Op() {}
+
+func (*Command_RevokeToken) isCommand_Op() {}
+
 // RequestRecord is one remembered client request and its response.
 type RequestRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1262,7 +1375,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_api_v1_command_proto_msgTypes[16]
+	mi := &file_api_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1387,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[16]
+	mi := &file_api_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1400,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequestRecord) GetClientRequestId() string {
@@ -1315,20 +1428,22 @@ func (x *RequestRecord) GetResponse() *Response {
 // Lists are sorted (nodes by id, VMs by name, tasks by id, requests by index)
 // so that equal states marshal to equal bytes.
 type StateSnapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Cluster       *Cluster               `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Nodes         []*Node                `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Vms           []*Vm                  `protobuf:"bytes,4,rep,name=vms,proto3" json:"vms,omitempty"`
-	Tasks         []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Requests      []*RequestRecord       `protobuf:"bytes,6,rep,name=requests,proto3" json:"requests,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Cluster  *Cluster               `protobuf:"bytes,2,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Nodes    []*Node                `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Vms      []*Vm                  `protobuf:"bytes,4,rep,name=vms,proto3" json:"vms,omitempty"`
+	Tasks    []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Requests []*RequestRecord       `protobuf:"bytes,6,rep,name=requests,proto3" json:"requests,omitempty"`
+	// Sorted by kind, then id.
+	Tokens        []*Token `protobuf:"bytes,7,rep,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_v1_command_proto_msgTypes[17]
+	mi := &file_api_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1455,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[17]
+	mi := &file_api_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1468,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StateSnapshot) GetVersion() uint32 {
@@ -1398,15 +1513,28 @@ func (x *StateSnapshot) GetRequests() []*RequestRecord {
 	return nil
 }
 
+func (x *StateSnapshot) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
 var File_api_v1_command_proto protoreflect.FileDescriptor
 
 const file_api_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"\x14api/v1/command.proto\x12\n" +
-	"blixard.v1\x1a\x10api/v1/api.proto\x1a\x12api/v1/types.proto\"3\n" +
+	"blixard.v1\x1a\x10api/v1/api.proto\x1a\x12api/v1/types.proto\"\x7f\n" +
 	"\x12InitClusterCommand\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xc4\x03\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x122\n" +
+	"\vadmin_token\x18\x02 \x01(\v2\x11.blixard.v1.TokenR\n" +
+	"adminToken\x12\x16\n" +
+	"\x06secure\x18\x03 \x01(\bR\x06secure\"O\n" +
+	"\x12RevokeTokenCommand\x12)\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\xe8\x03\n" +
 	"\x13RegisterNodeCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
@@ -1416,7 +1544,9 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\x06images\x18\x06 \x03(\v2\x15.blixard.v1.ImageInfoR\x06images\x12'\n" +
 	"\x0fvcpu_overcommit\x18\a \x01(\x01R\x0evcpuOvercommit\x12+\n" +
 	"\x11memory_overcommit\x18\b \x01(\x01R\x10memoryOvercommit\x12!\n" +
-	"\flease_millis\x18\t \x01(\rR\vleaseMillis\x1a9\n" +
+	"\flease_millis\x18\t \x01(\rR\vleaseMillis\x12\"\n" +
+	"\rjoin_token_id\x18\n" +
+	" \x01(\tR\vjoinTokenId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
@@ -1470,7 +1600,7 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\rvm_generation\x18\x02 \x01(\x04R\fvmGeneration\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\x04R\x06taskId\x12!\n" +
 	"\ftask_attempt\x18\x04 \x01(\rR\vtaskAttempt\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xda\b\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xe4\t\n" +
 	"\aCommand\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12,\n" +
 	"\x12proposed_unix_nano\x18\x02 \x01(\x03R\x10proposedUnixNano\x12\x1f\n" +
@@ -1496,19 +1626,22 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\x0fset_node_status\x18\x16 \x01(\v2 .blixard.v1.SetNodeStatusCommandH\x00R\rsetNodeStatus\x12=\n" +
 	"\n" +
 	"drain_node\x18\x17 \x01(\v2\x1c.blixard.v1.DrainNodeCommandH\x00R\tdrainNode\x12O\n" +
-	"\x10placement_failed\x18\x18 \x01(\v2\".blixard.v1.PlacementFailedCommandH\x00R\x0fplacementFailedB\x04\n" +
+	"\x10placement_failed\x18\x18 \x01(\v2\".blixard.v1.PlacementFailedCommandH\x00R\x0fplacementFailed\x12C\n" +
+	"\fcreate_token\x18\x19 \x01(\v2\x1e.blixard.v1.CreateTokenCommandH\x00R\vcreateToken\x12C\n" +
+	"\frevoke_token\x18\x1a \x01(\v2\x1e.blixard.v1.RevokeTokenCommandH\x00R\vrevokeTokenB\x04\n" +
 	"\x02op\"\x83\x01\n" +
 	"\rRequestRecord\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x120\n" +
-	"\bresponse\x18\x03 \x01(\v2\x14.blixard.v1.ResponseR\bresponse\"\x81\x02\n" +
+	"\bresponse\x18\x03 \x01(\v2\x14.blixard.v1.ResponseR\bresponse\"\xac\x02\n" +
 	"\rStateSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12-\n" +
 	"\acluster\x18\x02 \x01(\v2\x13.blixard.v1.ClusterR\acluster\x12&\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x10.blixard.v1.NodeR\x05nodes\x12 \n" +
 	"\x03vms\x18\x04 \x03(\v2\x0e.blixard.v1.VmR\x03vms\x12&\n" +
 	"\x05tasks\x18\x05 \x03(\v2\x10.blixard.v1.TaskR\x05tasks\x125\n" +
-	"\brequests\x18\x06 \x03(\v2\x19.blixard.v1.RequestRecordR\brequestsB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
+	"\brequests\x18\x06 \x03(\v2\x19.blixard.v1.RequestRecordR\brequests\x12)\n" +
+	"\x06tokens\x18\a \x03(\v2\x11.blixard.v1.TokenR\x06tokensB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_command_proto_rawDescOnce sync.Once
@@ -1522,79 +1655,88 @@ func file_api_v1_command_proto_rawDescGZIP() []byte {
 	return file_api_v1_command_proto_rawDescData
 }
 
-var file_api_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_api_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_api_v1_command_proto_goTypes = []any{
 	(*InitClusterCommand)(nil),     // 0: blixard.v1.InitClusterCommand
-	(*RegisterNodeCommand)(nil),    // 1: blixard.v1.RegisterNodeCommand
-	(*CreateVmCommand)(nil),        // 2: blixard.v1.CreateVmCommand
-	(*StartVmCommand)(nil),         // 3: blixard.v1.StartVmCommand
-	(*StopVmCommand)(nil),          // 4: blixard.v1.StopVmCommand
-	(*DeleteVmCommand)(nil),        // 5: blixard.v1.DeleteVmCommand
-	(*AssignVmCommand)(nil),        // 6: blixard.v1.AssignVmCommand
-	(*ReportVmCommand)(nil),        // 7: blixard.v1.ReportVmCommand
-	(*SubmitTaskCommand)(nil),      // 8: blixard.v1.SubmitTaskCommand
-	(*CancelTaskCommand)(nil),      // 9: blixard.v1.CancelTaskCommand
-	(*AssignTaskCommand)(nil),      // 10: blixard.v1.AssignTaskCommand
-	(*ReportTaskCommand)(nil),      // 11: blixard.v1.ReportTaskCommand
-	(*SetNodeStatusCommand)(nil),   // 12: blixard.v1.SetNodeStatusCommand
-	(*DrainNodeCommand)(nil),       // 13: blixard.v1.DrainNodeCommand
-	(*PlacementFailedCommand)(nil), // 14: blixard.v1.PlacementFailedCommand
-	(*Command)(nil),                // 15: blixard.v1.Command
-	(*RequestRecord)(nil),          // 16: blixard.v1.RequestRecord
-	(*StateSnapshot)(nil),          // 17: blixard.v1.StateSnapshot
-	nil,                            // 18: blixard.v1.RegisterNodeCommand.LabelsEntry
-	(NodeRole)(0),                  // 19: blixard.v1.NodeRole
-	(*Resources)(nil),              // 20: blixard.v1.Resources
-	(*ImageInfo)(nil),              // 21: blixard.v1.ImageInfo
-	(*VmSpec)(nil),                 // 22: blixard.v1.VmSpec
-	(VmState)(0),                   // 23: blixard.v1.VmState
-	(*TaskSpec)(nil),               // 24: blixard.v1.TaskSpec
-	(TaskStatus)(0),                // 25: blixard.v1.TaskStatus
-	(*TaskResult)(nil),             // 26: blixard.v1.TaskResult
-	(NodeStatus)(0),                // 27: blixard.v1.NodeStatus
-	(*Response)(nil),               // 28: blixard.v1.Response
-	(*Cluster)(nil),                // 29: blixard.v1.Cluster
-	(*Node)(nil),                   // 30: blixard.v1.Node
-	(*Vm)(nil),                     // 31: blixard.v1.Vm
-	(*Task)(nil),                   // 32: blixard.v1.Task
+	(*RevokeTokenCommand)(nil),     // 1: blixard.v1.RevokeTokenCommand
+	(*RegisterNodeCommand)(nil),    // 2: blixard.v1.RegisterNodeCommand
+	(*CreateVmCommand)(nil),        // 3: blixard.v1.CreateVmCommand
+	(*StartVmCommand)(nil),         // 4: blixard.v1.StartVmCommand
+	(*StopVmCommand)(nil),          // 5: blixard.v1.StopVmCommand
+	(*DeleteVmCommand)(nil),        // 6: blixard.v1.DeleteVmCommand
+	(*AssignVmCommand)(nil),        // 7: blixard.v1.AssignVmCommand
+	(*ReportVmCommand)(nil),        // 8: blixard.v1.ReportVmCommand
+	(*SubmitTaskCommand)(nil),      // 9: blixard.v1.SubmitTaskCommand
+	(*CancelTaskCommand)(nil),      // 10: blixard.v1.CancelTaskCommand
+	(*AssignTaskCommand)(nil),      // 11: blixard.v1.AssignTaskCommand
+	(*ReportTaskCommand)(nil),      // 12: blixard.v1.ReportTaskCommand
+	(*SetNodeStatusCommand)(nil),   // 13: blixard.v1.SetNodeStatusCommand
+	(*DrainNodeCommand)(nil),       // 14: blixard.v1.DrainNodeCommand
+	(*PlacementFailedCommand)(nil), // 15: blixard.v1.PlacementFailedCommand
+	(*Command)(nil),                // 16: blixard.v1.Command
+	(*RequestRecord)(nil),          // 17: blixard.v1.RequestRecord
+	(*StateSnapshot)(nil),          // 18: blixard.v1.StateSnapshot
+	nil,                            // 19: blixard.v1.RegisterNodeCommand.LabelsEntry
+	(*Token)(nil),                  // 20: blixard.v1.Token
+	(TokenKind)(0),                 // 21: blixard.v1.TokenKind
+	(NodeRole)(0),                  // 22: blixard.v1.NodeRole
+	(*Resources)(nil),              // 23: blixard.v1.Resources
+	(*ImageInfo)(nil),              // 24: blixard.v1.ImageInfo
+	(*VmSpec)(nil),                 // 25: blixard.v1.VmSpec
+	(VmState)(0),                   // 26: blixard.v1.VmState
+	(*TaskSpec)(nil),               // 27: blixard.v1.TaskSpec
+	(TaskStatus)(0),                // 28: blixard.v1.TaskStatus
+	(*TaskResult)(nil),             // 29: blixard.v1.TaskResult
+	(NodeStatus)(0),                // 30: blixard.v1.NodeStatus
+	(*CreateTokenCommand)(nil),     // 31: blixard.v1.CreateTokenCommand
+	(*Response)(nil),               // 32: blixard.v1.Response
+	(*Cluster)(nil),                // 33: blixard.v1.Cluster
+	(*Node)(nil),                   // 34: blixard.v1.Node
+	(*Vm)(nil),                     // 35: blixard.v1.Vm
+	(*Task)(nil),                   // 36: blixard.v1.Task
 }
 var file_api_v1_command_proto_depIdxs = []int32{
-	19, // 0: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
-	20, // 1: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
-	18, // 2: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
-	21, // 3: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
-	22, // 4: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
-	23, // 5: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
-	24, // 6: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
-	25, // 7: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
-	26, // 8: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
-	27, // 9: blixard.v1.SetNodeStatusCommand.status:type_name -> blixard.v1.NodeStatus
-	0,  // 10: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
-	1,  // 11: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
-	2,  // 12: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
-	3,  // 13: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
-	4,  // 14: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
-	5,  // 15: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
-	6,  // 16: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
-	7,  // 17: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
-	8,  // 18: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
-	9,  // 19: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
-	10, // 20: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
-	11, // 21: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
-	12, // 22: blixard.v1.Command.set_node_status:type_name -> blixard.v1.SetNodeStatusCommand
-	13, // 23: blixard.v1.Command.drain_node:type_name -> blixard.v1.DrainNodeCommand
-	14, // 24: blixard.v1.Command.placement_failed:type_name -> blixard.v1.PlacementFailedCommand
-	28, // 25: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
-	29, // 26: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
-	30, // 27: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
-	31, // 28: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
-	32, // 29: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
-	16, // 30: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	20, // 0: blixard.v1.InitClusterCommand.admin_token:type_name -> blixard.v1.Token
+	21, // 1: blixard.v1.RevokeTokenCommand.kind:type_name -> blixard.v1.TokenKind
+	22, // 2: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
+	23, // 3: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
+	19, // 4: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
+	24, // 5: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
+	25, // 6: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
+	26, // 7: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
+	27, // 8: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
+	28, // 9: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
+	29, // 10: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
+	30, // 11: blixard.v1.SetNodeStatusCommand.status:type_name -> blixard.v1.NodeStatus
+	0,  // 12: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
+	2,  // 13: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
+	3,  // 14: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
+	4,  // 15: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
+	5,  // 16: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
+	6,  // 17: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
+	7,  // 18: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
+	8,  // 19: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
+	9,  // 20: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
+	10, // 21: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
+	11, // 22: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
+	12, // 23: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
+	13, // 24: blixard.v1.Command.set_node_status:type_name -> blixard.v1.SetNodeStatusCommand
+	14, // 25: blixard.v1.Command.drain_node:type_name -> blixard.v1.DrainNodeCommand
+	15, // 26: blixard.v1.Command.placement_failed:type_name -> blixard.v1.PlacementFailedCommand
+	31, // 27: blixard.v1.Command.create_token:type_name -> blixard.v1.CreateTokenCommand
+	1,  // 28: blixard.v1.Command.revoke_token:type_name -> blixard.v1.RevokeTokenCommand
+	32, // 29: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
+	33, // 30: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
+	34, // 31: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
+	35, // 32: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
+	36, // 33: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
+	17, // 34: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
+	20, // 35: blixard.v1.StateSnapshot.tokens:type_name -> blixard.v1.Token
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_command_proto_init() }
@@ -1604,7 +1746,7 @@ func file_api_v1_command_proto_init() {
 	}
 	file_api_v1_api_proto_init()
 	file_api_v1_types_proto_init()
-	file_api_v1_command_proto_msgTypes[15].OneofWrappers = []any{
+	file_api_v1_command_proto_msgTypes[16].OneofWrappers = []any{
 		(*Command_InitCluster)(nil),
 		(*Command_RegisterNode)(nil),
 		(*Command_CreateVm)(nil),
@@ -1620,6 +1762,8 @@ func file_api_v1_command_proto_init() {
 		(*Command_SetNodeStatus)(nil),
 		(*Command_DrainNode)(nil),
 		(*Command_PlacementFailed)(nil),
+		(*Command_CreateToken)(nil),
+		(*Command_RevokeToken)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1627,7 +1771,7 @@ func file_api_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_command_proto_rawDesc), len(file_api_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -427,6 +427,113 @@ func (PlacementStrategy) EnumDescriptor() ([]byte, []int) {
 	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
+// TokenKind says what a token is for.
+type TokenKind int32
+
+const (
+	TokenKind_TOKEN_KIND_UNSPECIFIED TokenKind = 0
+	// A join token lets a new node join the cluster and get a certificate.
+	TokenKind_TOKEN_KIND_JOIN TokenKind = 1
+	// An ACL token lets an API client act with its access role.
+	TokenKind_TOKEN_KIND_ACL TokenKind = 2
+)
+
+// Enum value maps for TokenKind.
+var (
+	TokenKind_name = map[int32]string{
+		0: "TOKEN_KIND_UNSPECIFIED",
+		1: "TOKEN_KIND_JOIN",
+		2: "TOKEN_KIND_ACL",
+	}
+	TokenKind_value = map[string]int32{
+		"TOKEN_KIND_UNSPECIFIED": 0,
+		"TOKEN_KIND_JOIN":        1,
+		"TOKEN_KIND_ACL":         2,
+	}
+)
+
+func (x TokenKind) Enum() *TokenKind {
+	p := new(TokenKind)
+	*p = x
+	return p
+}
+
+func (x TokenKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TokenKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_v1_types_proto_enumTypes[7].Descriptor()
+}
+
+func (TokenKind) Type() protoreflect.EnumType {
+	return &file_api_v1_types_proto_enumTypes[7]
+}
+
+func (x TokenKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TokenKind.Descriptor instead.
+func (TokenKind) EnumDescriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+// AccessRole is what an ACL token's holder may do: a viewer reads; an
+// operator also creates, starts, stops and deletes VMs and tasks; an admin
+// also manages membership, tokens and drains.
+type AccessRole int32
+
+const (
+	AccessRole_ACCESS_ROLE_UNSPECIFIED AccessRole = 0
+	AccessRole_ACCESS_ROLE_VIEWER      AccessRole = 1
+	AccessRole_ACCESS_ROLE_OPERATOR    AccessRole = 2
+	AccessRole_ACCESS_ROLE_ADMIN       AccessRole = 3
+)
+
+// Enum value maps for AccessRole.
+var (
+	AccessRole_name = map[int32]string{
+		0: "ACCESS_ROLE_UNSPECIFIED",
+		1: "ACCESS_ROLE_VIEWER",
+		2: "ACCESS_ROLE_OPERATOR",
+		3: "ACCESS_ROLE_ADMIN",
+	}
+	AccessRole_value = map[string]int32{
+		"ACCESS_ROLE_UNSPECIFIED": 0,
+		"ACCESS_ROLE_VIEWER":      1,
+		"ACCESS_ROLE_OPERATOR":    2,
+		"ACCESS_ROLE_ADMIN":       3,
+	}
+)
+
+func (x AccessRole) Enum() *AccessRole {
+	p := new(AccessRole)
+	*p = x
+	return p
+}
+
+func (x AccessRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccessRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_v1_types_proto_enumTypes[8].Descriptor()
+}
+
+func (AccessRole) Type() protoreflect.EnumType {
+	return &file_api_v1_types_proto_enumTypes[8]
+}
+
+func (x AccessRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccessRole.Descriptor instead.
+func (AccessRole) EnumDescriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
 // Resources is an amount of machine: what a node has or a workload needs.
 type Resources struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1439,7 +1546,10 @@ type Cluster struct {
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Membership *Membership            `protobuf:"bytes,2,opt,name=membership,proto3" json:"membership,omitempty"`
 	// Index of the last applied command.
-	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Joins need a join token (the cluster was bootstrapped with TLS); false
+	// for a cluster started with --insecure.
+	Secure        bool `protobuf:"varint,4,opt,name=secure,proto3" json:"secure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1493,6 +1603,121 @@ func (x *Cluster) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *Cluster) GetSecure() bool {
+	if x != nil {
+		return x.Secure
+	}
+	return false
+}
+
+// Token is the record of a join or ACL token. The state keeps only the
+// SHA-256 of its secret; API responses leave even that out.
+type Token struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Public part of the token: 16 lowercase hex digits.
+	Id   string    `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind TokenKind `protobuf:"varint,2,opt,name=kind,proto3,enum=blixard.v1.TokenKind" json:"kind,omitempty"`
+	// SHA-256 of the secret part; never in an API response.
+	SecretSha256 []byte `protobuf:"bytes,3,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	// Join tokens: the most a node joining with it may become (a worker
+	// token cannot make a voter).
+	NodeRole NodeRole `protobuf:"varint,4,opt,name=node_role,json=nodeRole,proto3,enum=blixard.v1.NodeRole" json:"node_role,omitempty"`
+	// ACL tokens: the holder's role.
+	AccessRole      AccessRole `protobuf:"varint,5,opt,name=access_role,json=accessRole,proto3,enum=blixard.v1.AccessRole" json:"access_role,omitempty"`
+	CreatedUnixNano int64      `protobuf:"varint,6,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// 0: never expires (ACL tokens only).
+	ExpiresUnixNano int64  `protobuf:"varint,7,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	Description     string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Token) Reset() {
+	*x = Token{}
+	mi := &file_api_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Token) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Token) ProtoMessage() {}
+
+func (x *Token) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Token.ProtoReflect.Descriptor instead.
+func (*Token) Descriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Token) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Token) GetKind() TokenKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TokenKind_TOKEN_KIND_UNSPECIFIED
+}
+
+func (x *Token) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+func (x *Token) GetNodeRole() NodeRole {
+	if x != nil {
+		return x.NodeRole
+	}
+	return NodeRole_NODE_ROLE_UNSPECIFIED
+}
+
+func (x *Token) GetAccessRole() AccessRole {
+	if x != nil {
+		return x.AccessRole
+	}
+	return AccessRole_ACCESS_ROLE_UNSPECIFIED
+}
+
+func (x *Token) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *Token) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+func (x *Token) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
 }
 
 var File_api_v1_types_proto protoreflect.FileDescriptor
@@ -1608,13 +1833,24 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"Membership\x12\x16\n" +
 	"\x06voters\x18\x01 \x03(\x04R\x06voters\x12\x1a\n" +
 	"\blearners\x18\x02 \x03(\x04R\blearners\x12\x18\n" +
-	"\aremoved\x18\x03 \x03(\x04R\aremoved\"v\n" +
+	"\aremoved\x18\x03 \x03(\x04R\aremoved\"\x8e\x01\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\n" +
 	"membership\x18\x02 \x01(\v2\x16.blixard.v1.MembershipR\n" +
 	"membership\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex*P\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x16\n" +
+	"\x06secure\x18\x04 \x01(\bR\x06secure\"\xcd\x02\n" +
+	"\x05Token\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12#\n" +
+	"\rsecret_sha256\x18\x03 \x01(\fR\fsecretSha256\x121\n" +
+	"\tnode_role\x18\x04 \x01(\x0e2\x14.blixard.v1.NodeRoleR\bnodeRole\x127\n" +
+	"\vaccess_role\x18\x05 \x01(\x0e2\x16.blixard.v1.AccessRoleR\n" +
+	"accessRole\x12*\n" +
+	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\a \x01(\x03R\x0fexpiresUnixNano\x12 \n" +
+	"\vdescription\x18\b \x01(\tR\vdescription*P\n" +
 	"\bNodeRole\x12\x19\n" +
 	"\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fNODE_ROLE_VOTER\x10\x01\x12\x14\n" +
@@ -1659,7 +1895,17 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\x11PlacementStrategy\x12\"\n" +
 	"\x1ePLACEMENT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPLACEMENT_STRATEGY_BINPACK\x10\x01\x12\x1d\n" +
-	"\x19PLACEMENT_STRATEGY_SPREAD\x10\x02B)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
+	"\x19PLACEMENT_STRATEGY_SPREAD\x10\x02*P\n" +
+	"\tTokenKind\x12\x1a\n" +
+	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fTOKEN_KIND_JOIN\x10\x01\x12\x12\n" +
+	"\x0eTOKEN_KIND_ACL\x10\x02*r\n" +
+	"\n" +
+	"AccessRole\x12\x1b\n" +
+	"\x17ACCESS_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ACCESS_ROLE_VIEWER\x10\x01\x12\x18\n" +
+	"\x14ACCESS_ROLE_OPERATOR\x10\x02\x12\x15\n" +
+	"\x11ACCESS_ROLE_ADMIN\x10\x03B)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_types_proto_rawDescOnce sync.Once
@@ -1673,8 +1919,8 @@ func file_api_v1_types_proto_rawDescGZIP() []byte {
 	return file_api_v1_types_proto_rawDescData
 }
 
-var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_api_v1_types_proto_goTypes = []any{
 	(NodeRole)(0),          // 0: blixard.v1.NodeRole
 	(NodeStatus)(0),        // 1: blixard.v1.NodeStatus
@@ -1683,46 +1929,52 @@ var file_api_v1_types_proto_goTypes = []any{
 	(RestartPolicy)(0),     // 4: blixard.v1.RestartPolicy
 	(TaskStatus)(0),        // 5: blixard.v1.TaskStatus
 	(PlacementStrategy)(0), // 6: blixard.v1.PlacementStrategy
-	(*Resources)(nil),      // 7: blixard.v1.Resources
-	(*ImageInfo)(nil),      // 8: blixard.v1.ImageInfo
-	(*Node)(nil),           // 9: blixard.v1.Node
-	(*VmSpec)(nil),         // 10: blixard.v1.VmSpec
-	(*VmEvent)(nil),        // 11: blixard.v1.VmEvent
-	(*Vm)(nil),             // 12: blixard.v1.Vm
-	(*TaskSpec)(nil),       // 13: blixard.v1.TaskSpec
-	(*TaskResult)(nil),     // 14: blixard.v1.TaskResult
-	(*Task)(nil),           // 15: blixard.v1.Task
-	(*Membership)(nil),     // 16: blixard.v1.Membership
-	(*Cluster)(nil),        // 17: blixard.v1.Cluster
-	nil,                    // 18: blixard.v1.Node.LabelsEntry
-	nil,                    // 19: blixard.v1.VmSpec.ConstraintsEntry
-	nil,                    // 20: blixard.v1.TaskSpec.EnvEntry
+	(TokenKind)(0),         // 7: blixard.v1.TokenKind
+	(AccessRole)(0),        // 8: blixard.v1.AccessRole
+	(*Resources)(nil),      // 9: blixard.v1.Resources
+	(*ImageInfo)(nil),      // 10: blixard.v1.ImageInfo
+	(*Node)(nil),           // 11: blixard.v1.Node
+	(*VmSpec)(nil),         // 12: blixard.v1.VmSpec
+	(*VmEvent)(nil),        // 13: blixard.v1.VmEvent
+	(*Vm)(nil),             // 14: blixard.v1.Vm
+	(*TaskSpec)(nil),       // 15: blixard.v1.TaskSpec
+	(*TaskResult)(nil),     // 16: blixard.v1.TaskResult
+	(*Task)(nil),           // 17: blixard.v1.Task
+	(*Membership)(nil),     // 18: blixard.v1.Membership
+	(*Cluster)(nil),        // 19: blixard.v1.Cluster
+	(*Token)(nil),          // 20: blixard.v1.Token
+	nil,                    // 21: blixard.v1.Node.LabelsEntry
+	nil,                    // 22: blixard.v1.VmSpec.ConstraintsEntry
+	nil,                    // 23: blixard.v1.TaskSpec.EnvEntry
 }
 var file_api_v1_types_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Node.role:type_name -> blixard.v1.NodeRole
-	7,  // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
-	18, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
+	9,  // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
+	21, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
 	1,  // 3: blixard.v1.Node.status:type_name -> blixard.v1.NodeStatus
-	8,  // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
+	10, // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
 	4,  // 5: blixard.v1.VmSpec.restart_policy:type_name -> blixard.v1.RestartPolicy
-	19, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
+	22, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
 	6,  // 7: blixard.v1.VmSpec.placement:type_name -> blixard.v1.PlacementStrategy
 	2,  // 8: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
-	10, // 9: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
+	12, // 9: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
 	3,  // 10: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
 	2,  // 11: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
-	11, // 12: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
-	20, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
-	7,  // 14: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
-	13, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
+	13, // 12: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
+	23, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
+	9,  // 14: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
+	15, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
 	5,  // 16: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
-	14, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
-	16, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
+	18, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
+	7,  // 19: blixard.v1.Token.kind:type_name -> blixard.v1.TokenKind
+	0,  // 20: blixard.v1.Token.node_role:type_name -> blixard.v1.NodeRole
+	8,  // 21: blixard.v1.Token.access_role:type_name -> blixard.v1.AccessRole
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_types_proto_init() }
@@ -1735,8 +1987,8 @@ func file_api_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_types_proto_rawDesc), len(file_api_v1_types_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   14,
+			NumEnums:      9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

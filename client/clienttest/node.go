@@ -2,13 +2,17 @@ package clienttest
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"path"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
@@ -23,8 +27,13 @@ type Hook func(ctx context.Context, method string, req proto.Message, next func(
 
 // Call is one request a Node received.
 type Call struct {
-	Method  string
+	Method string
+	// Request is the request message; nil for a stream, whose messages
+	// the fake does not record.
 	Request proto.Message
+	// Token is the bearer token the call carried in its "authorization"
+	// metadata ("" if none).
+	Token string
 }
 
 // baseTime is the fake clock's origin: the record written at log index i
@@ -49,15 +58,33 @@ type Node struct {
 	index   uint64
 	vms     map[string]*apiv1.Vm
 	tasks   map[uint64]*apiv1.Task
+	tokens  map[tokenKey]*apiv1.Token
 	cluster *apiv1.GetClusterStatusResponse
 	// responses by client request id; unbounded, as a test is short.
 	responses map[string]proto.Message
 }
 
-// Start runs a fake node with the given id on 127.0.0.1 and an unused port.
-// It is a one-member cluster led by itself until UpdateCluster says
-// otherwise. The node stops when the test ends.
+// Start runs a fake node with the given id on 127.0.0.1 and an unused port,
+// serving plaintext as a node started with --insecure does. It is a
+// one-member cluster led by itself until UpdateCluster says otherwise. The
+// node stops when the test ends.
 func Start(t testing.TB, id uint64) *Node {
+	t.Helper()
+	return start(t, id, nil)
+}
+
+// StartTLS is Start with the node serving TLS with cfg (which holds the
+// node's certificate). The fake checks no token: Calls shows what each
+// call carried, and a Hook may refuse.
+func StartTLS(t testing.TB, id uint64, cfg *tls.Config) *Node {
+	t.Helper()
+	if cfg == nil {
+		t.Fatal("clienttest: StartTLS without a TLS config")
+	}
+	return start(t, id, cfg)
+}
+
+func start(t testing.TB, id uint64, cfg *tls.Config) *Node {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,6 +95,7 @@ func Start(t testing.TB, id uint64) *Node {
 		Addr:      lis.Addr().String(),
 		vms:       make(map[string]*apiv1.Vm),
 		tasks:     make(map[uint64]*apiv1.Task),
+		tokens:    make(map[tokenKey]*apiv1.Token),
 		responses: make(map[string]proto.Message),
 	}
 	n.cluster = &apiv1.GetClusterStatusResponse{
@@ -86,10 +114,15 @@ func Start(t testing.TB, id uint64) *Node {
 			Capacity: &apiv1.Resources{Vcpus: 4, MemoryMib: 8192},
 		}},
 	}
-	n.srv = grpc.NewServer(grpc.UnaryInterceptor(n.intercept))
+	opts := []grpc.ServerOption{grpc.UnaryInterceptor(n.intercept), grpc.StreamInterceptor(n.interceptStream)}
+	if cfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	n.srv = grpc.NewServer(opts...)
 	apiv1grpc.RegisterClusterServiceServer(n.srv, clusterService{n: n})
 	apiv1grpc.RegisterVmServiceServer(n.srv, vmService{n: n})
 	apiv1grpc.RegisterTaskServiceServer(n.srv, taskService{n: n})
+	apiv1grpc.RegisterTokenServiceServer(n.srv, tokenService{n: n})
 	go func() { _ = n.srv.Serve(lis) }()
 	t.Cleanup(n.Stop)
 	return n
@@ -112,7 +145,7 @@ func (n *Node) Calls() []Call {
 	defer n.mu.Unlock()
 	out := make([]Call, len(n.calls))
 	for i, c := range n.calls {
-		out[i] = Call{Method: c.Method, Request: proto.Clone(c.Request)}
+		out[i] = Call{Method: c.Method, Request: proto.Clone(c.Request), Token: c.Token}
 	}
 	return out
 }
@@ -137,15 +170,39 @@ func (n *Node) UpdateTask(id uint64, f func(*apiv1.Task)) bool {
 	return ok
 }
 
+// record notes a call and returns the hook to run it through.
+func (n *Node) record(ctx context.Context, c Call) Hook {
+	c.Token = bearerToken(ctx)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.calls) < maxCalls {
+		n.calls = append(n.calls, c)
+	}
+	return n.hook
+}
+
+// bearerToken returns the token of the call's "authorization: Bearer"
+// metadata, "" if none.
+func bearerToken(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if tok, ok := strings.CutPrefix(v, "Bearer "); ok {
+			return tok
+		}
+	}
+	return ""
+}
+
+// interceptStream records a stream (hooks see only unary calls).
+func (n *Node) interceptStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	n.record(ss.Context(), Call{Method: path.Base(info.FullMethod)})
+	return handler(srv, ss)
+}
+
 func (n *Node) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := path.Base(info.FullMethod)
 	msg, _ := req.(proto.Message)
-	n.mu.Lock()
-	if len(n.calls) < maxCalls {
-		n.calls = append(n.calls, Call{Method: method, Request: proto.Clone(msg)})
-	}
-	h := n.hook
-	n.mu.Unlock()
+	h := n.record(ctx, Call{Method: method, Request: proto.Clone(msg)})
 	if h == nil {
 		return handler(ctx, req)
 	}

@@ -19,6 +19,8 @@ var grpcCodes = map[apiv1.ErrorCode]codes.Code{
 	apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE:         codes.Unavailable,
 	apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN:     codes.Unavailable,
 	apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED:  codes.ResourceExhausted,
+	apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED:     codes.Unauthenticated,
+	apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED:   codes.PermissionDenied,
 }
 
 // Status returns e as a node sends it: a gRPC status of the matching code,
@@ -58,6 +60,18 @@ func OutcomeUnknown() error {
 		Code:    apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN,
 		Message: "outcome unknown: leadership changed; retry with the same client request id",
 	})
+}
+
+// Unauthenticated is the answer of a secure node to a call without a
+// token it knows.
+func Unauthenticated(msg string) error {
+	return Status(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, Message: msg})
+}
+
+// PermissionDenied is the answer of a secure node to a call its token's
+// role does not allow.
+func PermissionDenied(msg string) error {
+	return Status(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED, Message: msg})
 }
 
 func fieldError(code apiv1.ErrorCode, field, format string, args ...any) error {

@@ -1,6 +1,7 @@
 // Command blixard is the single Blixard binary. Everything it does lives in
 // internal/cli; main only turns an error into an exit status: the one a
-// cli.ExitCodeError asks for (a task's own exit code), else 1.
+// cli.ExitCodeError asks for (a task's own exit code), 77 for refused
+// credentials, 78 for a role that does not allow the request, else 1.
 package main
 
 import (

@@ -108,6 +108,12 @@ var Methods = map[string]Permission{
 	"/blixard.v1.ClusterService/DrainNode":        Administer,
 	"/blixard.v1.ClusterService/GetClusterStatus": Read,
 	"/blixard.v1.ClusterService/HealthCheck":      Public,
+	"/blixard.v1.ClusterService/RenewCertificate": Peer,
+
+	// Tokens.
+	"/blixard.v1.TokenService/CreateToken": Administer,
+	"/blixard.v1.TokenService/ListTokens":  Administer,
+	"/blixard.v1.TokenService/RevokeToken": Administer,
 
 	// VMs.
 	"/blixard.v1.VmService/CreateVm":     Operate,

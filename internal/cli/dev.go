@@ -40,11 +40,8 @@ var devDemoPoll = 500 * time.Millisecond
 
 func newDevCommand() *cobra.Command {
 	var (
-		nodes    int
-		dataDir  string
-		host     string
-		basePort int
-		noDemo   bool
+		cfg    devConfig
+		noDemo bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -52,8 +49,18 @@ func newDevCommand() *cobra.Command {
 		Long: `Run a local cluster for development: each node is a child process running
 "blixard node" with its own data directory under --data-dir and its log in
 <data-dir>/n<ID>/node.log. Node 1 bootstraps, the others join it. dev prints
-the export line that points other commands at the cluster and waits until
+the export lines that point other commands at the cluster and waits until
 every node is a voter.
+
+The cluster is secure, as a real one is: node 1 makes the cluster's CA and
+the first admin token, which dev copies to <data-dir>/ca.crt and
+<data-dir>/admin.token (mode 0600); with the admin token it makes a join
+token ("blixard dev", an hour) for the other nodes. The export lines set
+BLIXARD_ADDR, BLIXARD_CA and BLIXARD_TOKEN (the admin token); commands run
+from the same directory with the default --data-dir find
+./.blixard-dev/ca.crt without BLIXARD_CA. With --insecure every node runs
+with --insecure instead (plaintext, no tokens) and the exports set
+BLIXARD_INSECURE=1.
 
 Then, unless --no-demo, it creates the VM "demo" (1 vCPU, 128 MiB, restart
 on-failure; left alone if it exists already), waits up to 2 minutes for it
@@ -66,31 +73,50 @@ fails, dev prints why and the end of its console, and the cluster keeps
 running. With --no-demo it prints the cluster's status at once.
 
 dev runs until Ctrl-C, which stops every node. Run it again with the same
---data-dir and the cluster comes back from its disks.`,
+--data-dir (and the same --insecure or not) and the cluster comes back from
+its disks: nodes that hold their certificates need no join token.`,
 		Example: `  blixard dev
   blixard dev --nodes 5 --data-dir /tmp/blixard-dev --no-demo
-  # in another shell:
+  # in another shell, paste the export lines dev printed:
   export BLIXARD_ADDR=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+  export BLIXARD_CA=$PWD/.blixard-dev/ca.crt
+  export BLIXARD_TOKEN=$(cat .blixard-dev/admin.token)
   blixard cluster status
-  blixard vm logs demo -f`,
+  blixard vm logs demo -f
+
+  # Plaintext, no tokens
+  blixard dev --insecure
+  BLIXARD_INSECURE=1 blixard vm list`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if nodes < 1 || nodes > 9 {
-				return usageErrorf("--nodes: %d is not between 1 and 9", nodes)
+			if cfg.count < 1 || cfg.count > 9 {
+				return usageErrorf("--nodes: %d is not between 1 and 9", cfg.count)
 			}
-			if basePort < 1 || basePort+nodes > 65535 {
-				return usageErrorf("--base-port: %d leaves no room for %d nodes", basePort, nodes)
+			if cfg.basePort < 1 || cfg.basePort+cfg.count > 65535 {
+				return usageErrorf("--base-port: %d leaves no room for %d nodes", cfg.basePort, cfg.count)
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), nodes, dataDir, host, basePort, !noDemo)
+			cfg.demo = !noDemo
+			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg)
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&nodes, "nodes", 3, "how many nodes")
-	f.StringVar(&dataDir, "data-dir", ".blixard-dev", "`directory` that holds every node's data directory and log")
-	f.StringVar(&host, "host", "127.0.0.1", "loopback `address` the nodes listen on")
-	f.IntVar(&basePort, "base-port", 7001, "node i listens on base-port + i - 1")
+	f.IntVar(&cfg.count, "nodes", 3, "how many nodes")
+	f.StringVar(&cfg.dataDir, "data-dir", ".blixard-dev", "`directory` that holds every node's data directory and log")
+	f.StringVar(&cfg.host, "host", "127.0.0.1", "loopback `address` the nodes listen on")
+	f.IntVar(&cfg.basePort, "base-port", 7001, "node i listens on base-port + i - 1")
 	f.BoolVar(&noDemo, "no-demo", false, "do not create and boot the demo VM")
+	f.BoolVar(&cfg.insecure, "insecure", false, "run every node with --insecure: plaintext, no TLS, no tokens")
 	return cmd
+}
+
+// devConfig is what one dev run was asked for.
+type devConfig struct {
+	count    int
+	dataDir  string
+	host     string
+	basePort int
+	demo     bool
+	insecure bool
 }
 
 type devNode struct {
@@ -101,59 +127,105 @@ type devNode struct {
 	done chan error
 }
 
-func runDev(ctx context.Context, out, errOut io.Writer, count int, dataDir, host string, basePort int, demo bool) error {
+func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the blixard binary: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dataDir, err)
+	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", cfg.dataDir, err)
 	}
 	var all []*devNode
-	var addrs []string
-	for i := 1; i <= count; i++ {
-		addrs = append(addrs, fmt.Sprintf("%s:%d", host, basePort+i-1))
+	var addrs, dirs []string
+	for i := 1; i <= cfg.count; i++ {
+		addrs = append(addrs, fmt.Sprintf("%s:%d", cfg.host, cfg.basePort+i-1))
+		dirs = append(dirs, filepath.Join(cfg.dataDir, fmt.Sprintf("n%d", i)))
 	}
 	defer func() {
 		stopDev(errOut, all)
-		stopDevVMs(errOut, dataDir)
+		stopDevVMs(errOut, dirs)
 	}()
-	for i := 1; i <= count; i++ {
-		dir := filepath.Join(dataDir, fmt.Sprintf("n%d", i))
-		args := []string{"node", "--id", strconv.Itoa(i), "--listen", addrs[i-1], "--data-dir", dir}
-		if i > 1 {
-			args = append(args, "--join", addrs[0])
+	// start runs node i (from 1) with extra arguments and, if joinToken is
+	// set, that join token in its environment (not on its command line,
+	// where other users of the machine could read it).
+	start := func(i int, joinToken string, extra ...string) error {
+		args := []string{"node", "--id", strconv.Itoa(i), "--listen", addrs[i-1], "--data-dir", dirs[i-1]}
+		if cfg.insecure {
+			args = append(args, "--insecure")
 		}
-		n, err := startDevNode(exe, uint64(i), addrs[i-1], dir, args)
+		n, err := startDevNode(exe, uint64(i), addrs[i-1], dirs[i-1], append(args, extra...), devNodeEnv(joinToken))
 		if err != nil {
 			return err
 		}
 		all = append(all, n)
 		fmt.Fprintf(errOut, "started node %d on %s (log: %s)\n", i, addrs[i-1], n.log.Name())
+		return nil
 	}
-	fmt.Fprintf(out, "export BLIXARD_ADDR=%s\n", strings.Join(addrs, ","))
 
-	c, err := client.New(ctx, client.Options{Addrs: addrs})
+	if err := start(1, ""); err != nil {
+		return err
+	}
+	access := devAccess{addrs: addrs, insecure: true}
+	if cfg.insecure {
+		for i := 2; i <= cfg.count; i++ {
+			if err := start(i, "", "--join", addrs[0]); err != nil {
+				return err
+			}
+		}
+	} else {
+		if access, err = waitForBootstrap(ctx, errOut, all[0], cfg.dataDir, addrs); err != nil {
+			return err
+		}
+		c, err := access.client(ctx)
+		if err != nil {
+			return err
+		}
+		var joinToken string
+		if devNeedJoin(dirs[1:]) {
+			joinToken, err = createDevJoinToken(ctx, errOut, c, all[0])
+		}
+		c.Close()
+		if err != nil {
+			return err
+		}
+		for i := 2; i <= cfg.count; i++ {
+			if devHasCert(dirs[i-1]) {
+				// It joined on an earlier run and restarts from its data
+				// directory alone.
+				err = start(i, "")
+			} else {
+				err = start(i, joinToken, "--join", addrs[0])
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for _, line := range access.exports() {
+		fmt.Fprintln(out, line)
+	}
+
+	c, err := access.client(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	status, err := waitForVoters(ctx, errOut, c, all, count)
+	status, err := waitForVoters(ctx, errOut, c, all, cfg.count)
 	if err != nil {
 		return err
 	}
-	if !demo {
+	if !cfg.demo {
 		tw := newTable(out)
 		clusterStatusTable(tw, status)
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(errOut, "cluster formed: leader %d, %d voters\n", status.GetLeaderId(), count)
+		fmt.Fprintf(errOut, "cluster formed: leader %d, %d voters\n", status.GetLeaderId(), cfg.count)
 		if show, running := runDevDemo(ctx, errOut, c, all); show {
 			// As "cluster status" and "vm list" print them.
 			for _, args := range [][]string{{"cluster", "status"}, {"vm", "list"}} {
-				if !devShow(ctx, out, errOut, addrs, args...) {
+				if !devShow(ctx, out, errOut, access, args...) {
 					break
 				}
 			}
@@ -263,9 +335,9 @@ func devDemoGaveUp(ctx context.Context, errOut io.Writer, err error) bool {
 // devShow runs the blixard command line args against the dev cluster, as a
 // user would in another shell, and reports whether it succeeded (a failure
 // is printed as a note).
-func devShow(ctx context.Context, out, errOut io.Writer, addrs []string, args ...string) bool {
+func devShow(ctx context.Context, out, errOut io.Writer, access devAccess, args ...string) bool {
 	root := NewRootCommand()
-	root.SetArgs(append([]string{"--addr", strings.Join(addrs, ","), "--output", "table"}, args...))
+	root.SetArgs(append(append(access.flags(), "--output", "table"), args...))
 	root.SetOut(out)
 	root.SetErr(errOut)
 	fmt.Fprintf(out, "\n$ blixard %s\n", strings.Join(args, " "))
@@ -277,7 +349,9 @@ func devShow(ctx context.Context, out, errOut io.Writer, addrs []string, args ..
 	return true
 }
 
-func startDevNode(exe string, id uint64, addr, dir string, args []string) (*devNode, error) {
+// startDevNode starts "blixard node" as a child process, logging to
+// dir/node.log, with env as its environment (nil: dev's own).
+func startDevNode(exe string, id uint64, addr, dir string, args, env []string) (*devNode, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
@@ -286,6 +360,7 @@ func startDevNode(exe string, id uint64, addr, dir string, args []string) (*devN
 		return nil, fmt.Errorf("open node %d's log: %w", id, err)
 	}
 	cmd := exec.Command(exe, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: the terminal's Ctrl-C reaches dev, which stops
 	// the nodes in order.
@@ -392,17 +467,21 @@ func stopDev(errOut io.Writer, all []*devNode) {
 
 // stopDevVMs ends the VMs the dev cluster's nodes left running: their
 // supervisors and QEMUs outlive a node by design, and name its data
-// directory on their command lines. A later dev run on the same directory
-// finds them ended, and their restart policies decide.
-func stopDevVMs(errOut io.Writer, dataDir string) {
-	abs, err := filepath.Abs(dataDir)
-	if err != nil {
-		return
-	}
+// directory (one of nodeDirs) on their command lines. A later dev run on
+// the same directory finds them ended, and their restart policies decide.
+// Only the node directories are looked for, not --data-dir itself, which
+// the command line of whatever runs dev (a timeout, a script) may name.
+func stopDevVMs(errOut io.Writer, nodeDirs []string) {
 	var killed int
-	for _, pid := range vmm.ProcessesNaming(abs + string(filepath.Separator)) {
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed++
+	for _, dir := range nodeDirs {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			continue
+		}
+		for _, pid := range vmm.ProcessesNaming(abs) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
 		}
 	}
 	if killed > 0 {

@@ -182,7 +182,8 @@ func TestDevShow(t *testing.T) {
 	n := clienttest.Start(t, 1)
 	mustRunAt(t, n, "vm", "create", "demo", "--vcpus", "1", "--memory", "128")
 	var out, errOut bytes.Buffer
-	if !devShow(context.Background(), &out, &errOut, []string{n.Addr}, "vm", "list") {
+	plain := devAccess{addrs: []string{n.Addr}, insecure: true}
+	if !devShow(context.Background(), &out, &errOut, plain, "vm", "list") {
 		t.Fatalf("devShow vm list failed: %s", errOut.String())
 	}
 	want := "\n$ blixard vm list\n" + mustRunAt(t, n, "vm", "list")
@@ -193,15 +194,17 @@ func TestDevShow(t *testing.T) {
 	out.Reset()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if devShow(ctx, &out, &errOut, []string{n.Addr}, "cluster", "status") || !strings.HasPrefix(errOut.String(), "blixard cluster status: ") {
+	if devShow(ctx, &out, &errOut, plain, "cluster", "status") || !strings.HasPrefix(errOut.String(), "blixard cluster status: ") {
 		t.Errorf("devShow against a stopped node: stderr %q, want a failure noted", errOut.String())
 	}
 }
 
 func TestDevFlags(t *testing.T) {
 	cmd := newDevCommand()
-	if f := cmd.Flags().Lookup("no-demo"); f == nil || f.DefValue != "false" {
-		t.Errorf("dev has no --no-demo flag defaulting to false: %v", f)
+	for _, name := range []string{"no-demo", "insecure"} {
+		if f := cmd.Flags().Lookup(name); f == nil || f.DefValue != "false" {
+			t.Errorf("dev has no --%s flag defaulting to false: %v", name, f)
+		}
 	}
 	for _, tc := range []struct {
 		args []string

@@ -7,7 +7,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
 )
 
@@ -38,8 +41,24 @@ func (e *ExitCodeError) Error() string {
 
 func (e *ExitCodeError) Unwrap() error { return e.Err }
 
+// Exit statuses besides a task's own (ExitCodeError). They are taken from
+// the BSD sysexits range, which commands rarely use for anything else; a
+// task run with "task submit --wait" may still exit with any of them.
+const (
+	// ExitFailure: any other failure, usage errors included.
+	ExitFailure = 1
+	// ExitUnauthenticated: the cluster did not accept the credentials: no
+	// token, or one it does not know, has revoked or let expire.
+	ExitUnauthenticated = 77
+	// ExitPermissionDenied: the token is valid but its role does not allow
+	// the request.
+	ExitPermissionDenied = 78
+)
+
 // ExitCode is the exit status for err, the error Execute returned: 0 for
-// nil, an ExitCodeError's code if it is one from 1 to 255, else 1.
+// nil; an ExitCodeError's code if it is one from 1 to 255;
+// ExitUnauthenticated or ExitPermissionDenied for a cluster's refusal of
+// the credentials; else ExitFailure.
 func ExitCode(err error) int {
 	if err == nil {
 		return 0
@@ -48,13 +67,46 @@ func ExitCode(err error) int {
 	if errors.As(err, &ec) && ec.Code >= 1 && ec.Code <= 255 {
 		return ec.Code
 	}
-	return 1
+	switch refusal(err) {
+	case apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED:
+		return ExitUnauthenticated
+	case apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED:
+		return ExitPermissionDenied
+	}
+	return ExitFailure
 }
+
+// refusal returns the code of a cluster's refusal of the credentials
+// (UNAUTHENTICATED or PERMISSION_DENIED), else UNSPECIFIED. Only the gRPC
+// code counts: it is what the client declines to retry.
+func refusal(err error) apiv1.ErrorCode {
+	var re *client.RetryError
+	if errors.As(err, &re) {
+		return apiv1.ErrorCode_ERROR_CODE_UNSPECIFIED
+	}
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		return apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED
+	case codes.PermissionDenied:
+		return apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED
+	}
+	return apiv1.ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+// Hints that follow a refusal of the credentials, and a failed TLS
+// handshake.
+const (
+	unauthenticatedHint  = "pass --token or set " + tokenEnv
+	permissionDeniedHint = "the token's role does not allow this; an admin token can make another with 'blixard acl token create'"
+	handshakeHint        = "is --ca this cluster's CA? a node started with --insecure needs --insecure"
+	prefaceHint          = "if the node serves TLS, pass --ca rather than --insecure"
+)
 
 // errorLine renders the error of cmd as the one line a user sees:
 //   - a usage error, with a pointer to the command's help;
 //   - an interruption;
-//   - a refusal by the cluster, as the node worded it (field first);
+//   - a refusal by the cluster, as the node worded it (field first), and
+//     for refused credentials a hint of what to do;
 //   - anything else, as it is.
 func errorLine(cmd *cobra.Command, err error) string {
 	var ue usageError
@@ -65,7 +117,14 @@ func errorLine(cmd *cobra.Command, err error) string {
 	case errors.Is(err, context.Canceled):
 		return "error: interrupted"
 	case errors.As(err, &re):
-		return "error: " + oneLine(err.Error())
+		line := "error: " + oneLine(err.Error())
+		switch {
+		case strings.Contains(line, "authentication handshake failed"):
+			line += " (" + handshakeHint + ")"
+		case strings.Contains(line, "error reading server preface"):
+			line += " (" + prefaceHint + ")"
+		}
+		return line
 	case cobraUsage(err):
 		return fmt.Sprintf("error: %s (see '%s --help')", oneLine(err.Error()), cmd.CommandPath())
 	}
@@ -74,10 +133,32 @@ func errorLine(cmd *cobra.Command, err error) string {
 	if f := e.GetField(); f != "" && !strings.HasPrefix(msg, f) {
 		msg = f + ": " + msg
 	}
+	switch refusal(err) {
+	case apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED:
+		msg = refusalText("not authenticated", msg, "unauthenticated")
+		if !strings.Contains(msg, "--token") { // the node's own words may say it
+			msg += " (" + unauthenticatedHint + ")"
+		}
+	case apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED:
+		msg = refusalText("permission denied", msg, "permission") + " (" + permissionDeniedHint + ")"
+	}
 	if msg == "" {
 		msg = strings.ToLower(strings.TrimPrefix(e.GetCode().String(), "ERROR_CODE_"))
 	}
 	return "error: " + oneLine(msg)
+}
+
+// refusalText words a refusal of the credentials: the node's message msg
+// after what, unless msg already starts with what or with word.
+func refusalText(what, msg, word string) string {
+	lower := strings.ToLower(msg)
+	switch {
+	case msg == "":
+		return what
+	case strings.HasPrefix(lower, what) || strings.HasPrefix(lower, word):
+		return msg
+	}
+	return what + ": " + msg
 }
 
 // oneLine joins the non-empty lines of s with spaces.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
@@ -37,6 +39,19 @@ func TestErrorLine(t *testing.T) {
 		{"multi-line cobra error", errors.New("unknown command \"stauts\" for \"blixard\"\n\nDid you mean this?\n\tstatus\n"),
 			`error: unknown command "stauts" for "blixard" Did you mean this? status (see 'blixard --help')`},
 		{"plain", errors.New("task 4 failed: exit code 2"), "error: task 4 failed: exit code 2"},
+		{"unauthenticated", clienttest.Unauthenticated("token bxa.1234 is unknown or revoked"),
+			"error: not authenticated: token bxa.1234 is unknown or revoked (pass --token or set BLIXARD_TOKEN)"},
+		{"unauthenticated with the hint already", clienttest.Unauthenticated("no token: pass --token or set BLIXARD_TOKEN"),
+			"error: not authenticated: no token: pass --token or set BLIXARD_TOKEN"},
+		{"plaintext client of a TLS node", &client.RetryError{Attempts: 10, Addr: "10.0.0.1:7001",
+			Err: status.Error(codes.Unavailable, `connection error: desc = "error reading server preface: EOF"`)},
+			`error: gave up after 10 attempts; the last, at 10.0.0.1:7001: Unavailable: connection error: desc = "error reading server preface: EOF" (if the node serves TLS, pass --ca rather than --insecure)`},
+		{"unauthenticated without a message", status.Error(codes.Unauthenticated, ""),
+			"error: not authenticated (pass --token or set BLIXARD_TOKEN)"},
+		{"wrapped unauthenticated", fmt.Errorf("stream the console: %w", status.Error(codes.Unauthenticated, "no token")),
+			"error: not authenticated: no token (pass --token or set BLIXARD_TOKEN)"},
+		{"permission denied", clienttest.PermissionDenied("permission denied: a viewer may not drain nodes"),
+			"error: permission denied: a viewer may not drain nodes (the token's role does not allow this; an admin token can make another with 'blixard acl token create')"},
 		{"exit code", &ExitCodeError{Code: 3, Err: errors.New("task 1 exited with code 3")}, "error: task 1 exited with code 3"},
 	}
 	for _, tc := range tests {
@@ -63,6 +78,13 @@ func TestExitCode(t *testing.T) {
 		{"zero is still a failure", &ExitCodeError{Code: 0}, 1},
 		{"negative", &ExitCodeError{Code: -1}, 1},
 		{"beyond a byte", &ExitCodeError{Code: 256}, 1},
+		{"unauthenticated", clienttest.Unauthenticated("no token"), ExitUnauthenticated},
+		{"wrapped unauthenticated", fmt.Errorf("x: %w", status.Error(codes.Unauthenticated, "no token")), 77},
+		{"permission denied", clienttest.PermissionDenied("viewer"), ExitPermissionDenied},
+		{"permission denied is 78", status.Error(codes.PermissionDenied, "viewer"), 78},
+		{"other refusal", clienttest.Status(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_NOT_FOUND}), 1},
+		{"retries exhausted", &client.RetryError{Attempts: 2, Addr: "a:1", Err: clienttest.Unavailable("no leader")}, 1},
+		{"task's code wins", &ExitCodeError{Code: 3, Err: status.Error(codes.PermissionDenied, "x")}, 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

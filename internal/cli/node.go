@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +13,13 @@ import (
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/runtime"
 )
+
+// joinTokenEnv holds the join token when --join-token is not given.
+const joinTokenEnv = "BLIXARD_JOIN_TOKEN"
+
+// startNode starts a node (a variable for tests, which see the config the
+// flags make).
+var startNode = runtime.Start
 
 func newNodeCommand() *cobra.Command {
 	var (
@@ -35,10 +42,23 @@ The first node of a cluster starts with an empty data directory and no --join:
 it bootstraps a cluster of one. Others start with --join naming any member:
 they enter as Raft learners; a voter is promoted once its log is within 1,000
 entries of the leader's, a worker (--role worker) stays a learner for good.
-A node restarts from its data directory alone (--join is then ignored); its
-id and role are fixed by the first start and kept in the data directory.
-Node ids are chosen by the operator and never reused: a removed id cannot
-join again. SIGINT or SIGTERM stops the node cleanly.
+A node restarts from its data directory alone (--join and --join-token are
+then ignored); its id and role are fixed by the first start and kept in the
+data directory. Node ids are chosen by the operator and never reused: a
+removed id cannot join again. SIGINT or SIGTERM stops the node cleanly.
+
+Security: by default the node serves TLS 1.3 only, for peers and clients
+alike, and every API request must carry an ACL token. The bootstrap node
+makes the cluster's CA in --data-dir (ca.crt, and ca.key, which voters
+keep), its own certificate (node.crt, node.key) and the first admin
+token, which it prints and writes to <data-dir>/admin.token (mode 0600);
+clients use ca.crt as --ca and the token as --token. A new node joins with
+--join-token (or BLIXARD_JOIN_TOKEN), a token from 'blixard cluster token
+create': it pins the CA, so the node checks the cluster it reaches, and
+gets the node its certificate. --insecure runs without any of this:
+plaintext, no tokens, anyone who reaches the port may do anything; it is
+allowed only on loopback addresses, fixed when the data directory is first
+used, and warned about on every start.
 
 Unless --no-workloads, the node runs the VMs and tasks the leader places on
 it as QEMU microVMs (KVM when a probe VM boots with it, else TCG), each owned
@@ -61,16 +81,22 @@ so --down-after must be at least --lease plus a margin for clock drift
 (about a tenth of --lease, plus two ticks), and more than
 --disconnect-after. All three are whole multiples of --tick; their
 defaults are counted in ticks, so they scale with --tick.`,
-		Example: `  blixard node --id 1 --listen 127.0.0.1:7001 --data-dir ./data/n1
-  blixard node --id 2 --listen 127.0.0.1:7002 --data-dir ./data/n2 --join 127.0.0.1:7001
-  blixard node --id 3 --listen 127.0.0.1:7003 --data-dir ./data/n3 --join 127.0.0.1:7001 --role worker
+		Example: `  # Bootstrap, then admit two more nodes with a join token
+  blixard node --id 1 --listen 127.0.0.1:7001 --data-dir ./data/n1
+  export BLIXARD_CA=./data/n1/ca.crt BLIXARD_TOKEN=$(cat ./data/n1/admin.token)
+  TOKEN=$(blixard cluster token create)
+  blixard node --id 2 --listen 127.0.0.1:7002 --data-dir ./data/n2 --join 127.0.0.1:7001 --join-token $TOKEN
+  blixard node --id 3 --listen 127.0.0.1:7003 --data-dir ./data/n3 --join 127.0.0.1:7001 --join-token $TOKEN --role worker
 
   # A worker offering 16 vCPUs and 32 GiB, twice its vCPUs overcommitted, in zone a
-  blixard node --id 4 --listen 10.0.0.4:7001 --data-dir /var/lib/blixard --join 10.0.0.1:7001 \
+  blixard node --id 4 --listen 10.0.0.4:7001 --data-dir /var/lib/blixard --join 10.0.0.1:7001 --join-token $TOKEN \
       --role worker --capacity-vcpus 16 --capacity-memory 32768 --overcommit-vcpu 2 --label zone=a
 
   # Declare a silent node down sooner: 3s lease, down after 4s
-  blixard node --id 5 --data-dir ./data/n5 --join 127.0.0.1:7001 --lease 3s --down-after 4s`,
+  blixard node --id 5 --data-dir ./data/n5 --join 127.0.0.1:7001 --join-token $TOKEN --lease 3s --down-after 4s
+
+  # Plaintext and unauthenticated, on loopback only
+  blixard node --id 1 --listen 127.0.0.1:7001 --data-dir ./data/plain --insecure`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logFormat, logLevel, cmd.ErrOrStderr())
@@ -86,6 +112,10 @@ defaults are counted in ticks, so they scale with --tick.`,
 				return usageErrorf("--role: %q is not voter or worker", role)
 			}
 			cfg.RoleGiven = cmd.Flags().Changed("role")
+			if !cmd.Flags().Changed("join-token") {
+				cfg.JoinToken = os.Getenv(joinTokenEnv)
+			}
+			cfg.JoinToken = strings.TrimSpace(cfg.JoinToken)
 			for _, j := range join {
 				for _, a := range strings.Split(j, ",") {
 					if a = strings.TrimSpace(a); a != "" {
@@ -99,7 +129,7 @@ defaults are counted in ticks, so they scale with --tick.`,
 			cfg.Capacity = &apiv1.Resources{Vcpus: capVcpus, MemoryMib: capMemory}
 			cfg.TickInterval, cfg.ElectionTicks, cfg.HeartbeatTicks = tick, electionTicks, hbTick
 			cfg.Logger = log
-			n, err := runtime.Start(cmd.Context(), cfg)
+			n, err := startNode(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -116,6 +146,8 @@ defaults are counted in ticks, so they scale with --tick.`,
 	f.StringVar(&cfg.Advertise, "advertise", "", "`host:port` that peers and clients reach this node at (default: the listen address)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "`directory` for the node's state (required)")
 	f.StringSliceVar(&join, "join", nil, "`host:port` of a cluster member to join through (comma-separated or repeated); only for a new node")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "join `token` from 'blixard cluster token create', for a new node with --join (overrides $"+joinTokenEnv+")")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "serve plaintext gRPC with no TLS and no authentication; loopback addresses only")
 	f.StringVar(&role, "role", "voter", "`voter` (takes part in Raft votes) or worker (runs workloads, never votes)")
 	f.Uint32Var(&capVcpus, "capacity-vcpus", 0, "`N` vCPUs this node offers (default 0: the host's CPUs)")
 	f.Uint64Var(&capMemory, "capacity-memory", 0, "memory in `MiB` this node offers (default 0: the host's memory)")

@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/blixard/blixard/client/clienttest"
+	"github.com/blixard/blixard/internal/runtime"
 )
 
 // TestNodeFlagErrors: bad node flags end the command with one line before
@@ -63,5 +68,42 @@ func TestNodeLivenessFlagsReachTheCore(t *testing.T) {
 		if !strings.HasPrefix(stderr, "error: ") || !strings.Contains(stderr, tc.want) {
 			t.Errorf("blixard node %s: stderr %q, want an error with %q", strings.Join(tc.args, " "), stderr, tc.want)
 		}
+	}
+}
+
+// nodeConfigOf runs "blixard node" with args up to the start of the node
+// and returns the config the flags made.
+func nodeConfigOf(t *testing.T, args ...string) runtime.Config {
+	t.Helper()
+	var got runtime.Config
+	old := startNode
+	startNode = func(_ context.Context, cfg runtime.Config) (*runtime.Node, error) {
+		got = cfg
+		return nil, errors.New("not started in tests")
+	}
+	t.Cleanup(func() { startNode = old })
+	args = append([]string{"node", "--id", "2", "--data-dir", t.TempDir()}, args...)
+	if _, stderr, err := run(t, args...); err == nil || !strings.Contains(stderr, "not started in tests") {
+		t.Fatalf("blixard %s: err %v, stderr %q; want it to reach the start", strings.Join(args, " "), err, stderr)
+	}
+	return got
+}
+
+func TestNodeSecurityFlags(t *testing.T) {
+	const token = "bxj.0123456789abcdef.00112233445566778899aabbccddeeff." + clienttest.FakeCAFingerprint
+	cfg := nodeConfigOf(t, "--join", "127.0.0.1:7001", "--join-token", token)
+	if cfg.JoinToken != token || cfg.Insecure {
+		t.Errorf("--join-token: config has token %q, insecure %v", cfg.JoinToken, cfg.Insecure)
+	}
+	t.Setenv(joinTokenEnv, token+"\n")
+	if cfg := nodeConfigOf(t, "--join", "127.0.0.1:7001"); cfg.JoinToken != token {
+		t.Errorf("$%s: config has token %q, want %q", joinTokenEnv, cfg.JoinToken, token)
+	}
+	if cfg := nodeConfigOf(t, "--join", "127.0.0.1:7001", "--join-token", "bxj.flag"); cfg.JoinToken != "bxj.flag" {
+		t.Errorf("--join-token with $%s set: config has token %q, want the flag's", joinTokenEnv, cfg.JoinToken)
+	}
+	t.Setenv(joinTokenEnv, "")
+	if cfg := nodeConfigOf(t, "--insecure"); !cfg.Insecure || cfg.JoinToken != "" {
+		t.Errorf("--insecure: config has insecure %v, token %q", cfg.Insecure, cfg.JoinToken)
 	}
 }

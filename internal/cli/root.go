@@ -24,10 +24,22 @@ node dies its VMs restart elsewhere.
 cluster of several nodes on loopback, each a child process, and boots a demo
 VM in it. "blixard image" builds and lists guest images on this machine.
 
-The cluster, vm and task commands talk to a running cluster over gRPC, through
-any of its nodes (--addr, or BLIXARD_ADDR): they show the cluster's members and
-Raft state, remove members, create, start, stop, delete, list and inspect VMs
-and read their consoles, and submit, list, inspect and cancel tasks. Writes
+A cluster is secure by default: nodes talk TLS 1.3 to each other and to
+clients, with certificates from a CA the first node makes when it
+bootstraps; a new node joins with a join token ("cluster token create"); and
+every API request carries an ACL token whose role (viewer, operator, admin)
+decides what it may do. The first node writes the first admin token to
+<data-dir>/admin.token. Clients trust the CA in --ca (or BLIXARD_CA, or
+./.blixard-dev/ca.crt, where "blixard dev" leaves it) and send --token (or
+BLIXARD_TOKEN). A node started with --insecure serves plaintext on loopback
+without authentication, for clients run with --insecure (or
+BLIXARD_INSECURE=1).
+
+The cluster, vm, task and acl commands talk to a running cluster over gRPC,
+through any of its nodes (--addr, or BLIXARD_ADDR): they show the cluster's
+members and Raft state, remove and drain members, make, list and revoke
+join and ACL tokens, create, start, stop, delete, list and inspect VMs and
+read their consoles, and submit, list, inspect and cancel tasks. Writes
 reach the leader and are retried safely.
 
 In this build the leader places a VM or task on the node that took the request
@@ -64,6 +76,7 @@ func NewRootCommand() *cobra.Command {
 		newClusterCommand(g),
 		newVMCommand(g),
 		newTaskCommand(g),
+		newACLCommand(g),
 		newImageCommand(),
 		newVMMCommand(),
 	)

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -30,10 +31,20 @@ func runContext(t *testing.T, ctx context.Context, args ...string) (stdout, stde
 	return out.String(), errOut.String(), err
 }
 
-// runAt runs the command line against the fake node n.
+// TestMain clears the environment variables the command line reads, so
+// that the shell the tests run from does not change what they see.
+func TestMain(m *testing.M) {
+	for _, env := range []string{addrEnv, tokenEnv, caEnv, insecureEnv, joinTokenEnv} {
+		os.Unsetenv(env)
+	}
+	os.Exit(m.Run())
+}
+
+// runAt runs the command line against the fake node n, which serves
+// plaintext (see runSecureAt for TLS).
 func runAt(t *testing.T, n *clienttest.Node, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	return run(t, append([]string{"--addr", n.Addr}, args...)...)
+	return run(t, append([]string{"--addr", n.Addr, "--insecure"}, args...)...)
 }
 
 // mustRunAt runs the command line against n and fails the test if it fails
@@ -80,8 +91,14 @@ func TestRootHelp(t *testing.T) {
 		"\n  cluster ",
 		"\n  vm ",
 		"\n  task ",
+		"\n  acl ",
 		"--addr host:port",
 		"-o, --output format",
+		"--token token",
+		"--ca file",
+		"--insecure",
+		"TLS 1.3",
+		"admin.token",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("blixard --help output lacks %q; got:\n%s", want, stdout)
@@ -130,7 +147,8 @@ func TestVersionRejectsArguments(t *testing.T) {
 }
 
 func TestUnknownCommandFails(t *testing.T) {
-	for _, args := range [][]string{{"frobnicate"}, {"vm", "frobnicate"}, {"cluster", "frobnicate"}, {"task", "frobnicate"}} {
+	for _, args := range [][]string{{"frobnicate"}, {"vm", "frobnicate"}, {"cluster", "frobnicate"}, {"task", "frobnicate"},
+		{"acl", "frobnicate"}, {"acl", "token", "frobnicate"}, {"cluster", "token", "frobnicate"}} {
 		_, stderr, err := run(t, args...)
 		if err == nil {
 			t.Errorf("blixard %s: got no error; a command that does not exist must fail", strings.Join(args, " "))
@@ -151,8 +169,8 @@ func TestUnknownSubcommandSuggests(t *testing.T) {
 }
 
 func TestGroupCommandsShowHelp(t *testing.T) {
-	for _, group := range []string{"cluster", "vm", "task"} {
-		stdout, stderr, err := run(t, group)
+	for _, group := range [][]string{{"cluster"}, {"vm"}, {"task"}, {"acl"}, {"acl", "token"}, {"cluster", "token"}} {
+		stdout, stderr, err := run(t, group...)
 		if err != nil || stderr != "" {
 			t.Errorf("blixard %s: err %v, stderr %q", group, err, stderr)
 		}

@@ -13,6 +13,7 @@ import (
 func TestAddrFromEnvironment(t *testing.T) {
 	n := clienttest.Start(t, 1)
 	t.Setenv(addrEnv, n.Addr)
+	t.Setenv(insecureEnv, "1")
 	stdout, stderr, err := run(t, "vm", "list")
 	if err != nil {
 		t.Fatalf("vm list with %s set: %v (stderr %q)", addrEnv, err, stderr)
@@ -67,7 +68,7 @@ func TestNoNodeAnswers(t *testing.T) {
 	// Generous: the point is that the call ends, and how it says so.
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, stderr, err := runContext(t, ctx, "--addr", dead, "cluster", "status")
+	_, stderr, err := runContext(t, ctx, "--addr", dead, "--insecure", "cluster", "status")
 	if err == nil {
 		t.Fatal("cluster status against a dead address: no error")
 	}

@@ -266,7 +266,7 @@ func TestTaskSubmitWaitInterrupted(t *testing.T) {
 		}
 		return next()
 	})
-	_, stderr, err := runContext(t, ctx, "--addr", n.Addr, "task", "submit", "--wait", "--wait-timeout", "0", "true")
+	_, stderr, err := runContext(t, ctx, "--addr", n.Addr, "--insecure", "task", "submit", "--wait", "--wait-timeout", "0", "true")
 	if err == nil || !strings.HasSuffix(stderr, "error: interrupted\n") {
 		t.Errorf("interrupted --wait: err %v, stderr %q", err, stderr)
 	}

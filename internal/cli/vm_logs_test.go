@@ -143,7 +143,7 @@ func TestVMLogsFollowEndsCleanlyOnInterrupt(t *testing.T) {
 	out := &cancelAfter{want: "booting\n[agent] ready\n", cancel: cancel}
 	var errOut bytes.Buffer
 	root := NewRootCommand()
-	root.SetArgs([]string{"--addr", n.Addr, "vm", "logs", "web", "-f"})
+	root.SetArgs([]string{"--addr", n.Addr, "--insecure", "vm", "logs", "web", "-f"})
 	root.SetOut(out)
 	root.SetErr(&errOut)
 	// Ctrl-C is the ctx ending once all was printed: exit status 0.

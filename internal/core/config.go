@@ -63,6 +63,11 @@ type Config struct {
 	Peers []uint64
 	// ClusterID names a brand-new cluster; the first leader records it.
 	ClusterID string
+	// Secure and AdminToken go with ClusterID into the cluster's first
+	// entry: joins then need a join token, and AdminToken (an ACL token's
+	// record, hash only) is the first admin's.
+	Secure     bool
+	AdminToken *apiv1.Token
 
 	// Address, Role, Capacity and Labels describe this node; the core
 	// registers them in the replicated state and keeps them current.

@@ -26,6 +26,8 @@ func (n *Node) join(id RequestID, req *apiv1.JoinClusterRequest) {
 		Role:     req.GetRole(),
 		Capacity: req.GetCapacity(),
 		Labels:   req.GetLabels(),
+
+		JoinTokenId: req.GetJoinTokenId(),
 	}
 	if rec.Role == apiv1.NodeRole_NODE_ROLE_UNSPECIFIED {
 		rec.Role = apiv1.NodeRole_NODE_ROLE_VOTER
@@ -34,7 +36,8 @@ func (n *Node) join(id RequestID, req *apiv1.JoinClusterRequest) {
 		Type:   raftpb.ConfChangeType_ConfChangeAddLearnerNode.Enum(),
 		NodeId: proto.Uint64(rec.GetId()),
 	}}}
-	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key, Op: &apiv1.Command_RegisterNode{RegisterNode: rec}})
+	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key, ProposedUnixNano: n.now, ProposerId: n.cfg.ID,
+		Op: &apiv1.Command_RegisterNode{RegisterNode: rec}})
 }
 
 // leave handles LeaveCluster on the leader. A leader is not asked to remove
@@ -200,7 +203,7 @@ func CheckConfChange(st *state.State, cc *raftpb.ConfChangeV2, ctx *apiv1.Comman
 		switch ch.GetType() {
 		case raftpb.ConfChangeType_ConfChangeAddLearnerNode:
 			if reg := ctx.GetRegisterNode(); reg != nil && reg.GetId() == id {
-				if err := st.CheckJoin(reg); err != nil {
+				if err := st.CheckJoin(reg, ctx.GetProposedUnixNano()); err != nil {
 					return err
 				}
 			} else if st.Removed(id) || slices.Contains(voters, id) || slices.Contains(learners, id) {

@@ -184,7 +184,8 @@ func (n *Node) register() {
 	n.nextRegister = n.ticks + uint64(n.cfg.RegisterEveryTicks)
 	n.promote()
 	if n.isLeader && n.cfg.ClusterID != "" && n.st.Cluster().GetId() == "" {
-		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_InitCluster{InitCluster: &apiv1.InitClusterCommand{ClusterId: n.cfg.ClusterID}}})
+		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_InitCluster{InitCluster: &apiv1.InitClusterCommand{
+			ClusterId: n.cfg.ClusterID, Secure: n.cfg.Secure, AdminToken: n.cfg.AdminToken}}})
 	}
 	if n.cfg.Address == "" || n.cfg.Capacity == nil || n.st.Removed(n.cfg.ID) {
 		return

@@ -37,8 +37,14 @@ func commandFor(req *apiv1.Request) (*apiv1.Command, *apiv1.Error) {
 	case *apiv1.Request_DrainNode:
 		key = k.DrainNode.GetClientRequestId()
 		cmd.Op = &apiv1.Command_DrainNode{DrainNode: &apiv1.DrainNodeCommand{Id: k.DrainNode.GetNodeId(), Drain: k.DrainNode.GetDrain()}}
+	case *apiv1.Request_CreateToken:
+		key = k.CreateToken.GetClientRequestId()
+		cmd.Op = &apiv1.Command_CreateToken{CreateToken: &apiv1.CreateTokenCommand{Token: k.CreateToken.GetToken()}}
+	case *apiv1.Request_RevokeToken:
+		key = k.RevokeToken.GetClientRequestId()
+		cmd.Op = &apiv1.Command_RevokeToken{RevokeToken: &apiv1.RevokeTokenCommand{Kind: k.RevokeToken.GetKind(), Id: k.RevokeToken.GetId()}}
 	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus,
-		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck:
+		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck, *apiv1.Request_ListTokens:
 		return nil, nil
 	default:
 		return nil, &apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Field: "kind", Message: "kind: request of no known kind"}
@@ -94,6 +100,12 @@ func (n *Node) answer(req *apiv1.Request) *apiv1.Response {
 			AppliedIndex: n.st.AppliedIndex(),
 			Members:      n.members(),
 		}}}
+	case *apiv1.Request_ListTokens:
+		var out []*apiv1.Token
+		for _, t := range n.st.Tokens(k.ListTokens.GetKind()) {
+			out = append(out, state.PublicToken(t))
+		}
+		return &apiv1.Response{Kind: &apiv1.Response_ListTokens{ListTokens: &apiv1.ListTokensResponse{Tokens: out}}}
 	case *apiv1.Request_HealthCheck:
 		return &apiv1.Response{Kind: &apiv1.Response_HealthCheck{HealthCheck: &apiv1.HealthCheckResponse{
 			NodeId:       n.cfg.ID,

@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -77,4 +79,38 @@ func (ca *CA) SignCSR(csrDER []byte, nodeID uint64, addrs []string, now time.Tim
 		return nil, fmt.Errorf("certificate request for node %d: %w (node %d)", nodeID, ErrNodeIDMismatch, got)
 	}
 	return ca.IssueNode(nodeID, addrs, csr.PublicKey, now, validity)
+}
+
+// KeyID names a public key: the first 16 bytes of the SHA-256 of its
+// PKIX encoding, in hex. A joining node derives its join request's id from
+// it, so that a retry of the join (same key) is recognised as the same
+// request and nobody else's key can claim its answer.
+func KeyID(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("key id: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// CSRKeyID is KeyID of the key a certificate request is for, once its
+// signature proves the requester holds that key, and the node id the
+// request names.
+func CSRKeyID(csrDER []byte) (keyID string, nodeID uint64, err error) {
+	if len(csrDER) > MaxCSRBytes {
+		return "", 0, fmt.Errorf("certificate request: %d bytes, more than %d", len(csrDER), MaxCSRBytes)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return "", 0, fmt.Errorf("certificate request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return "", 0, fmt.Errorf("certificate request: bad signature: %w", err)
+	}
+	if nodeID, err = nodeIDFromURIs(csr.URIs); err != nil {
+		return "", 0, fmt.Errorf("certificate request: %w", err)
+	}
+	keyID, err = KeyID(csr.PublicKey)
+	return keyID, nodeID, err
 }

@@ -109,7 +109,12 @@ func SaveBundle(dir string, b Bundle) error {
 // LoadBundle reads the trusted CA certificates from dir/ca.crt: one to
 // MaxBundleCerts CA certificates, nothing else in the file.
 func LoadBundle(dir string) (Bundle, error) {
-	path := filepath.Join(dir, CACertFile)
+	return LoadBundleFile(filepath.Join(dir, CACertFile))
+}
+
+// LoadBundleFile reads trusted CA certificates from the PEM file at path
+// (a client's --ca): one to MaxBundleCerts CA certificates, nothing else.
+func LoadBundleFile(path string) (Bundle, error) {
 	data, err := readFile(path)
 	if err != nil {
 		return nil, err

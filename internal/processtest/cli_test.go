@@ -16,7 +16,7 @@ func TestCLIBadInputFailsCleanly(t *testing.T) {
 	c := startCluster(t, 3)
 	addrs := strings.Join(c.addrs(), ",")
 
-	ok := runCLI(t, addrs, "vm", "create", "web", "--vcpus", "1", "--memory", "256")
+	ok := c.runCLI(addrs, "vm", "create", "web", "--vcpus", "1", "--memory", "256")
 	if ok.code != 0 {
 		t.Fatalf("vm create web: exit %d, stderr %q", ok.code, ok.stderr)
 	}
@@ -30,7 +30,7 @@ func TestCLIBadInputFailsCleanly(t *testing.T) {
 		{[]string{"vm", "create", "x", "--vcpus", "1", "--memory", "0"}, []string{"memory"}},
 		{[]string{"--addr", "not-an-address", "vm", "list"}, []string{"not-an-address"}},
 	} {
-		res := runCLI(t, addrs, tc.args...)
+		res := c.runCLI(addrs, tc.args...)
 		cmdline := "blixard " + strings.Join(tc.args, " ")
 		if res.code == 0 {
 			t.Errorf("%s: exit 0, want non-zero", cmdline)
@@ -52,7 +52,7 @@ func TestCLIBadInputFailsCleanly(t *testing.T) {
 	}
 
 	// Nothing changed: the cluster holds the one VM created above.
-	res := runCLI(t, addrs, "vm", "list", "-o", "json")
+	res := c.runCLI(addrs, "vm", "list", "-o", "json")
 	if res.code != 0 {
 		t.Fatalf("vm list -o json: exit %d, stderr %q", res.code, res.stderr)
 	}

@@ -36,7 +36,9 @@ func TestWriteToFollowerFollowsRedirect(t *testing.T) {
 	req := &apiv1.CreateVmRequest{Name: "redirected", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128}}
 
 	// One attempt only: the follower's own answer.
-	once, err := client.New(ctx, client.Options{Addrs: []string{f.addr}, MaxAttempts: 1})
+	opts := c.clientOptions()
+	opts.Addrs, opts.MaxAttempts = []string{f.addr}, 1
+	once, err := client.New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

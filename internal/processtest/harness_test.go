@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
+	"github.com/blixard/blixard/internal/pki"
 	"github.com/blixard/blixard/internal/vmm"
 )
 
@@ -49,6 +51,7 @@ var logTailLines = 60
 // with the same id, address and data directory.
 type node struct {
 	t       *testing.T
+	c       *cluster
 	id      uint64
 	addr    string
 	dir     string
@@ -85,8 +88,20 @@ func (n *node) start(join string) {
 	}
 	args := []string{"node", "--id", strconv.FormatUint(n.id, 10), "--listen", n.addr, "--data-dir", n.dir}
 	args = append(args, n.args...)
+	switch {
+	case n.c.insecure:
+		args = append(args, "--insecure")
+	case join == "" && n.starts == 0 && n.c.boot == nil:
+		n.c.boot = n // the node that makes the cluster's CA and admin token
+	}
 	if join != "" {
 		args = append(args, "--join", join)
+		if !n.c.insecure && !slices.Contains(n.args, "--join-token") {
+			n.mu.Unlock() // the token is made through the cluster
+			tok := n.c.joinTok()
+			n.mu.Lock()
+			args = append(args, "--join-token", tok)
+		}
 	}
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -228,12 +243,12 @@ func (n *node) logSince(offset int) string { return n.log()[offset:] }
 // are this node's own view.
 func (n *node) staleClient() *client.Client {
 	n.t.Helper()
+	opts := n.c.clientOptions() // before the lock: it may wait on the nodes
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.stale == nil {
-		c, err := client.New(context.Background(), client.Options{
-			Addrs: []string{n.addr}, MaxAttempts: 1, Timeout: 3 * time.Second,
-		})
+		opts.Addrs, opts.MaxAttempts, opts.Timeout = []string{n.addr}, 1, 3*time.Second
+		c, err := client.New(context.Background(), opts)
 		if err != nil {
 			n.t.Fatalf("node %d: client: %v", n.id, err)
 		}
@@ -254,8 +269,19 @@ func (n *node) status() (*apiv1.GetClusterStatusResponse, error) {
 // cluster is the set of nodes one test runs, with their data directories
 // and logs under the test's temporary directory.
 type cluster struct {
-	t     *testing.T
-	dir   string
+	t   *testing.T
+	dir string
+	// insecure: the nodes run with --insecure (set before the first
+	// start). Otherwise the first node started without --join (boot)
+	// makes the CA and the admin token that the test's clients use, and
+	// nodes that join get a join token made with it.
+	insecure   bool
+	nodeArgs   []string // for every node, before its own
+	boot       *node
+	caFile     string
+	adminToken string
+	joinToken  string
+
 	all   []*node          // every node ever made, for cleanup and logs
 	nodes map[uint64]*node // the latest node of each id
 
@@ -263,9 +289,10 @@ type cluster struct {
 	clients []*client.Client
 }
 
-func newCluster(t *testing.T) *cluster {
+// newCluster makes an empty cluster; args are given to every node's start.
+func newCluster(t *testing.T, args ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[uint64]*node{}}
+	c := &cluster{t: t, dir: t.TempDir(), nodes: map[uint64]*node{}, nodeArgs: args}
 	// Registered after TempDir's cleanup, so it runs before it: the
 	// processes are gone before their directories are removed.
 	t.Cleanup(func() {
@@ -315,10 +342,10 @@ func (c *cluster) add(id uint64, args ...string) *node {
 		name = fmt.Sprintf("n%d-%d", id, i)
 	}
 	n := &node{
-		t: c.t, id: id, addr: freeAddr(c.t),
+		t: c.t, c: c, id: id, addr: freeAddr(c.t),
 		dir:     filepath.Join(c.dir, name),
 		logPath: filepath.Join(c.dir, name+".log"),
-		args:    args,
+		args:    append(slices.Clip(c.nodeArgs), args...),
 	}
 	c.all = append(c.all, n)
 	c.nodes[id] = n
@@ -364,9 +391,9 @@ func (c *cluster) client(addrs ...string) *client.Client {
 	if len(addrs) == 0 {
 		addrs = c.addrs()
 	}
-	cl, err := client.New(context.Background(), client.Options{
-		Addrs: addrs, MaxAttempts: 50, BackoffMax: time.Second,
-	})
+	opts := c.clientOptions()
+	opts.Addrs, opts.MaxAttempts, opts.BackoffMax = addrs, 50, time.Second
+	cl, err := client.New(context.Background(), opts)
 	if err != nil {
 		c.t.Fatalf("client.New(%v): %v", addrs, err)
 	}
@@ -650,9 +677,21 @@ type cliResult struct {
 	stdout, stderr string
 }
 
-// runCLI runs the blixard binary with args and BLIXARD_ADDR set to addrs.
-func runCLI(t *testing.T, addrs string, args ...string) cliResult {
+// runCLI runs the blixard binary with args and BLIXARD_ADDR set to addrs,
+// and the cluster's CA and admin token (or BLIXARD_INSECURE).
+func (c *cluster) runCLI(addrs string, args ...string) cliResult {
+	c.t.Helper()
+	return c.runCLIWith(addrs, false, args...)
+}
+
+// runCLIWith is runCLI, without the admin token if noToken.
+func (c *cluster) runCLIWith(addrs string, noToken bool, args ...string) cliResult {
+	t := c.t
 	t.Helper()
+	env := c.cliEnv()
+	if noToken {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "BLIXARD_TOKEN=") })
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, blixardBin, args...)
@@ -662,6 +701,7 @@ func runCLI(t *testing.T, addrs string, args ...string) cliResult {
 		}
 	}
 	cmd.Env = append(cmd.Env, "BLIXARD_ADDR="+addrs)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -709,4 +749,94 @@ func killNaming(t *testing.T, dir string) {
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// ---- credentials ----
+
+// credentials waits for the boot node's CA certificate and admin token
+// and reads them, once.
+func (c *cluster) credentials() {
+	c.t.Helper()
+	if c.insecure || c.caFile != "" {
+		return
+	}
+	if c.boot == nil {
+		c.t.Fatal("no node bootstrapped the cluster: no CA, no admin token")
+	}
+	ca := filepath.Join(c.boot.dir, "ca.crt")
+	tokFile := filepath.Join(c.boot.dir, "admin.token")
+	waitFor(c.t, formTimeout, "node "+strconv.FormatUint(c.boot.id, 10)+"'s CA and admin token", func() (bool, string) {
+		if err := c.unexpectedExit(); err != "" {
+			c.t.Fatal(err)
+		}
+		b, err := os.ReadFile(tokFile)
+		if err != nil {
+			return false, err.Error()
+		}
+		if _, err := os.Stat(ca); err != nil {
+			return false, err.Error()
+		}
+		c.adminToken = strings.TrimSpace(string(b))
+		return c.adminToken != "", "empty " + tokFile
+	})
+	c.caFile = ca
+}
+
+// clientOptions are the TLS and token of a client with the admin token,
+// or nothing for an insecure cluster.
+func (c *cluster) clientOptions() client.Options {
+	c.t.Helper()
+	if c.insecure {
+		return client.Options{}
+	}
+	c.credentials()
+	return client.Options{TLS: c.tlsConfig(), Token: c.adminToken}
+}
+
+// tlsConfig trusts the cluster's CA.
+func (c *cluster) tlsConfig() *tls.Config {
+	c.t.Helper()
+	c.credentials()
+	b, err := pki.LoadBundleFile(c.caFile)
+	if err != nil {
+		c.t.Fatalf("read the cluster CA: %v", err)
+	}
+	return pki.ClientOnlyTLS(b.Pool())
+}
+
+// cliEnv is the environment that points the command line at the
+// cluster's credentials.
+func (c *cluster) cliEnv() []string {
+	c.t.Helper()
+	if c.insecure {
+		return []string{"BLIXARD_INSECURE=1"}
+	}
+	c.credentials()
+	return []string{"BLIXARD_CA=" + c.caFile, "BLIXARD_TOKEN=" + c.adminToken}
+}
+
+// joinTok is a voter join token of the cluster (it admits workers too),
+// made the first time a node joins.
+func (c *cluster) joinTok() string {
+	c.t.Helper()
+	if c.joinToken != "" {
+		return c.joinToken
+	}
+	c.joinToken = c.createToken(&apiv1.CreateTokenRequest{Kind: apiv1.TokenKind_TOKEN_KIND_JOIN, TtlSeconds: 7200, Description: "processtest"})
+	return c.joinToken
+}
+
+// createToken makes a token with the admin token and returns its secret.
+func (c *cluster) createToken(req *apiv1.CreateTokenRequest) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	var resp *apiv1.CreateTokenResponse
+	// The admin token works once the cluster has applied its first entry.
+	waitFor(c.t, formTimeout, "a token made with the admin token", func() (bool, string) {
+		var err error
+		resp, err = c.client().CreateToken(ctx, req)
+		return err == nil, fmt.Sprint(err)
+	})
+	return resp.GetSecret()
 }

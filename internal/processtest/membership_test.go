@@ -267,7 +267,7 @@ func TestLeaveRemovesNodeForGood(t *testing.T) {
 	n3 := c.node(3)
 	n3.mayExit()
 
-	res := runCLI(t, addrs, "cluster", "leave", "3")
+	res := c.runCLI(addrs, "cluster", "leave", "3")
 	if res.code != 0 {
 		t.Fatalf("cluster leave 3: exit %d, stderr %q", res.code, res.stderr)
 	}

@@ -90,9 +90,10 @@ func awaitGone(t *testing.T, pid int, what string) {
 	})
 }
 
-func mustCLI(t *testing.T, addrs string, args ...string) cliResult {
+func (c *cluster) mustCLI(addrs string, args ...string) cliResult {
+	t := c.t
 	t.Helper()
-	res := runCLI(t, addrs, args...)
+	res := c.runCLI(addrs, args...)
 	if res.code != 0 {
 		t.Fatalf("blixard %s: exit %d, stderr %q", strings.Join(args, " "), res.code, res.stderr)
 	}
@@ -109,7 +110,7 @@ func TestVMLifecycle(t *testing.T) {
 		t.Run(fmt.Sprintf("nodes=%d", size), func(t *testing.T) {
 			c := startCluster(t, size)
 			addrs := strings.Join(c.addrs(), ",")
-			mustCLI(t, addrs, "vm", "create", "t1", "--vcpus", "1", "--memory", "128")
+			c.mustCLI(addrs, "vm", "create", "t1", "--vcpus", "1", "--memory", "128")
 			v := awaitVm(t, c, "t1", "running", isState(apiv1.VmState_VM_STATE_RUNNING))
 			host := c.node(v.GetNodeId())
 			st := vmStatus(t, host, "t1")
@@ -118,7 +119,7 @@ func TestVMLifecycle(t *testing.T) {
 			}
 
 			// The console, through any node (the CLI finds the VM's node).
-			logs := mustCLI(t, addrs, "vm", "logs", "t1")
+			logs := c.mustCLI(addrs, "vm", "logs", "t1")
 			if !strings.Contains(logs.stdout, "blixard-agent") {
 				t.Fatalf("vm logs t1 shows no agent line:\n%s", logs.stdout)
 			}
@@ -151,12 +152,12 @@ func TestVMLifecycle(t *testing.T) {
 				return strings.Contains(host.log(), "found a VM from before the restart"), ""
 			})
 
-			mustCLI(t, addrs, "vm", "stop", "t1")
+			c.mustCLI(addrs, "vm", "stop", "t1")
 			awaitVm(t, c, "t1", "stopped", isState(apiv1.VmState_VM_STATE_STOPPED))
 			awaitGone(t, qemu, "QEMU of t1")
 
 			gen := v.GetGeneration()
-			mustCLI(t, addrs, "vm", "start", "t1")
+			c.mustCLI(addrs, "vm", "start", "t1")
 			v = awaitVm(t, c, "t1", "running again", isState(apiv1.VmState_VM_STATE_RUNNING))
 			if v.GetGeneration() <= gen {
 				t.Fatalf("running again at generation %d, want more than %d", v.GetGeneration(), gen)
@@ -164,7 +165,7 @@ func TestVMLifecycle(t *testing.T) {
 			host = c.node(v.GetNodeId())
 			qemu = vmStatus(t, host, "t1").QEMUPid
 
-			mustCLI(t, addrs, "vm", "delete", "t1")
+			c.mustCLI(addrs, "vm", "delete", "t1")
 			waitFor(t, vmTimeout, "t1 deleted", func() (bool, string) {
 				_, err := vmOf(t, c, "t1")
 				return err != nil && strings.Contains(err.Error(), "no VM named"), fmt.Sprint(err)
@@ -189,8 +190,8 @@ func TestVMRestartPolicies(t *testing.T) {
 func testVMRestartPolicies(t *testing.T, size int) {
 	c := startCluster(t, size)
 	addrs := strings.Join(c.addrs(), ",")
-	mustCLI(t, addrs, "vm", "create", "keep", "--vcpus", "1", "--memory", "128", "--restart", "always")
-	mustCLI(t, addrs, "vm", "create", "once", "--vcpus", "1", "--memory", "128", "--restart", "never")
+	c.mustCLI(addrs, "vm", "create", "keep", "--vcpus", "1", "--memory", "128", "--restart", "always")
+	c.mustCLI(addrs, "vm", "create", "once", "--vcpus", "1", "--memory", "128", "--restart", "never")
 	host := map[string]*node{}
 	for _, name := range []string{"keep", "once"} {
 		v := awaitVm(t, c, name, "running", isState(apiv1.VmState_VM_STATE_RUNNING))
@@ -237,7 +238,7 @@ func testTasks(t *testing.T, size int) {
 	c := startCluster(t, size)
 	addrs := strings.Join(c.addrs(), ",")
 
-	res := runCLI(t, addrs, "task", "submit", "--wait", "--", "sh", "-c", "echo hello; exit 3")
+	res := c.runCLI(addrs, "task", "submit", "--wait", "--", "sh", "-c", "echo hello; exit 3")
 	if res.code != 3 || res.stdout != "hello\n" {
 		t.Fatalf("task submit --wait: exit %d, stdout %q; want 3 and \"hello\\n\" (stderr %q)", res.code, res.stdout, res.stderr)
 	}
@@ -251,17 +252,17 @@ func testTasks(t *testing.T, size int) {
 	if task.GetStatus() != apiv1.TaskStatus_TASK_STATUS_FAILED || task.GetResult().GetExitCode() != 3 || string(task.GetResult().GetOutputTail()) != "hello\n" {
 		t.Fatalf("task %d: %s, exit %d, output %q", task.GetId(), task.GetStatus(), task.GetResult().GetExitCode(), task.GetResult().GetOutputTail())
 	}
-	status := mustCLI(t, addrs, "task", "status", fmt.Sprint(task.GetId()))
+	status := c.mustCLI(addrs, "task", "status", fmt.Sprint(task.GetId()))
 	if !strings.Contains(status.stdout, "3") || !strings.Contains(status.stdout, "hello") {
 		t.Fatalf("task status does not show exit code 3 and the output:\n%s", status.stdout)
 	}
 
-	res = runCLI(t, addrs, "task", "submit", "--wait", "--timeout", "2s", "--", "sleep", "60")
+	res = c.runCLI(addrs, "task", "submit", "--wait", "--timeout", "2s", "--", "sleep", "60")
 	if res.code == 0 || !strings.Contains(res.stderr, "timeout") {
 		t.Fatalf("a task over its timeout: exit %d, stderr %q; want a failure naming the timeout", res.code, res.stderr)
 	}
 
-	ok := runCLI(t, addrs, "task", "submit", "--wait", "--", "true")
+	ok := c.runCLI(addrs, "task", "submit", "--wait", "--", "true")
 	if ok.code != 0 {
 		t.Fatalf("task submit --wait -- true: exit %d, stderr %q", ok.code, ok.stderr)
 	}
@@ -286,7 +287,7 @@ func TestWorkloadBadInput(t *testing.T) {
 		{[]string{"task", "submit", "--", ""}, "command"},
 		{[]string{"task", "submit", "--memory", "16", "--", "true"}, "memory"},
 	} {
-		res := runCLI(t, addrs, tc.args...)
+		res := c.runCLI(addrs, tc.args...)
 		if res.code == 0 || !strings.Contains(strings.ToLower(res.stderr), tc.want) {
 			t.Errorf("blixard %s: exit %d, stderr %q; want a refusal naming %q", strings.Join(tc.args, " "), res.code, res.stderr, tc.want)
 		}
@@ -318,7 +319,7 @@ func TestWorkloadBadInput(t *testing.T) {
 func TestVMFailover(t *testing.T) {
 	c := startCluster(t, 3)
 	addrs := strings.Join(c.addrs(), ",")
-	mustCLI(t, addrs, "vm", "create", "fo", "--vcpus", "1", "--memory", "128", "--restart", "always")
+	c.mustCLI(addrs, "vm", "create", "fo", "--vcpus", "1", "--memory", "128", "--restart", "always")
 	v := awaitVm(t, c, "fo", "running", isState(apiv1.VmState_VM_STATE_RUNNING))
 	old, oldGen := c.node(v.GetNodeId()), v.GetGeneration()
 	oldStatus := vmStatus(t, old, "fo")
@@ -360,7 +361,7 @@ func TestVMFailover(t *testing.T) {
 		t.Fatalf("the old copy ended at %s, the new one started at %s: they overlapped", ended.UpdatedAt, now.StartedAt)
 	}
 
-	out := mustCLI(t, strings.Join(others, ","), "vm", "status", "fo").stdout
+	out := c.mustCLI(strings.Join(others, ","), "vm", "status", "fo").stdout
 	t.Logf("vm status fo after the failover:\n%s", out)
 	for _, want := range []string{
 		fmt.Sprintf("node %d is down", old.id), // the loss, with its reason
@@ -371,7 +372,7 @@ func TestVMFailover(t *testing.T) {
 			t.Fatalf("vm status fo does not tell %q:\n%s", want, out)
 		}
 	}
-	st := mustCLI(t, strings.Join(others, ","), "cluster", "status").stdout
+	st := c.mustCLI(strings.Join(others, ","), "cluster", "status").stdout
 	if !strings.Contains(strings.ToLower(st), "down") {
 		t.Fatalf("cluster status does not show node %d down:\n%s", old.id, st)
 	}

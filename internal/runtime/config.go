@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -72,6 +73,19 @@ type Config struct {
 	// Agent is the blixard-agent binary the default image is built with
 	// (default: beside this executable, or on PATH).
 	Agent string
+	// JoinToken is the join token (bxj.…) a new secure node joins with:
+	// it pins the cluster CA and is the node's credential for its first
+	// certificate. Required with Join unless Insecure.
+	JoinToken string
+	// Insecure runs the node without TLS or authentication: plaintext
+	// gRPC, every caller may do anything, joins need no token. It is
+	// refused unless Listen and Advertise are loopback addresses, and it
+	// is fixed when the data directory is first used.
+	Insecure bool
+	// Out receives what is shown to the operator once, not logged: the
+	// first admin token of a new cluster. Default os.Stdout.
+	Out io.Writer
+
 	// Supervisor is the argv prefix that runs a VM's supervisor (default:
 	// this executable's hidden "vmm supervise" command).
 	Supervisor []string
@@ -95,6 +109,13 @@ func (c Config) withDefaults() (Config, error) {
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			return c, fmt.Errorf("--join %q is not host:port: %w", j, err)
+		}
+	}
+	if c.Insecure {
+		for _, a := range []struct{ flag, addr string }{{"--listen", c.Listen}, {"--advertise", c.Advertise}} {
+			if a.addr != "" && !loopback(a.addr) {
+				return c, fmt.Errorf("--insecure serves without TLS or authentication, so only on loopback: %s %q is not a loopback address", a.flag, a.addr)
+			}
 		}
 	}
 	switch c.Role {
@@ -197,4 +218,18 @@ func hostMemoryMiB() (uint64, error) {
 		return 0, err
 	}
 	return 0, errors.New("no MemTotal in /proc/meminfo")
+}
+
+// loopback reports whether host:port names a loopback address: localhost
+// or an IP in 127.0.0.0/8 or ::1. An empty host (every interface) is not.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

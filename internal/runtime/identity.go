@@ -26,7 +26,7 @@ func settleIdentity(cfg *Config, roleGiven bool) error {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", cfg.DataDir, err)
 		}
-		body := fmt.Sprintf("id=%d\nrole=%s\n", cfg.ID, cfg.Role)
+		body := fmt.Sprintf("id=%d\nrole=%s\nsecurity=%s\n", cfg.ID, cfg.Role, securityMode(cfg.Insecure))
 		return writeDurably(path, []byte(body))
 	}
 	if err != nil {
@@ -34,6 +34,9 @@ func settleIdentity(cfg *Config, roleGiven bool) error {
 	}
 	var id uint64
 	var role apiv1.NodeRole
+	// Data directories from before TLS existed hold no security line:
+	// those nodes ran in plaintext.
+	mode := securityMode(true)
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		switch k {
@@ -47,6 +50,8 @@ func settleIdentity(cfg *Config, roleGiven bool) error {
 				return fmt.Errorf("%s: bad role %q", path, v)
 			}
 			role = apiv1.NodeRole(r)
+		case "security":
+			mode = v
 		}
 	}
 	if id != cfg.ID {
@@ -55,8 +60,21 @@ func settleIdentity(cfg *Config, roleGiven bool) error {
 	if roleGiven && role != cfg.Role {
 		return fmt.Errorf("node %d was created as %s; its role cannot change (drop --role)", id, roleName(role))
 	}
+	if mode != securityMode(cfg.Insecure) {
+		if cfg.Insecure {
+			return fmt.Errorf("node %d was created with TLS; it cannot run --insecure (drop --insecure)", id)
+		}
+		return fmt.Errorf("node %d was created with --insecure; start it with --insecure, or make a new node", id)
+	}
 	cfg.Role = role
 	return nil
+}
+
+func securityMode(insecure bool) string {
+	if insecure {
+		return "insecure"
+	}
+	return "tls"
 }
 
 func roleName(r apiv1.NodeRole) string {
@@ -65,9 +83,13 @@ func roleName(r apiv1.NodeRole) string {
 
 // writeDurably writes a file so that a crash leaves either nothing or all
 // of it: a temporary file, synced, renamed into place, directory synced.
-func writeDurably(path string, body []byte) error {
+func writeDurably(path string, body []byte) error { return writeDurablyMode(path, body, 0o644) }
+
+// writeDurablyMode is writeDurably for a file of mode perm.
+func writeDurablyMode(path string, body []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	_ = os.Remove(tmp) // a leftover would keep its mode
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -5,15 +5,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/api/v1/apiv1grpc"
+	"github.com/blixard/blixard/internal/pki"
+	"github.com/blixard/blixard/internal/server"
 )
 
 // joinLoop asks the cluster, through the Join addresses, to add this node,
@@ -32,13 +38,22 @@ func (n *Node) joinLoop(ctx context.Context) {
 	}()
 	var key [8]byte
 	_, _ = rand.Read(key[:])
+	reqID := "join-" + hex.EncodeToString(key[:])
+	if n.joining != nil {
+		// Bound to the node's key: a retry after a lost answer, even from
+		// a restarted process, is the same request and gets a certificate.
+		reqID = server.JoinRequestID(n.cfg.ID, n.joining.keyID)
+	}
 	req := &apiv1.JoinClusterRequest{
-		ClientRequestId: "join-" + hex.EncodeToString(key[:]),
+		ClientRequestId: reqID,
 		NodeId:          n.cfg.ID,
 		Address:         n.addr,
 		Role:            n.cfg.Role,
 		Capacity:        n.cfg.Capacity,
 		Labels:          n.cfg.Labels,
+	}
+	if n.joining != nil {
+		req.Csr = n.joining.csr
 	}
 	targets := slices.Clone(n.cfg.Join)
 	backoff := 200 * time.Millisecond
@@ -46,7 +61,20 @@ func (n *Node) joinLoop(ctx context.Context) {
 		target := targets[attempt%len(targets)]
 		resp, err := n.callJoin(ctx, target, req)
 		if err == nil {
+			if n.joining != nil {
+				if err := n.joining.accept(n.sec, n.cfg.ID, resp); err != nil {
+					n.log.Error("the cluster's answer to the join is unusable", "err", err)
+					n.postWait(func() { n.fatal = fmt.Errorf("join: %w", err) })
+					return
+				}
+				n.log.Info("received the node's certificate", "ca", n.sec.CAFingerprint().String(), "ca_key", len(resp.GetCaKey()) > 0)
+			}
 			n.log.Info("joined the cluster", "cluster", resp.GetClusterId(), "via", target)
+			return
+		}
+		if n.joining != nil && strings.Contains(err.Error(), pki.ErrFingerprintMismatch.Error()) {
+			n.log.Error("the node at the join address is not of the cluster the join token names", "via", target, "err", err)
+			n.postWait(func() { n.fatal = fmt.Errorf("join refused: %s does not present the CA the join token pins", target) })
 			return
 		}
 		e := apiErrorOf(err)
@@ -58,9 +86,19 @@ func (n *Node) joinLoop(ctx context.Context) {
 				continue
 			}
 		case apiv1.ErrorCode_ERROR_CODE_ALREADY_EXISTS:
+			if n.joining != nil {
+				// Another key joined as this id: this node has no way to a
+				// certificate for it.
+				n.log.Error("node id already a member, through another join", "err", e.GetMessage())
+				n.postWait(func() {
+					n.fatal = fmt.Errorf("join refused: node %d is already a member, joined with another key; remove it and join with a new id", n.cfg.ID)
+				})
+				return
+			}
 			n.log.Info("already a member of the cluster")
 			return
-		case apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION:
+		case apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION,
+			apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED, apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED:
 			n.log.Error("the cluster refused to add this node", "err", e.GetMessage())
 			n.postWait(func() { n.fatal = errors.New("join refused: " + e.GetMessage()) })
 			return
@@ -75,14 +113,24 @@ func (n *Node) joinLoop(ctx context.Context) {
 	}
 }
 
+// callJoin asks target to add this node. A secure node checks, in the
+// handshake, that target presents the CA its join token pins before it
+// sends anything, and sends the token in the call's metadata.
 func (n *Node) callJoin(ctx context.Context, target string, req *apiv1.JoinClusterRequest) (*apiv1.JoinClusterResponse, error) {
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if n.joining != nil {
+		creds = credentials.NewTLS(pki.JoinTLS(n.joining.secret.CA))
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if n.joining != nil {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+n.joining.token)
+	}
 	return apiv1grpc.NewClusterServiceClient(conn).JoinCluster(ctx, req)
 }
 
@@ -131,7 +179,11 @@ func (n *Node) removalWatch(ctx context.Context) {
 }
 
 func (n *Node) removedPer(ctx context.Context, addr string) bool {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if n.sec != nil {
+		creds = n.sec.clientCredentials(func(uint64) error { return nil })
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return false
 	}

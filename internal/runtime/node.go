@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/core"
@@ -60,6 +61,12 @@ type Node struct {
 	waiting   map[core.RequestID]chan *apiv1.Response
 	peers     map[uint64]string
 
+	// sec is the node's TLS credentials and access checks; nil with
+	// --insecure. joining is set while a secure new node waits for its
+	// certificate.
+	sec     *security
+	joining *joiner
+
 	// wl runs the VMs placed on this node; nil with Config.NoWorkloads.
 	wl *workloads
 	// runCtx lives while Run does; VM actions run under it.
@@ -77,6 +84,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	log := cfg.Logger.With("node", cfg.ID)
 	if err := settleIdentity(&cfg, cfg.RoleGiven); err != nil {
 		return nil, err
+	}
+	if cfg.Insecure {
+		log.Warn("running with --insecure: plaintext gRPC, no authentication, anyone who reaches the port may do anything; loopback only")
 	}
 	st, loaded, err := store.Open(ctx, store.Options{FS: vfs.Default, Dir: filepath.Join(cfg.DataDir, "raft"), Logger: log})
 	if err != nil {
@@ -119,13 +129,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.fresh && len(cfg.Join) == 0 {
 		peers = []uint64{cfg.ID} // bootstrap a new cluster of one
 	}
+	clusterID := fmt.Sprintf("blixard-%d-%d", cfg.ID, time.Now().UnixNano())
+	var admin *apiv1.Token
+	if !cfg.Insecure {
+		if clusterID, admin, err = n.settleSecurity(clusterID); err != nil {
+			_ = lis.Close()
+			_ = st.Close()
+			return nil, err
+		}
+	}
 	var inc [8]byte
 	_, _ = rand.Read(inc[:])
 	c, err := core.New(core.Config{
 		ID:              cfg.ID,
 		Incarnation:     binary.BigEndian.Uint64(inc[:]),
 		Peers:           peers,
-		ClusterID:       fmt.Sprintf("blixard-%d-%d", cfg.ID, time.Now().UnixNano()),
+		ClusterID:       clusterID,
+		Secure:          !cfg.Insecure,
+		AdminToken:      admin,
 		Address:         addr,
 		Role:            cfg.Role,
 		Capacity:        n.cfg.Capacity,
@@ -151,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.core = c
 	n.applied = c.State().AppliedIndex()
-	tr, err := transport.New(transport.Config{
+	trCfg := transport.Config{
 		ID:             cfg.ID,
 		Address:        addr,
 		Deliver:        n.deliver,
@@ -159,17 +180,27 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Unreachable:    func(peer uint64) { n.post(func() { n.core.ReportUnreachable(peer) }) },
 		Learned:        func(peer uint64, a string) { n.post(func() { n.learned(peer, a) }) },
 		Logger:         log,
-	})
+	}
+	var api server.Security
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(2 * transport.DefaultMaxBatchBytes)}
+	if n.sec != nil {
+		n.sec.refresh(c.State())
+		api = n.sec
+		trCfg.Credentials, trCfg.Authenticate = n.sec.peerCredentials, authenticatePeer
+		opts = append(opts, grpc.Creds(credentials.NewTLS(n.sec.serverTLS())))
+	}
+	tr, err := transport.New(trCfg)
 	if err != nil {
 		_ = lis.Close()
 		_ = st.Close()
 		return nil, fmt.Errorf("start the transport: %w", err)
 	}
 	n.tr = tr
-	// A peer batch may be as large as the transport's batch limit.
-	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(2 * transport.DefaultMaxBatchBytes))
+	// A peer batch may be as large as the transport's batch limit. Every
+	// call, the transport's too, passes the permission table.
+	n.grpc = grpc.NewServer(append(opts, server.Interceptors(api)...)...)
 	tr.Register(n.grpc)
-	server.Register(n.grpc, n)
+	server.Register(n.grpc, n, api)
 	return n, nil
 }
 
@@ -182,7 +213,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- n.grpc.Serve(n.lis) }()
 	n.log.Info("node started", "addr", n.addr, "data_dir", n.cfg.DataDir, "role", n.cfg.Role, "fresh", n.fresh)
-	if n.fresh && len(n.cfg.Join) > 0 {
+	if n.fresh && len(n.cfg.Join) > 0 && (n.sec == nil || n.joining != nil) {
 		go n.joinLoop(ctx)
 	}
 	go n.removalWatch(ctx)
@@ -290,6 +321,9 @@ func (n *Node) drive() error {
 			return err
 		}
 		n.publishApplied(n.core.State().AppliedIndex())
+		if n.sec != nil {
+			n.sec.refresh(n.core.State())
+		}
 		if lead, term := n.core.Leader(); lead != n.lead {
 			n.lead = lead
 			n.log.Info("leader changed", "leader", lead, "term", term)

@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/api/v1/apiv1grpc"
+	"github.com/blixard/blixard/internal/pki"
 )
 
 // startNode runs a one-node cluster in this process on a free port and
@@ -26,16 +30,33 @@ func startNode(t *testing.T, dir string) (*grpc.ClientConn, func()) {
 		Capacity:     &apiv1.Resources{Vcpus: 4, MemoryMib: 4096},
 		TickInterval: 20 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Out:          io.Discard,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	conn, err := grpc.NewClient(n.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The node is secure: trust the CA it made, and use its admin token.
+	bundle, err := pki.LoadBundle(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tok, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(n.Addr(),
+		grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientOnlyTLS(bundle.Pool()))),
+		grpc.WithPerRPCCredentials(bearerToken(strings.TrimSpace(string(tok)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The admin token works once the cluster's first entry is applied.
+	eventually(t, "the admin token accepted", func() error {
+		_, err := apiv1grpc.NewClusterServiceClient(conn).GetClusterStatus(ctx, &apiv1.GetClusterStatusRequest{Stale: true})
+		return err
+	})
 	stop := func() {
 		_ = conn.Close()
 		cancel()
@@ -113,3 +134,12 @@ func TestNodeServesWritesWatchesAndRestartsFromItsDisk(t *testing.T) {
 		t.Fatalf("retried create after restart = %v, %v", again, err)
 	}
 }
+
+// bearerToken sends an ACL token with every call.
+type bearerToken string
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return true }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -10,6 +11,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/api/v1/apiv1grpc"
+	"github.com/blixard/blixard/internal/pki"
 )
 
 // Backend hands a request to the node's core and returns its response. It
@@ -22,11 +24,14 @@ type Backend interface {
 // ErrStopping is what a Backend returns once its node is shutting down.
 var ErrStopping = errors.New("node is shutting down")
 
-// Register adds the API services, backed by b, to s.
-func Register(s *grpc.Server, b Backend) {
-	apiv1grpc.RegisterClusterServiceServer(s, &clusterService{b: b})
+// Register adds the API services, backed by b, to s. sec is nil on a node
+// started with --insecure; otherwise s must also have been made with
+// Interceptors(sec).
+func Register(s *grpc.Server, b Backend, sec Security) {
+	apiv1grpc.RegisterClusterServiceServer(s, &clusterService{b: b, sec: sec, keyID: pki.CSRKeyID})
 	apiv1grpc.RegisterVmServiceServer(s, &vmService{b: b})
 	apiv1grpc.RegisterTaskServiceServer(s, &taskService{b: b})
+	apiv1grpc.RegisterTokenServiceServer(s, &tokenService{b: b, sec: sec, now: time.Now})
 }
 
 // do runs one request through the backend and returns the response's kind,
@@ -65,6 +70,10 @@ func StatusOf(e *apiv1.Error) error {
 		code = codes.Unavailable
 	case apiv1.ErrorCode_ERROR_CODE_RESOURCE_EXHAUSTED:
 		code = codes.ResourceExhausted
+	case apiv1.ErrorCode_ERROR_CODE_UNAUTHENTICATED:
+		code = codes.Unauthenticated
+	case apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED:
+		code = codes.PermissionDenied
 	}
 	st := status.New(code, e.GetMessage())
 	if withDetail, err := st.WithDetails(e); err == nil {
@@ -75,12 +84,10 @@ func StatusOf(e *apiv1.Error) error {
 
 type clusterService struct {
 	apiv1grpc.UnsafeClusterServiceServer
-	b Backend
-}
-
-func (s *clusterService) JoinCluster(ctx context.Context, r *apiv1.JoinClusterRequest) (*apiv1.JoinClusterResponse, error) {
-	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_JoinCluster{JoinCluster: r}})
-	return resp.GetJoinCluster(), err
+	b   Backend
+	sec Security
+	// keyID is pki.CSRKeyID (a variable for tests).
+	keyID func(csr []byte) (keyID string, nodeID uint64, err error)
 }
 
 func (s *clusterService) LeaveCluster(ctx context.Context, r *apiv1.LeaveClusterRequest) (*apiv1.LeaveClusterResponse, error) {

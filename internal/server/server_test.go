@@ -34,7 +34,7 @@ func serve(t *testing.T, b Backend) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	Register(s, b)
+	Register(s, b, nil)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -95,6 +95,12 @@ func Validate(cmd *apiv1.Command) error {
 		if op.DrainNode.GetId() == 0 {
 			err = invalid("node_id", "must not be 0")
 		}
+	case *apiv1.Command_CreateToken:
+		err = checkToken("token", op.CreateToken.GetToken())
+	case *apiv1.Command_RevokeToken:
+		if !validTokenID(op.RevokeToken.GetId()) {
+			err = invalid("id", "must be %d lowercase hex digits", tokenIDLen)
+		}
 	case nil:
 		err = invalid("op", "command has no known operation")
 	}
@@ -128,7 +134,10 @@ type MembershipChange struct {
 
 // CheckJoin reports why a node may not join: an id that is a member or was
 // ever removed, or a record that RegisterNode would refuse.
-func (s *State) CheckJoin(join *apiv1.RegisterNodeCommand) error {
+//
+// In a secure cluster the join's token must also still be good at nanos,
+// the proposer's clock (see checkJoinToken).
+func (s *State) CheckJoin(join *apiv1.RegisterNodeCommand, nanos int64) error {
 	id := join.GetId()
 	if slices.Contains(s.membership.GetVoters(), id) || slices.Contains(s.membership.GetLearners(), id) {
 		return exists("node_id", "node %d is already a member", id)
@@ -137,6 +146,9 @@ func (s *State) CheckJoin(join *apiv1.RegisterNodeCommand) error {
 		if err.Field == "id" {
 			err.Field = "node_id"
 		}
+		return err
+	}
+	if err := s.checkJoinToken(join, nanos); err != nil {
 		return err
 	}
 	return nil
@@ -169,6 +181,7 @@ func (s *State) ApplyRefused(index uint64, clientRequestID string, err error) *a
 // ApplyMembershipChange records a configuration change at index.
 func (s *State) ApplyMembershipChange(index uint64, c MembershipChange) {
 	s.advance(index)
+	s.secVersion++
 	next := &apiv1.Membership{
 		Voters:   sortedIDs(c.Voters),
 		Learners: sortedIDs(c.Learners),
@@ -279,6 +292,10 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 		check, run = func() *Error { return s.checkDrainNode(op.DrainNode) }, func() *apiv1.Response { return s.drainNode(a, op.DrainNode) }
 	case *apiv1.Command_PlacementFailed:
 		check, run = func() *Error { return s.checkPlacementFailed(op.PlacementFailed) }, func() *apiv1.Response { return s.placementFailed(a, op.PlacementFailed) }
+	case *apiv1.Command_CreateToken:
+		check, run = func() *Error { return s.checkCreateToken(op.CreateToken) }, func() *apiv1.Response { return s.createToken(op.CreateToken) }
+	case *apiv1.Command_RevokeToken:
+		check, run = func() *Error { return s.checkRevokeToken(op.RevokeToken) }, func() *apiv1.Response { return s.revokeToken(op.RevokeToken) }
 	default:
 		return nil, invalid("op", "command has no known operation")
 	}

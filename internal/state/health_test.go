@@ -1273,7 +1273,7 @@ func TestRegisterNodeOvercommitAndLease(t *testing.T) {
 			// The check applies to a first registration, to a refresh, and to
 			// a join alike.
 			fresh := state.New()
-			joinErr := fresh.CheckJoin(cmd.GetRegisterNode())
+			joinErr := fresh.CheckJoin(cmd.GetRegisterNode(), 0)
 			if tc.field == "" {
 				if joinErr != nil {
 					t.Fatalf("CheckJoin = %v", joinErr)

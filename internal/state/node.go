@@ -22,11 +22,30 @@ func (s *State) checkInitCluster(op *apiv1.InitClusterCommand) *Error {
 	if s.clusterID != "" && s.clusterID != id {
 		return precondition("cluster_id", "cluster is already named %q", s.clusterID)
 	}
+	if t := op.GetAdminToken(); t != nil {
+		if err := checkToken("admin_token", t); err != nil {
+			return err
+		}
+		if t.GetKind() != apiv1.TokenKind_TOKEN_KIND_ACL || t.GetAccessRole() != apiv1.AccessRole_ACCESS_ROLE_ADMIN {
+			return invalid("admin_token", "must be an ACL token with the admin role")
+		}
+	}
 	return nil
 }
 
+// initCluster names the cluster, and the first time also records whether
+// it is secure and its first admin token. A repeat (the leader proposes it
+// until it applies) changes nothing.
 func (s *State) initCluster(op *apiv1.InitClusterCommand) *apiv1.Response {
+	if s.clusterID != "" {
+		return &apiv1.Response{}
+	}
 	s.clusterID = op.GetClusterId()
+	s.secure = op.GetSecure()
+	if t := op.GetAdminToken(); t != nil {
+		s.tokens[tokenKey{t.GetKind(), t.GetId()}] = proto.CloneOf(t)
+	}
+	s.secVersion++
 	return &apiv1.Response{}
 }
 

@@ -22,6 +22,7 @@ func (s *State) Snapshot() ([]byte, error) {
 		Vms:      s.Vms(0),
 		Tasks:    s.Tasks(0),
 		Requests: s.requestLog,
+		Tokens:   s.Tokens(apiv1.TokenKind_TOKEN_KIND_UNSPECIFIED),
 	}
 	b, err := deterministic.Marshal(snap)
 	if err != nil {
@@ -47,6 +48,20 @@ func Restore(data []byte) (*State, error) {
 		s.membership = m
 	}
 	s.applied = snap.GetCluster().GetAppliedIndex()
+	s.secure = snap.GetCluster().GetSecure()
+	s.secVersion = 1 // a state restored is a change to whoever reads it
+	if len(snap.GetTokens()) > 2*MaxTokens {
+		return nil, fmt.Errorf("state: snapshot holds %d tokens, at most %d allowed", len(snap.GetTokens()), 2*MaxTokens)
+	}
+	for i, t := range snap.GetTokens() {
+		if err := checkToken("token", t); err != nil {
+			return nil, fmt.Errorf("state: snapshot token %d: %w", i, err)
+		}
+		if i > 0 && compareTokens(snap.GetTokens()[i-1], t) >= 0 {
+			return nil, fmt.Errorf("state: snapshot token %d: tokens must be sorted by kind and id, and unique", i)
+		}
+		s.tokens[tokenKey{t.GetKind(), t.GetId()}] = t
+	}
 	for i, n := range snap.GetNodes() {
 		if n.GetId() == 0 || (i > 0 && snap.GetNodes()[i-1].GetId() >= n.GetId()) {
 			return nil, fmt.Errorf("state: snapshot node %d (id %d): ids must be non-zero, sorted and unique", i, n.GetId())

@@ -1535,6 +1535,13 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 			Id:           "c1",
 			Membership:   &apiv1.Membership{Voters: []uint64{1, 2}, Learners: []uint64{3}, Removed: []uint64{4}},
 			AppliedIndex: 100,
+			Secure:       true,
+		},
+		Tokens: []*apiv1.Token{
+			{Id: "00000000000000aa", Kind: apiv1.TokenKind_TOKEN_KIND_JOIN, SecretSha256: make([]byte, 32), NodeRole: apiv1.NodeRole_NODE_ROLE_WORKER,
+				CreatedUnixNano: 5, ExpiresUnixNano: 10, Description: "rack 4"},
+			{Id: "00000000000000aa", Kind: apiv1.TokenKind_TOKEN_KIND_ACL, SecretSha256: make([]byte, 32), AccessRole: apiv1.AccessRole_ACCESS_ROLE_VIEWER,
+				CreatedUnixNano: 5, ExpiresUnixNano: 10, Description: "dashboard"},
 		},
 		Nodes: []*apiv1.Node{
 			{Id: 1, Address: "a:1", Role: apiv1.NodeRole_NODE_ROLE_VOTER, Capacity: res, Labels: map[string]string{"zone": "a", "rack": "r"},

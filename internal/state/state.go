@@ -33,6 +33,12 @@ type State struct {
 	requests   map[string]*apiv1.RequestRecord
 	requestLog []*apiv1.RequestRecord
 
+	// secure: joins need a join token. tokens holds the join and ACL
+	// tokens; secVersion counts their changes and membership's (local).
+	secure     bool
+	tokens     map[tokenKey]*apiv1.Token
+	secVersion uint64
+
 	// ix files the workloads by node and by need of placement (index.go).
 	ix index
 }
@@ -45,6 +51,7 @@ func New() *State {
 		vms:        map[string]*apiv1.Vm{},
 		tasks:      map[uint64]*apiv1.Task{},
 		requests:   map[string]*apiv1.RequestRecord{},
+		tokens:     map[tokenKey]*apiv1.Token{},
 		ix:         newIndex(),
 	}
 }
@@ -58,6 +65,7 @@ func (s *State) Cluster() *apiv1.Cluster {
 		Id:           s.clusterID,
 		Membership:   proto.CloneOf(s.membership),
 		AppliedIndex: s.applied,
+		Secure:       s.secure,
 	}
 }
 

@@ -869,10 +869,10 @@ func TestRegisterNodeImages(t *testing.T) {
 				if tc.code != 0 {
 					h.refusedUnchanged(cmd, tc.code, tc.field)
 					// A join is refused the same way.
-					wantErr(t, h.s.CheckJoin(cmd.GetRegisterNode()), tc.code, tc.field)
+					wantErr(t, h.s.CheckJoin(cmd.GetRegisterNode(), 0), tc.code, tc.field)
 					continue
 				}
-				if err := h.s.CheckJoin(cmd.GetRegisterNode()); err != nil {
+				if err := h.s.CheckJoin(cmd.GetRegisterNode(), 0); err != nil {
 					t.Fatalf("CheckJoin = %v", err)
 				}
 				h.ok(cmd)

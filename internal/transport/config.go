@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Defaults for the zero values of Config's limits.
@@ -70,6 +72,16 @@ type Config struct {
 
 	// Logger receives the transport's logs; default slog.Default().
 	Logger *slog.Logger
+	// Credentials, if set, gives the transport credentials to dial peer
+	// with (mutual TLS that checks the server is that peer); nil dials in
+	// plaintext.
+	Credentials func(peer uint64) credentials.TransportCredentials
+	// Authenticate, if set, names the node at the other end of a received
+	// stream (from its verified certificate); a stream it fails is refused,
+	// and so is every message whose sender is not that node. nil trusts
+	// the sender a batch names (plaintext, --insecure).
+	Authenticate func(ctx context.Context) (uint64, error)
+
 	// DialOptions are added after the transport's own (insecure credentials,
 	// reconnect backoff from BackoffMin/BackoffMax), so they override them.
 	DialOptions []grpc.DialOption

@@ -155,7 +155,7 @@ func (t *Transport) runStream(p *peer) (healthy bool, err error) {
 	default:
 	}
 	addr := p.address()
-	conn, err := grpc.NewClient(addr, t.dialOptions...)
+	conn, err := grpc.NewClient(addr, t.dialOptionsFor(p.id)...)
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -66,6 +66,10 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 		return errClosed
 	}
 	defer t.wg.Done()
+	sender, err := t.authenticate(stream.Context())
+	if err != nil {
+		return err
+	}
 
 	in := pump(stream.Context(), stream.Recv)
 	first := true
@@ -85,6 +89,10 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 		}
 		batch := next.msg
 		from := batch.GetFrom()
+		if sender != 0 && from != sender {
+			t.log.Warn("refusing a stream whose batches claim another sender", "node", sender, "claims", from)
+			return status.Errorf(codes.PermissionDenied, "node %d sent a batch from %d", sender, from)
+		}
 		if first {
 			first = false
 			if addr := batch.GetFromAddress(); addr != "" && from != 0 && from != t.cfg.ID {
@@ -118,6 +126,22 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 	}
 }
 
+// authenticate names the node at the other end of a received stream, 0
+// when the transport does not authenticate.
+func (t *Transport) authenticate(ctx context.Context) (uint64, error) {
+	if t.cfg.Authenticate == nil {
+		return 0, nil
+	}
+	id, err := t.cfg.Authenticate(ctx)
+	if err != nil {
+		return 0, status.Errorf(codes.Unauthenticated, "peer: %v", err)
+	}
+	if id == 0 {
+		return 0, status.Error(codes.Unauthenticated, "peer: no node id")
+	}
+	return id, nil
+}
+
 // Snapshot reassembles one MsgSnap from its chunks, delivers it, and then
 // answers Ack.
 func (r receiver) Snapshot(stream grpc.ClientStreamingServer[transportpb.SnapshotChunk, transportpb.Ack]) error {
@@ -126,6 +150,10 @@ func (r receiver) Snapshot(stream grpc.ClientStreamingServer[transportpb.Snapsho
 		return errClosed
 	}
 	defer t.wg.Done()
+	sender, err := t.authenticate(stream.Context())
+	if err != nil {
+		return err
+	}
 
 	in := pump(stream.Context(), stream.Recv)
 	var (
@@ -149,6 +177,9 @@ func (r receiver) Snapshot(stream grpc.ClientStreamingServer[transportpb.Snapsho
 		chunk := next.msg
 		if m == nil {
 			var err error
+			if sender != 0 && chunk.GetFrom() != sender {
+				return status.Errorf(codes.PermissionDenied, "node %d sent a snapshot from %d", sender, chunk.GetFrom())
+			}
 			if m, err = t.snapshotHeader(chunk); err != nil {
 				t.log.Warn("refusing snapshot", "from", chunk.GetFrom(), "err", err)
 				return err

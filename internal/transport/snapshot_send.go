@@ -51,7 +51,7 @@ func (t *Transport) sendSnapshot(p *peer, m *raftpb.Message) error {
 	}
 
 	addr := p.address()
-	conn, err := grpc.NewClient(addr, t.dialOptions...)
+	conn, err := grpc.NewClient(addr, t.dialOptionsFor(p.id)...)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", addr, err)
 	}

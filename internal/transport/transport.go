@@ -68,6 +68,15 @@ func New(cfg Config) (*Transport, error) {
 	}, nil
 }
 
+// dialOptionsFor are the options to dial peer with: its credentials, if
+// the transport is secure, after the common options.
+func (t *Transport) dialOptionsFor(peer uint64) []grpc.DialOption {
+	if t.cfg.Credentials == nil {
+		return t.dialOptions
+	}
+	return append(slices.Clip(t.dialOptions), grpc.WithTransportCredentials(t.cfg.Credentials(peer)))
+}
+
 // Register registers the RaftTransport service on the node's gRPC server.
 // The server's MaxRecvMsgSize must be at least the senders' MaxBatchBytes
 // (gRPC's default of 4 MiB matches the default here).
