@@ -420,9 +420,12 @@ func TestEveryMethodReachesItsService(t *testing.T) {
 	must("GetClusterStatus", err)
 	_, err = c.HealthCheck(ctx, &apiv1.HealthCheckRequest{})
 	must("HealthCheck", err)
+	withCA(t, n)
+	_, err = c.RotateCa(ctx, &apiv1.RotateCaRequest{})
+	must("RotateCa", err)
 
 	want := []string{"CreateVm", "StartVm", "StopVm", "GetVm", "ListVms", "DeleteVm", "SubmitTask", "GetTask",
-		"ListTasks", "CancelTask", "JoinCluster", "LeaveCluster", "DrainNode", "GetClusterStatus", "HealthCheck"}
+		"ListTasks", "CancelTask", "JoinCluster", "LeaveCluster", "DrainNode", "GetClusterStatus", "HealthCheck", "RotateCa"}
 	calls := n.Calls()
 	if len(calls) != len(want) {
 		t.Fatalf("node got %d calls, want %d", len(calls), len(want))

@@ -54,3 +54,16 @@ func (c *Client) HealthCheck(ctx context.Context, req *apiv1.HealthCheckRequest)
 		return apiv1grpc.NewClusterServiceClient(cc).HealthCheck(ctx, req)
 	})
 }
+
+// RotateCa starts a rotation of the cluster CA: a new CA is trusted beside
+// the old one for the overlap (phase TRUST; clients should take the new
+// bundle then), nodes then present certificates of the new CA for another
+// overlap (SERVE), and then the old CA is dropped. The response holds the
+// cluster record, whose first CA certificate is the new CA. It is a write
+// and needs an admin token.
+func (c *Client) RotateCa(ctx context.Context, req *apiv1.RotateCaRequest) (*apiv1.RotateCaResponse, error) {
+	req = withRequestID(req)
+	return call(ctx, c, func(ctx context.Context, cc grpc.ClientConnInterface) (*apiv1.RotateCaResponse, error) {
+		return apiv1grpc.NewClusterServiceClient(cc).RotateCa(ctx, req)
+	})
+}

@@ -2318,6 +2318,186 @@ func (x *RevokeTokenResponse) GetToken() *Token {
 	return nil
 }
 
+// RotateCaCommand moves a CA rotation on: to TRUST with a new CA
+// certificate and its key sealed with the current CA's (voters open it),
+// then to SERVE, then back to NONE, when the old CA is dropped.
+type RotateCaCommand struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ToPhase        CARotationPhase        `protobuf:"varint,1,opt,name=to_phase,json=toPhase,proto3,enum=blixard.v1.CARotationPhase" json:"to_phase,omitempty"`
+	NewCertificate []byte                 `protobuf:"bytes,2,opt,name=new_certificate,json=newCertificate,proto3" json:"new_certificate,omitempty"`
+	SealedKey      []byte                 `protobuf:"bytes,3,opt,name=sealed_key,json=sealedKey,proto3" json:"sealed_key,omitempty"`
+	// How long each of the TRUST and SERVE phases lasts.
+	OverlapNanos    int64  `protobuf:"varint,4,opt,name=overlap_nanos,json=overlapNanos,proto3" json:"overlap_nanos,omitempty"`
+	ClientRequestId string `protobuf:"bytes,5,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RotateCaCommand) Reset() {
+	*x = RotateCaCommand{}
+	mi := &file_api_v1_api_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCaCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCaCommand) ProtoMessage() {}
+
+func (x *RotateCaCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCaCommand.ProtoReflect.Descriptor instead.
+func (*RotateCaCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RotateCaCommand) GetToPhase() CARotationPhase {
+	if x != nil {
+		return x.ToPhase
+	}
+	return CARotationPhase_CA_ROTATION_PHASE_NONE
+}
+
+func (x *RotateCaCommand) GetNewCertificate() []byte {
+	if x != nil {
+		return x.NewCertificate
+	}
+	return nil
+}
+
+func (x *RotateCaCommand) GetSealedKey() []byte {
+	if x != nil {
+		return x.SealedKey
+	}
+	return nil
+}
+
+func (x *RotateCaCommand) GetOverlapNanos() int64 {
+	if x != nil {
+		return x.OverlapNanos
+	}
+	return 0
+}
+
+func (x *RotateCaCommand) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+// RotateCaRequest starts a CA rotation: a new CA, trusted beside the old
+// one for the overlap, then presented by every node for another overlap,
+// after which the old CA is dropped.
+type RotateCaRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientRequestId string                 `protobuf:"bytes,1,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	// Length of each phase; default one hour, at least five seconds.
+	OverlapSeconds int64 `protobuf:"varint,2,opt,name=overlap_seconds,json=overlapSeconds,proto3" json:"overlap_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RotateCaRequest) Reset() {
+	*x = RotateCaRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCaRequest) ProtoMessage() {}
+
+func (x *RotateCaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCaRequest.ProtoReflect.Descriptor instead.
+func (*RotateCaRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RotateCaRequest) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
+func (x *RotateCaRequest) GetOverlapSeconds() int64 {
+	if x != nil {
+		return x.OverlapSeconds
+	}
+	return 0
+}
+
+type RotateCaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateCaResponse) Reset() {
+	*x = RotateCaResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateCaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateCaResponse) ProtoMessage() {}
+
+func (x *RotateCaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateCaResponse.ProtoReflect.Descriptor instead.
+func (*RotateCaResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RotateCaResponse) GetCluster() *Cluster {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
 // RenewCertificateRequest asks a voter to sign a new certificate for the
 // calling node (identified by its current certificate).
 type RenewCertificateRequest struct {
@@ -2329,7 +2509,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[39]
+	mi := &file_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2521,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[39]
+	mi := &file_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2534,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RenewCertificateRequest) GetCsr() []byte {
@@ -2374,7 +2554,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[40]
+	mi := &file_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2566,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[40]
+	mi := &file_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2579,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RenewCertificateResponse) GetCertificate() []byte {
@@ -2427,7 +2607,7 @@ type LeaveClusterRequest struct {
 
 func (x *LeaveClusterRequest) Reset() {
 	*x = LeaveClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[41]
+	mi := &file_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2619,7 @@ func (x *LeaveClusterRequest) String() string {
 func (*LeaveClusterRequest) ProtoMessage() {}
 
 func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[41]
+	mi := &file_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2632,7 @@ func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterRequest.ProtoReflect.Descriptor instead.
 func (*LeaveClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LeaveClusterRequest) GetClientRequestId() string {
@@ -2477,7 +2657,7 @@ type LeaveClusterResponse struct {
 
 func (x *LeaveClusterResponse) Reset() {
 	*x = LeaveClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[42]
+	mi := &file_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2669,7 @@ func (x *LeaveClusterResponse) String() string {
 func (*LeaveClusterResponse) ProtoMessage() {}
 
 func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[42]
+	mi := &file_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2682,7 @@ func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterResponse.ProtoReflect.Descriptor instead.
 func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 // DrainNodeRequest drains a node (its VMs move to other nodes, nothing new
@@ -2518,7 +2698,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[43]
+	mi := &file_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2710,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[43]
+	mi := &file_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2723,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DrainNodeRequest) GetClientRequestId() string {
@@ -2576,7 +2756,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[44]
+	mi := &file_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2768,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[44]
+	mi := &file_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2781,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -2619,7 +2799,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[45]
+	mi := &file_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2811,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[45]
+	mi := &file_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2824,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 type HealthCheckResponse struct {
@@ -2661,7 +2841,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[46]
+	mi := &file_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2853,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[46]
+	mi := &file_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2866,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HealthCheckResponse) GetNodeId() uint64 {
@@ -2747,6 +2927,7 @@ type Request struct {
 	//	*Request_CreateToken
 	//	*Request_RevokeToken
 	//	*Request_ListTokens
+	//	*Request_RotateCa
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2754,7 +2935,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[47]
+	mi := &file_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2947,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[47]
+	mi := &file_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2960,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -2951,6 +3132,15 @@ func (x *Request) GetListTokens() *ListTokensRequest {
 	return nil
 }
 
+func (x *Request) GetRotateCa() *RotateCaCommand {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_RotateCa); ok {
+			return x.RotateCa
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -3029,6 +3219,12 @@ type Request_ListTokens struct {
 	ListTokens *ListTokensRequest `protobuf:"bytes,18,opt,name=list_tokens,json=listTokens,proto3,oneof"`
 }
 
+type Request_RotateCa struct {
+	// The rotation the API node derived from a RotateCaRequest: the new
+	// CA's key travels sealed.
+	RotateCa *RotateCaCommand `protobuf:"bytes,19,opt,name=rotate_ca,json=rotateCa,proto3,oneof"`
+}
+
 func (*Request_CreateVm) isRequest_Kind() {}
 
 func (*Request_StartVm) isRequest_Kind() {}
@@ -3065,6 +3261,8 @@ func (*Request_RevokeToken) isRequest_Kind() {}
 
 func (*Request_ListTokens) isRequest_Kind() {}
 
+func (*Request_RotateCa) isRequest_Kind() {}
+
 // Response answers a Request: exactly one of kind or error is set.
 type Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3088,6 +3286,7 @@ type Response struct {
 	//	*Response_CreateToken
 	//	*Response_RevokeToken
 	//	*Response_ListTokens
+	//	*Response_RotateCa
 	Kind          isResponse_Kind `protobuf_oneof:"kind"`
 	Error         *Error          `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3096,7 +3295,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[48]
+	mi := &file_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3307,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[48]
+	mi := &file_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3320,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -3293,6 +3492,15 @@ func (x *Response) GetListTokens() *ListTokensResponse {
 	return nil
 }
 
+func (x *Response) GetRotateCa() *RotateCaResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_RotateCa); ok {
+			return x.RotateCa
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetError() *Error {
 	if x != nil {
 		return x.Error
@@ -3376,6 +3584,10 @@ type Response_ListTokens struct {
 	ListTokens *ListTokensResponse `protobuf:"bytes,19,opt,name=list_tokens,json=listTokens,proto3,oneof"`
 }
 
+type Response_RotateCa struct {
+	RotateCa *RotateCaResponse `protobuf:"bytes,20,opt,name=rotate_ca,json=rotateCa,proto3,oneof"`
+}
+
 func (*Response_CreateVm) isResponse_Kind() {}
 
 func (*Response_StartVm) isResponse_Kind() {}
@@ -3411,6 +3623,8 @@ func (*Response_CreateToken) isResponse_Kind() {}
 func (*Response_RevokeToken) isResponse_Kind() {}
 
 func (*Response_ListTokens) isResponse_Kind() {}
+
+func (*Response_RotateCa) isResponse_Kind() {}
 
 var File_api_v1_api_proto protoreflect.FileDescriptor
 
@@ -3562,7 +3776,19 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x03 \x01(\tR\x02id\">\n" +
 	"\x13RevokeTokenResponse\x12'\n" +
-	"\x05token\x18\x01 \x01(\v2\x11.blixard.v1.TokenR\x05token\"+\n" +
+	"\x05token\x18\x01 \x01(\v2\x11.blixard.v1.TokenR\x05token\"\xe2\x01\n" +
+	"\x0fRotateCaCommand\x126\n" +
+	"\bto_phase\x18\x01 \x01(\x0e2\x1b.blixard.v1.CARotationPhaseR\atoPhase\x12'\n" +
+	"\x0fnew_certificate\x18\x02 \x01(\fR\x0enewCertificate\x12\x1d\n" +
+	"\n" +
+	"sealed_key\x18\x03 \x01(\fR\tsealedKey\x12#\n" +
+	"\roverlap_nanos\x18\x04 \x01(\x03R\foverlapNanos\x12*\n" +
+	"\x11client_request_id\x18\x05 \x01(\tR\x0fclientRequestId\"f\n" +
+	"\x0fRotateCaRequest\x12*\n" +
+	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12'\n" +
+	"\x0foverlap_seconds\x18\x02 \x01(\x03R\x0eoverlapSeconds\"A\n" +
+	"\x10RotateCaResponse\x12-\n" +
+	"\acluster\x18\x01 \x01(\v2\x13.blixard.v1.ClusterR\acluster\"+\n" +
 	"\x17RenewCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"e\n" +
 	"\x18RenewCertificateResponse\x12 \n" +
@@ -3584,7 +3810,7 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x18\n" +
-	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\x92\t\n" +
+	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\xce\t\n" +
 	"\aRequest\x12:\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1b.blixard.v1.CreateVmRequestH\x00R\bcreateVm\x127\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1a.blixard.v1.StartVmRequestH\x00R\astartVm\x124\n" +
@@ -3609,8 +3835,10 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\fcreate_token\x18\x10 \x01(\v2\x1e.blixard.v1.CreateTokenCommandH\x00R\vcreateToken\x12C\n" +
 	"\frevoke_token\x18\x11 \x01(\v2\x1e.blixard.v1.RevokeTokenRequestH\x00R\vrevokeToken\x12@\n" +
 	"\vlist_tokens\x18\x12 \x01(\v2\x1d.blixard.v1.ListTokensRequestH\x00R\n" +
-	"listTokensB\x06\n" +
-	"\x04kind\"\xce\t\n" +
+	"listTokens\x12:\n" +
+	"\trotate_ca\x18\x13 \x01(\v2\x1b.blixard.v1.RotateCaCommandH\x00R\brotateCaB\x06\n" +
+	"\x04kind\"\x8b\n" +
+	"\n" +
 	"\bResponse\x12;\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1c.blixard.v1.CreateVmResponseH\x00R\bcreateVm\x128\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1b.blixard.v1.StartVmResponseH\x00R\astartVm\x125\n" +
@@ -3635,7 +3863,8 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\fcreate_token\x18\x11 \x01(\v2\x1f.blixard.v1.CreateTokenResponseH\x00R\vcreateToken\x12D\n" +
 	"\frevoke_token\x18\x12 \x01(\v2\x1f.blixard.v1.RevokeTokenResponseH\x00R\vrevokeToken\x12A\n" +
 	"\vlist_tokens\x18\x13 \x01(\v2\x1e.blixard.v1.ListTokensResponseH\x00R\n" +
-	"listTokens\x12'\n" +
+	"listTokens\x12;\n" +
+	"\trotate_ca\x18\x14 \x01(\v2\x1c.blixard.v1.RotateCaResponseH\x00R\brotateCa\x12'\n" +
 	"\x05error\x18\x0f \x01(\v2\x11.blixard.v1.ErrorR\x05errorB\x06\n" +
 	"\x04kind*\xe1\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
@@ -3665,7 +3894,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -3707,109 +3936,117 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*ListTokensResponse)(nil),       // 37: blixard.v1.ListTokensResponse
 	(*RevokeTokenRequest)(nil),       // 38: blixard.v1.RevokeTokenRequest
 	(*RevokeTokenResponse)(nil),      // 39: blixard.v1.RevokeTokenResponse
-	(*RenewCertificateRequest)(nil),  // 40: blixard.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 41: blixard.v1.RenewCertificateResponse
-	(*LeaveClusterRequest)(nil),      // 42: blixard.v1.LeaveClusterRequest
-	(*LeaveClusterResponse)(nil),     // 43: blixard.v1.LeaveClusterResponse
-	(*DrainNodeRequest)(nil),         // 44: blixard.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),        // 45: blixard.v1.DrainNodeResponse
-	(*HealthCheckRequest)(nil),       // 46: blixard.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),      // 47: blixard.v1.HealthCheckResponse
-	(*Request)(nil),                  // 48: blixard.v1.Request
-	(*Response)(nil),                 // 49: blixard.v1.Response
-	nil,                              // 50: blixard.v1.JoinClusterRequest.LabelsEntry
-	(*VmSpec)(nil),                   // 51: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 52: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 53: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 54: blixard.v1.Task
-	(NodeRole)(0),                    // 55: blixard.v1.NodeRole
-	(NodeStatus)(0),                  // 56: blixard.v1.NodeStatus
-	(*Resources)(nil),                // 57: blixard.v1.Resources
-	(*Cluster)(nil),                  // 58: blixard.v1.Cluster
-	(*Node)(nil),                     // 59: blixard.v1.Node
-	(*Membership)(nil),               // 60: blixard.v1.Membership
-	(TokenKind)(0),                   // 61: blixard.v1.TokenKind
-	(AccessRole)(0),                  // 62: blixard.v1.AccessRole
-	(*Token)(nil),                    // 63: blixard.v1.Token
+	(*RotateCaCommand)(nil),          // 40: blixard.v1.RotateCaCommand
+	(*RotateCaRequest)(nil),          // 41: blixard.v1.RotateCaRequest
+	(*RotateCaResponse)(nil),         // 42: blixard.v1.RotateCaResponse
+	(*RenewCertificateRequest)(nil),  // 43: blixard.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 44: blixard.v1.RenewCertificateResponse
+	(*LeaveClusterRequest)(nil),      // 45: blixard.v1.LeaveClusterRequest
+	(*LeaveClusterResponse)(nil),     // 46: blixard.v1.LeaveClusterResponse
+	(*DrainNodeRequest)(nil),         // 47: blixard.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 48: blixard.v1.DrainNodeResponse
+	(*HealthCheckRequest)(nil),       // 49: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 50: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 51: blixard.v1.Request
+	(*Response)(nil),                 // 52: blixard.v1.Response
+	nil,                              // 53: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 54: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 55: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 56: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 57: blixard.v1.Task
+	(NodeRole)(0),                    // 58: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 59: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 60: blixard.v1.Resources
+	(*Cluster)(nil),                  // 61: blixard.v1.Cluster
+	(*Node)(nil),                     // 62: blixard.v1.Node
+	(*Membership)(nil),               // 63: blixard.v1.Membership
+	(TokenKind)(0),                   // 64: blixard.v1.TokenKind
+	(AccessRole)(0),                  // 65: blixard.v1.AccessRole
+	(*Token)(nil),                    // 66: blixard.v1.Token
+	(CARotationPhase)(0),             // 67: blixard.v1.CARotationPhase
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	51, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	52, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	52, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	52, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	52, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	53, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	54, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	54, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	52, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	52, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	52, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
-	54, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
-	54, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	54, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	55, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
-	56, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
-	57, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	58, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	59, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	54, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	55, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	55, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	55, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	55, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	56, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	57, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	57, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	55, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	55, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	55, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
+	57, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
+	57, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	57, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	58, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	59, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	60, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	61, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	62, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
 	29, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	55, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	57, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	50, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	60, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
-	61, // 25: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
-	55, // 26: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
-	62, // 27: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
-	63, // 28: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
-	63, // 29: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
-	61, // 30: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
-	63, // 31: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
-	61, // 32: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
-	63, // 33: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
-	59, // 34: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
-	2,  // 35: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 36: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 37: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 38: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 39: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 40: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 41: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 42: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	24, // 43: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	26, // 44: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	28, // 45: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	31, // 46: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	42, // 47: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	46, // 48: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
-	44, // 49: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
-	35, // 50: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
-	38, // 51: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
-	36, // 52: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
-	3,  // 53: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 54: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 55: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 56: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 57: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 58: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 59: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 60: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	25, // 61: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	27, // 62: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	30, // 63: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	32, // 64: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	43, // 65: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	47, // 66: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
-	45, // 67: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
-	34, // 68: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
-	39, // 69: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
-	37, // 70: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
-	1,  // 71: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	58, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	60, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	53, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	63, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	64, // 25: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	58, // 26: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
+	65, // 27: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
+	66, // 28: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
+	66, // 29: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
+	64, // 30: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
+	66, // 31: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
+	64, // 32: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	66, // 33: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
+	67, // 34: blixard.v1.RotateCaCommand.to_phase:type_name -> blixard.v1.CARotationPhase
+	61, // 35: blixard.v1.RotateCaResponse.cluster:type_name -> blixard.v1.Cluster
+	62, // 36: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
+	2,  // 37: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 38: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 39: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 40: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 41: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 42: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 43: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 44: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	24, // 45: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	26, // 46: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	28, // 47: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	31, // 48: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	45, // 49: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	49, // 50: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	47, // 51: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
+	35, // 52: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
+	38, // 53: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
+	36, // 54: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
+	40, // 55: blixard.v1.Request.rotate_ca:type_name -> blixard.v1.RotateCaCommand
+	3,  // 56: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 57: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 58: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 59: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 60: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 61: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 62: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 63: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	25, // 64: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	27, // 65: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	30, // 66: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	32, // 67: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	46, // 68: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	50, // 69: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	48, // 70: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
+	34, // 71: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
+	39, // 72: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
+	37, // 73: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
+	42, // 74: blixard.v1.Response.rotate_ca:type_name -> blixard.v1.RotateCaResponse
+	1,  // 75: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }
@@ -3818,7 +4055,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[47].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[50].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -3837,8 +4074,9 @@ func file_api_v1_api_proto_init() {
 		(*Request_CreateToken)(nil),
 		(*Request_RevokeToken)(nil),
 		(*Request_ListTokens)(nil),
+		(*Request_RotateCa)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[48].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[51].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -3857,6 +4095,7 @@ func file_api_v1_api_proto_init() {
 		(*Response_CreateToken)(nil),
 		(*Response_RevokeToken)(nil),
 		(*Response_ListTokens)(nil),
+		(*Response_RotateCa)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3864,7 +4103,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   50,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -29,8 +29,10 @@ type InitClusterCommand struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// The first admin token, made by the bootstrapping node (secure clusters).
-	AdminToken    *Token `protobuf:"bytes,2,opt,name=admin_token,json=adminToken,proto3" json:"admin_token,omitempty"`
-	Secure        bool   `protobuf:"varint,3,opt,name=secure,proto3" json:"secure,omitempty"`
+	AdminToken *Token `protobuf:"bytes,2,opt,name=admin_token,json=adminToken,proto3" json:"admin_token,omitempty"`
+	Secure     bool   `protobuf:"varint,3,opt,name=secure,proto3" json:"secure,omitempty"`
+	// The cluster CA's certificate (DER).
+	CaCertificate []byte `protobuf:"bytes,4,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +86,13 @@ func (x *InitClusterCommand) GetSecure() bool {
 		return x.Secure
 	}
 	return false
+}
+
+func (x *InitClusterCommand) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
 }
 
 // RevokeTokenCommand deletes a token's record: it no longer works.
@@ -1041,6 +1050,7 @@ type Command struct {
 	//	*Command_PlacementFailed
 	//	*Command_CreateToken
 	//	*Command_RevokeToken
+	//	*Command_RotateCa
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1257,6 +1267,15 @@ func (x *Command) GetRevokeToken() *RevokeTokenCommand {
 	return nil
 }
 
+func (x *Command) GetRotateCa() *RotateCaCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RotateCa); ok {
+			return x.RotateCa
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1329,6 +1348,10 @@ type Command_RevokeToken struct {
 	RevokeToken *RevokeTokenCommand `protobuf:"bytes,26,opt,name=revoke_token,json=revokeToken,proto3,oneof"`
 }
 
+type Command_RotateCa struct {
+	RotateCa *RotateCaCommand `protobuf:"bytes,27,opt,name=rotate_ca,json=rotateCa,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Op() {}
 
 func (*Command_RegisterNode) isCommand_Op() {}
@@ -1362,6 +1385,8 @@ func (*Command_PlacementFailed) isCommand_Op() {}
 func (*Command_CreateToken) isCommand_Op() {}
 
 func (*Command_RevokeToken) isCommand_Op() {}
+
+func (*Command_RotateCa) isCommand_Op() {}
 
 // RequestRecord is one remembered client request and its response.
 type RequestRecord struct {
@@ -1436,9 +1461,14 @@ type StateSnapshot struct {
 	Tasks    []*Task                `protobuf:"bytes,5,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Requests []*RequestRecord       `protobuf:"bytes,6,rep,name=requests,proto3" json:"requests,omitempty"`
 	// Sorted by kind, then id.
-	Tokens        []*Token `protobuf:"bytes,7,rep,name=tokens,proto3" json:"tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tokens []*Token `protobuf:"bytes,7,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// The CA rotation under way: the new CA's sealed key, the overlap, and
+	// when its phase began.
+	CaSealedKey             []byte `protobuf:"bytes,8,opt,name=ca_sealed_key,json=caSealedKey,proto3" json:"ca_sealed_key,omitempty"`
+	CaRotationOverlapNanos  int64  `protobuf:"varint,9,opt,name=ca_rotation_overlap_nanos,json=caRotationOverlapNanos,proto3" json:"ca_rotation_overlap_nanos,omitempty"`
+	CaRotationPhaseUnixNano int64  `protobuf:"varint,10,opt,name=ca_rotation_phase_unix_nano,json=caRotationPhaseUnixNano,proto3" json:"ca_rotation_phase_unix_nano,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *StateSnapshot) Reset() {
@@ -1520,18 +1550,40 @@ func (x *StateSnapshot) GetTokens() []*Token {
 	return nil
 }
 
+func (x *StateSnapshot) GetCaSealedKey() []byte {
+	if x != nil {
+		return x.CaSealedKey
+	}
+	return nil
+}
+
+func (x *StateSnapshot) GetCaRotationOverlapNanos() int64 {
+	if x != nil {
+		return x.CaRotationOverlapNanos
+	}
+	return 0
+}
+
+func (x *StateSnapshot) GetCaRotationPhaseUnixNano() int64 {
+	if x != nil {
+		return x.CaRotationPhaseUnixNano
+	}
+	return 0
+}
+
 var File_api_v1_command_proto protoreflect.FileDescriptor
 
 const file_api_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"\x14api/v1/command.proto\x12\n" +
-	"blixard.v1\x1a\x10api/v1/api.proto\x1a\x12api/v1/types.proto\"\x7f\n" +
+	"blixard.v1\x1a\x10api/v1/api.proto\x1a\x12api/v1/types.proto\"\xa6\x01\n" +
 	"\x12InitClusterCommand\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x122\n" +
 	"\vadmin_token\x18\x02 \x01(\v2\x11.blixard.v1.TokenR\n" +
 	"adminToken\x12\x16\n" +
-	"\x06secure\x18\x03 \x01(\bR\x06secure\"O\n" +
+	"\x06secure\x18\x03 \x01(\bR\x06secure\x12%\n" +
+	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificate\"O\n" +
 	"\x12RevokeTokenCommand\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\xe8\x03\n" +
@@ -1600,7 +1652,8 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\rvm_generation\x18\x02 \x01(\x04R\fvmGeneration\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\x04R\x06taskId\x12!\n" +
 	"\ftask_attempt\x18\x04 \x01(\rR\vtaskAttempt\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xe4\t\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa0\n" +
+	"\n" +
 	"\aCommand\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12,\n" +
 	"\x12proposed_unix_nano\x18\x02 \x01(\x03R\x10proposedUnixNano\x12\x1f\n" +
@@ -1628,12 +1681,13 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"drain_node\x18\x17 \x01(\v2\x1c.blixard.v1.DrainNodeCommandH\x00R\tdrainNode\x12O\n" +
 	"\x10placement_failed\x18\x18 \x01(\v2\".blixard.v1.PlacementFailedCommandH\x00R\x0fplacementFailed\x12C\n" +
 	"\fcreate_token\x18\x19 \x01(\v2\x1e.blixard.v1.CreateTokenCommandH\x00R\vcreateToken\x12C\n" +
-	"\frevoke_token\x18\x1a \x01(\v2\x1e.blixard.v1.RevokeTokenCommandH\x00R\vrevokeTokenB\x04\n" +
+	"\frevoke_token\x18\x1a \x01(\v2\x1e.blixard.v1.RevokeTokenCommandH\x00R\vrevokeToken\x12:\n" +
+	"\trotate_ca\x18\x1b \x01(\v2\x1b.blixard.v1.RotateCaCommandH\x00R\brotateCaB\x04\n" +
 	"\x02op\"\x83\x01\n" +
 	"\rRequestRecord\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x120\n" +
-	"\bresponse\x18\x03 \x01(\v2\x14.blixard.v1.ResponseR\bresponse\"\xac\x02\n" +
+	"\bresponse\x18\x03 \x01(\v2\x14.blixard.v1.ResponseR\bresponse\"\xc9\x03\n" +
 	"\rStateSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12-\n" +
 	"\acluster\x18\x02 \x01(\v2\x13.blixard.v1.ClusterR\acluster\x12&\n" +
@@ -1641,7 +1695,11 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\x03vms\x18\x04 \x03(\v2\x0e.blixard.v1.VmR\x03vms\x12&\n" +
 	"\x05tasks\x18\x05 \x03(\v2\x10.blixard.v1.TaskR\x05tasks\x125\n" +
 	"\brequests\x18\x06 \x03(\v2\x19.blixard.v1.RequestRecordR\brequests\x12)\n" +
-	"\x06tokens\x18\a \x03(\v2\x11.blixard.v1.TokenR\x06tokensB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
+	"\x06tokens\x18\a \x03(\v2\x11.blixard.v1.TokenR\x06tokens\x12\"\n" +
+	"\rca_sealed_key\x18\b \x01(\fR\vcaSealedKey\x129\n" +
+	"\x19ca_rotation_overlap_nanos\x18\t \x01(\x03R\x16caRotationOverlapNanos\x12<\n" +
+	"\x1bca_rotation_phase_unix_nano\x18\n" +
+	" \x01(\x03R\x17caRotationPhaseUnixNanoB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_command_proto_rawDescOnce sync.Once
@@ -1689,11 +1747,12 @@ var file_api_v1_command_proto_goTypes = []any{
 	(*TaskResult)(nil),             // 29: blixard.v1.TaskResult
 	(NodeStatus)(0),                // 30: blixard.v1.NodeStatus
 	(*CreateTokenCommand)(nil),     // 31: blixard.v1.CreateTokenCommand
-	(*Response)(nil),               // 32: blixard.v1.Response
-	(*Cluster)(nil),                // 33: blixard.v1.Cluster
-	(*Node)(nil),                   // 34: blixard.v1.Node
-	(*Vm)(nil),                     // 35: blixard.v1.Vm
-	(*Task)(nil),                   // 36: blixard.v1.Task
+	(*RotateCaCommand)(nil),        // 32: blixard.v1.RotateCaCommand
+	(*Response)(nil),               // 33: blixard.v1.Response
+	(*Cluster)(nil),                // 34: blixard.v1.Cluster
+	(*Node)(nil),                   // 35: blixard.v1.Node
+	(*Vm)(nil),                     // 36: blixard.v1.Vm
+	(*Task)(nil),                   // 37: blixard.v1.Task
 }
 var file_api_v1_command_proto_depIdxs = []int32{
 	20, // 0: blixard.v1.InitClusterCommand.admin_token:type_name -> blixard.v1.Token
@@ -1725,18 +1784,19 @@ var file_api_v1_command_proto_depIdxs = []int32{
 	15, // 26: blixard.v1.Command.placement_failed:type_name -> blixard.v1.PlacementFailedCommand
 	31, // 27: blixard.v1.Command.create_token:type_name -> blixard.v1.CreateTokenCommand
 	1,  // 28: blixard.v1.Command.revoke_token:type_name -> blixard.v1.RevokeTokenCommand
-	32, // 29: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
-	33, // 30: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
-	34, // 31: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
-	35, // 32: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
-	36, // 33: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
-	17, // 34: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
-	20, // 35: blixard.v1.StateSnapshot.tokens:type_name -> blixard.v1.Token
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	32, // 29: blixard.v1.Command.rotate_ca:type_name -> blixard.v1.RotateCaCommand
+	33, // 30: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
+	34, // 31: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
+	35, // 32: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
+	36, // 33: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
+	37, // 34: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
+	17, // 35: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
+	20, // 36: blixard.v1.StateSnapshot.tokens:type_name -> blixard.v1.Token
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_command_proto_init() }
@@ -1764,6 +1824,7 @@ func file_api_v1_command_proto_init() {
 		(*Command_PlacementFailed)(nil),
 		(*Command_CreateToken)(nil),
 		(*Command_RevokeToken)(nil),
+		(*Command_RotateCa)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

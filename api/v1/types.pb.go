@@ -427,6 +427,63 @@ func (PlacementStrategy) EnumDescriptor() ([]byte, []int) {
 	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
+// CARotationPhase is where a CA rotation stands. Rotation goes NONE →
+// TRUST → SERVE → NONE, each phase lasting the rotation's overlap.
+type CARotationPhase int32
+
+const (
+	// No rotation: one CA.
+	CARotationPhase_CA_ROTATION_PHASE_NONE CARotationPhase = 0
+	// Every node trusts the new CA as well as the old, and gets a
+	// certificate from the new one, but still presents its old certificate:
+	// clients may still trust only the old CA. Update their CA file now.
+	CARotationPhase_CA_ROTATION_PHASE_TRUST CARotationPhase = 1
+	// Nodes present their new certificates; both CAs are still trusted.
+	// Clients must trust the new CA.
+	CARotationPhase_CA_ROTATION_PHASE_SERVE CARotationPhase = 2
+)
+
+// Enum value maps for CARotationPhase.
+var (
+	CARotationPhase_name = map[int32]string{
+		0: "CA_ROTATION_PHASE_NONE",
+		1: "CA_ROTATION_PHASE_TRUST",
+		2: "CA_ROTATION_PHASE_SERVE",
+	}
+	CARotationPhase_value = map[string]int32{
+		"CA_ROTATION_PHASE_NONE":  0,
+		"CA_ROTATION_PHASE_TRUST": 1,
+		"CA_ROTATION_PHASE_SERVE": 2,
+	}
+)
+
+func (x CARotationPhase) Enum() *CARotationPhase {
+	p := new(CARotationPhase)
+	*p = x
+	return p
+}
+
+func (x CARotationPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CARotationPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_v1_types_proto_enumTypes[7].Descriptor()
+}
+
+func (CARotationPhase) Type() protoreflect.EnumType {
+	return &file_api_v1_types_proto_enumTypes[7]
+}
+
+func (x CARotationPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CARotationPhase.Descriptor instead.
+func (CARotationPhase) EnumDescriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
 // TokenKind says what a token is for.
 type TokenKind int32
 
@@ -463,11 +520,11 @@ func (x TokenKind) String() string {
 }
 
 func (TokenKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_api_v1_types_proto_enumTypes[7].Descriptor()
+	return file_api_v1_types_proto_enumTypes[8].Descriptor()
 }
 
 func (TokenKind) Type() protoreflect.EnumType {
-	return &file_api_v1_types_proto_enumTypes[7]
+	return &file_api_v1_types_proto_enumTypes[8]
 }
 
 func (x TokenKind) Number() protoreflect.EnumNumber {
@@ -476,7 +533,7 @@ func (x TokenKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TokenKind.Descriptor instead.
 func (TokenKind) EnumDescriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 // AccessRole is what an ACL token's holder may do: a viewer reads; an
@@ -518,11 +575,11 @@ func (x AccessRole) String() string {
 }
 
 func (AccessRole) Descriptor() protoreflect.EnumDescriptor {
-	return file_api_v1_types_proto_enumTypes[8].Descriptor()
+	return file_api_v1_types_proto_enumTypes[9].Descriptor()
 }
 
 func (AccessRole) Type() protoreflect.EnumType {
-	return &file_api_v1_types_proto_enumTypes[8]
+	return &file_api_v1_types_proto_enumTypes[9]
 }
 
 func (x AccessRole) Number() protoreflect.EnumNumber {
@@ -531,7 +588,7 @@ func (x AccessRole) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AccessRole.Descriptor instead.
 func (AccessRole) EnumDescriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 // Resources is an amount of machine: what a node has or a workload needs.
@@ -1549,9 +1606,15 @@ type Cluster struct {
 	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// Joins need a join token (the cluster was bootstrapped with TLS); false
 	// for a cluster started with --insecure.
-	Secure        bool `protobuf:"varint,4,opt,name=secure,proto3" json:"secure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Secure bool `protobuf:"varint,4,opt,name=secure,proto3" json:"secure,omitempty"`
+	// The CA certificates (DER) that nodes trust, newest first: the first
+	// signs new node certificates. Public: clients may save them as their CA.
+	CaCertificates [][]byte `protobuf:"bytes,5,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	// A CA rotation under way, and when its next phase begins.
+	CaRotationPhase        CARotationPhase `protobuf:"varint,6,opt,name=ca_rotation_phase,json=caRotationPhase,proto3,enum=blixard.v1.CARotationPhase" json:"ca_rotation_phase,omitempty"`
+	CaRotationNextUnixNano int64           `protobuf:"varint,7,opt,name=ca_rotation_next_unix_nano,json=caRotationNextUnixNano,proto3" json:"ca_rotation_next_unix_nano,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1610,6 +1673,27 @@ func (x *Cluster) GetSecure() bool {
 		return x.Secure
 	}
 	return false
+}
+
+func (x *Cluster) GetCaCertificates() [][]byte {
+	if x != nil {
+		return x.CaCertificates
+	}
+	return nil
+}
+
+func (x *Cluster) GetCaRotationPhase() CARotationPhase {
+	if x != nil {
+		return x.CaRotationPhase
+	}
+	return CARotationPhase_CA_ROTATION_PHASE_NONE
+}
+
+func (x *Cluster) GetCaRotationNextUnixNano() int64 {
+	if x != nil {
+		return x.CaRotationNextUnixNano
+	}
+	return 0
 }
 
 // Token is the record of a join or ACL token. The state keeps only the
@@ -1833,14 +1917,17 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"Membership\x12\x16\n" +
 	"\x06voters\x18\x01 \x03(\x04R\x06voters\x12\x1a\n" +
 	"\blearners\x18\x02 \x03(\x04R\blearners\x12\x18\n" +
-	"\aremoved\x18\x03 \x03(\x04R\aremoved\"\x8e\x01\n" +
+	"\aremoved\x18\x03 \x03(\x04R\aremoved\"\xbc\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\n" +
 	"membership\x18\x02 \x01(\v2\x16.blixard.v1.MembershipR\n" +
 	"membership\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x16\n" +
-	"\x06secure\x18\x04 \x01(\bR\x06secure\"\xcd\x02\n" +
+	"\x06secure\x18\x04 \x01(\bR\x06secure\x12'\n" +
+	"\x0fca_certificates\x18\x05 \x03(\fR\x0ecaCertificates\x12G\n" +
+	"\x11ca_rotation_phase\x18\x06 \x01(\x0e2\x1b.blixard.v1.CARotationPhaseR\x0fcaRotationPhase\x12:\n" +
+	"\x1aca_rotation_next_unix_nano\x18\a \x01(\x03R\x16caRotationNextUnixNano\"\xcd\x02\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12#\n" +
@@ -1895,7 +1982,11 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\x11PlacementStrategy\x12\"\n" +
 	"\x1ePLACEMENT_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPLACEMENT_STRATEGY_BINPACK\x10\x01\x12\x1d\n" +
-	"\x19PLACEMENT_STRATEGY_SPREAD\x10\x02*P\n" +
+	"\x19PLACEMENT_STRATEGY_SPREAD\x10\x02*g\n" +
+	"\x0fCARotationPhase\x12\x1a\n" +
+	"\x16CA_ROTATION_PHASE_NONE\x10\x00\x12\x1b\n" +
+	"\x17CA_ROTATION_PHASE_TRUST\x10\x01\x12\x1b\n" +
+	"\x17CA_ROTATION_PHASE_SERVE\x10\x02*P\n" +
 	"\tTokenKind\x12\x1a\n" +
 	"\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTOKEN_KIND_JOIN\x10\x01\x12\x12\n" +
@@ -1919,7 +2010,7 @@ func file_api_v1_types_proto_rawDescGZIP() []byte {
 	return file_api_v1_types_proto_rawDescData
 }
 
-var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
 var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_api_v1_types_proto_goTypes = []any{
 	(NodeRole)(0),          // 0: blixard.v1.NodeRole
@@ -1929,52 +2020,54 @@ var file_api_v1_types_proto_goTypes = []any{
 	(RestartPolicy)(0),     // 4: blixard.v1.RestartPolicy
 	(TaskStatus)(0),        // 5: blixard.v1.TaskStatus
 	(PlacementStrategy)(0), // 6: blixard.v1.PlacementStrategy
-	(TokenKind)(0),         // 7: blixard.v1.TokenKind
-	(AccessRole)(0),        // 8: blixard.v1.AccessRole
-	(*Resources)(nil),      // 9: blixard.v1.Resources
-	(*ImageInfo)(nil),      // 10: blixard.v1.ImageInfo
-	(*Node)(nil),           // 11: blixard.v1.Node
-	(*VmSpec)(nil),         // 12: blixard.v1.VmSpec
-	(*VmEvent)(nil),        // 13: blixard.v1.VmEvent
-	(*Vm)(nil),             // 14: blixard.v1.Vm
-	(*TaskSpec)(nil),       // 15: blixard.v1.TaskSpec
-	(*TaskResult)(nil),     // 16: blixard.v1.TaskResult
-	(*Task)(nil),           // 17: blixard.v1.Task
-	(*Membership)(nil),     // 18: blixard.v1.Membership
-	(*Cluster)(nil),        // 19: blixard.v1.Cluster
-	(*Token)(nil),          // 20: blixard.v1.Token
-	nil,                    // 21: blixard.v1.Node.LabelsEntry
-	nil,                    // 22: blixard.v1.VmSpec.ConstraintsEntry
-	nil,                    // 23: blixard.v1.TaskSpec.EnvEntry
+	(CARotationPhase)(0),   // 7: blixard.v1.CARotationPhase
+	(TokenKind)(0),         // 8: blixard.v1.TokenKind
+	(AccessRole)(0),        // 9: blixard.v1.AccessRole
+	(*Resources)(nil),      // 10: blixard.v1.Resources
+	(*ImageInfo)(nil),      // 11: blixard.v1.ImageInfo
+	(*Node)(nil),           // 12: blixard.v1.Node
+	(*VmSpec)(nil),         // 13: blixard.v1.VmSpec
+	(*VmEvent)(nil),        // 14: blixard.v1.VmEvent
+	(*Vm)(nil),             // 15: blixard.v1.Vm
+	(*TaskSpec)(nil),       // 16: blixard.v1.TaskSpec
+	(*TaskResult)(nil),     // 17: blixard.v1.TaskResult
+	(*Task)(nil),           // 18: blixard.v1.Task
+	(*Membership)(nil),     // 19: blixard.v1.Membership
+	(*Cluster)(nil),        // 20: blixard.v1.Cluster
+	(*Token)(nil),          // 21: blixard.v1.Token
+	nil,                    // 22: blixard.v1.Node.LabelsEntry
+	nil,                    // 23: blixard.v1.VmSpec.ConstraintsEntry
+	nil,                    // 24: blixard.v1.TaskSpec.EnvEntry
 }
 var file_api_v1_types_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Node.role:type_name -> blixard.v1.NodeRole
-	9,  // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
-	21, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
+	10, // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
+	22, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
 	1,  // 3: blixard.v1.Node.status:type_name -> blixard.v1.NodeStatus
-	10, // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
+	11, // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
 	4,  // 5: blixard.v1.VmSpec.restart_policy:type_name -> blixard.v1.RestartPolicy
-	22, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
+	23, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
 	6,  // 7: blixard.v1.VmSpec.placement:type_name -> blixard.v1.PlacementStrategy
 	2,  // 8: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
-	12, // 9: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
+	13, // 9: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
 	3,  // 10: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
 	2,  // 11: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
-	13, // 12: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
-	23, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
-	9,  // 14: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
-	15, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
+	14, // 12: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
+	24, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
+	10, // 14: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
+	16, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
 	5,  // 16: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
-	16, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
-	18, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
-	7,  // 19: blixard.v1.Token.kind:type_name -> blixard.v1.TokenKind
-	0,  // 20: blixard.v1.Token.node_role:type_name -> blixard.v1.NodeRole
-	8,  // 21: blixard.v1.Token.access_role:type_name -> blixard.v1.AccessRole
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
+	19, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
+	7,  // 19: blixard.v1.Cluster.ca_rotation_phase:type_name -> blixard.v1.CARotationPhase
+	8,  // 20: blixard.v1.Token.kind:type_name -> blixard.v1.TokenKind
+	0,  // 21: blixard.v1.Token.node_role:type_name -> blixard.v1.NodeRole
+	9,  // 22: blixard.v1.Token.access_role:type_name -> blixard.v1.AccessRole
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_types_proto_init() }
@@ -1987,7 +2080,7 @@ func file_api_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_types_proto_rawDesc), len(file_api_v1_types_proto_rawDesc)),
-			NumEnums:      9,
+			NumEnums:      10,
 			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -112,7 +112,9 @@ func (c *cluster) start(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		args := []string{"node", "--id", strconv.Itoa(id), "--listen", addr, "--data-dir", dir}
+		// --insecure: the benchmark measures Raft and the disk, on loopback;
+		// TLS and token checks are left out of the figures (BENCHMARKS.md).
+		args := []string{"node", "--id", strconv.Itoa(id), "--listen", addr, "--data-dir", dir, "--insecure"}
 		if id > 1 {
 			args = append(args, "--join", c.addrs[0])
 		}

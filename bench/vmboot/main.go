@@ -263,7 +263,8 @@ func startNode(bin, addr, dataDir, logPath string) (*nodeProc, error) {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "node", "--id", "1", "--listen", addr, "--data-dir", dataDir)
+	// --insecure: loopback only; the figures are about VMs, not TLS.
+	cmd := exec.Command(bin, "node", "--id", "1", "--listen", addr, "--data-dir", dataDir, "--insecure")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group: Ctrl-C reaches vmboot only, which stops

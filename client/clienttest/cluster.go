@@ -3,11 +3,19 @@ package clienttest
 import (
 	"context"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/api/v1/apiv1grpc"
+	"github.com/blixard/blixard/internal/pki"
+)
+
+// CA rotation limits the fake applies, as the cluster does.
+const (
+	defaultCAOverlap = time.Hour
+	minCAOverlap     = 5 * time.Second
 )
 
 type clusterService struct {
@@ -100,6 +108,44 @@ func (s clusterService) DrainNode(_ context.Context, req *apiv1.DrainNodeRequest
 			node.UpdatedIndex, _ = n.tick()
 		}
 		return &apiv1.DrainNodeResponse{Node: proto.CloneOf(node)}, nil
+	})
+}
+
+// RotateCa starts a CA rotation as the cluster does: a new CA (a real
+// certificate, made by internal/pki on the fake clock) goes first in the
+// cluster record's ca_certificates and the rotation enters phase TRUST,
+// ending one overlap later. The fake never moves a rotation on; a test
+// does that with UpdateCluster. A cluster record without CA certificates
+// (the fake's default, like an --insecure cluster) or one already
+// rotating refuses.
+func (s clusterService) RotateCa(_ context.Context, req *apiv1.RotateCaRequest) (*apiv1.RotateCaResponse, error) {
+	n := s.n
+	overlap := time.Duration(req.GetOverlapSeconds()) * time.Second
+	switch {
+	case req.GetOverlapSeconds() == 0:
+		overlap = defaultCAOverlap
+	case req.GetOverlapSeconds() < 0 || overlap < minCAOverlap:
+		return nil, fieldError(invalid, "overlap_seconds", "must be 0 (one hour) or at least %d", int64(minCAOverlap/time.Second))
+	}
+	return write(n, req.GetClientRequestId(), func() (*apiv1.RotateCaResponse, error) {
+		c := n.cluster.GetCluster()
+		if len(c.GetCaCertificates()) == 0 {
+			return nil, Status(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION,
+				Message: "this cluster has no CA to rotate (it runs with --insecure, or began before CA trust was replicated)"})
+		}
+		if p := c.GetCaRotationPhase(); p != apiv1.CARotationPhase_CA_ROTATION_PHASE_NONE {
+			return nil, Status(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION,
+				Message: "a CA rotation is under way (phase " + p.String() + ")"})
+		}
+		_, nanos := n.tick()
+		ca, err := pki.NewCA(c.GetId(), time.Unix(0, nanos), 0)
+		if err != nil {
+			return nil, Unavailable("make a CA: " + err.Error())
+		}
+		c.CaCertificates = append([][]byte{ca.Certificate().Raw}, c.CaCertificates...)
+		c.CaRotationPhase = apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST
+		c.CaRotationNextUnixNano = nanos + int64(overlap)
+		return &apiv1.RotateCaResponse{Cluster: proto.CloneOf(c)}, nil
 	})
 }
 

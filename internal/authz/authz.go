@@ -109,6 +109,7 @@ var Methods = map[string]Permission{
 	"/blixard.v1.ClusterService/GetClusterStatus": Read,
 	"/blixard.v1.ClusterService/HealthCheck":      Public,
 	"/blixard.v1.ClusterService/RenewCertificate": Peer,
+	"/blixard.v1.ClusterService/RotateCa":         Administer,
 
 	// Tokens.
 	"/blixard.v1.TokenService/CreateToken": Administer,

@@ -15,12 +15,14 @@ func newClusterStatusCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster's Raft state and members",
-		Long: `Show the cluster as the answering node sees it: the cluster id, the leader,
-the Raft term and commit index, and each member with its role, whether it
-votes, how far its log matches the leader's (known only when the leader
-answers), its capacity, whether it is drained ('blixard cluster drain') and
-its status with the reason it last changed. Nodes that left the cluster
-follow the members.
+		Long: `Show the cluster as the answering node sees it: the cluster id, the
+fingerprint of its CA (the one that signs node certificates; none for a
+cluster run with --insecure) and the CA rotation under way if any
+('blixard cluster ca'), the leader, the Raft term and commit index, and
+each member with its role, whether it votes, how far its log matches the
+leader's (known only when the leader answers), its capacity, whether it is
+drained ('blixard cluster drain') and its status with the reason it last
+changed. Nodes that left the cluster follow the members.
 
 A node's status is the leader's verdict: ready; disconnected when the
 leader has not heard from it for a while (nothing new is placed on it);
@@ -62,6 +64,12 @@ func clusterStatusTable(w io.Writer, resp *apiv1.GetClusterStatusResponse) {
 		}
 	}
 	row(w, "Cluster ID:", orDash(resp.GetCluster().GetId()))
+	if cas := resp.GetCluster().GetCaCertificates(); len(cas) > 0 {
+		row(w, "CA:", caFingerprint(cas[0]))
+	}
+	if r := caRotationText(resp.GetCluster()); r != "" {
+		row(w, "CA rotation:", r)
+	}
 	row(w, "Leader:", leader)
 	row(w, "Term:", resp.GetTerm())
 	row(w, "Commit index:", resp.GetCommitIndex())

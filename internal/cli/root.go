@@ -38,9 +38,10 @@ BLIXARD_INSECURE=1).
 The cluster, vm, task and acl commands talk to a running cluster over gRPC,
 through any of its nodes (--addr, or BLIXARD_ADDR): they show the cluster's
 members and Raft state, remove and drain members, make, list and revoke
-join and ACL tokens, create, start, stop, delete, list and inspect VMs and
-read their consoles, and submit, list, inspect and cancel tasks. Writes
-reach the leader and are retried safely.
+join and ACL tokens, show and rotate the cluster CA ("cluster ca"),
+create, start, stop, delete, list and inspect VMs and read their
+consoles, and submit, list, inspect and cancel tasks. Writes reach the
+leader and are retried safely.
 
 In this build the leader places a VM or task on the node that took the request
 (the leader) if it has room, else on the lowest-numbered node with room; real

@@ -148,7 +148,7 @@ func TestVersionRejectsArguments(t *testing.T) {
 
 func TestUnknownCommandFails(t *testing.T) {
 	for _, args := range [][]string{{"frobnicate"}, {"vm", "frobnicate"}, {"cluster", "frobnicate"}, {"task", "frobnicate"},
-		{"acl", "frobnicate"}, {"acl", "token", "frobnicate"}, {"cluster", "token", "frobnicate"}} {
+		{"acl", "frobnicate"}, {"acl", "token", "frobnicate"}, {"cluster", "token", "frobnicate"}, {"cluster", "ca", "frobnicate"}} {
 		_, stderr, err := run(t, args...)
 		if err == nil {
 			t.Errorf("blixard %s: got no error; a command that does not exist must fail", strings.Join(args, " "))
@@ -169,7 +169,7 @@ func TestUnknownSubcommandSuggests(t *testing.T) {
 }
 
 func TestGroupCommandsShowHelp(t *testing.T) {
-	for _, group := range [][]string{{"cluster"}, {"vm"}, {"task"}, {"acl"}, {"acl", "token"}, {"cluster", "token"}} {
+	for _, group := range [][]string{{"cluster"}, {"vm"}, {"task"}, {"acl"}, {"acl", "token"}, {"cluster", "token"}, {"cluster", "ca"}} {
 		stdout, stderr, err := run(t, group...)
 		if err != nil || stderr != "" {
 			t.Errorf("blixard %s: err %v, stderr %q", group, err, stderr)

@@ -68,6 +68,9 @@ type Config struct {
 	// record, hash only) is the first admin's.
 	Secure     bool
 	AdminToken *apiv1.Token
+	// CACertificate is the cluster CA's certificate (DER), recorded with
+	// the cluster's first entry; a rotation replaces it (see state.CATrust).
+	CACertificate []byte
 
 	// Address, Role, Capacity and Labels describe this node; the core
 	// registers them in the replicated state and keeps them current.

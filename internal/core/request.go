@@ -185,7 +185,12 @@ func (n *Node) register() {
 	n.promote()
 	if n.isLeader && n.cfg.ClusterID != "" && n.st.Cluster().GetId() == "" {
 		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_InitCluster{InitCluster: &apiv1.InitClusterCommand{
-			ClusterId: n.cfg.ClusterID, Secure: n.cfg.Secure, AdminToken: n.cfg.AdminToken}}})
+			ClusterId: n.cfg.ClusterID, Secure: n.cfg.Secure, AdminToken: n.cfg.AdminToken, CaCertificate: n.cfg.CACertificate}}})
+	}
+	if to, due := n.st.NextCAPhase(n.now); n.isLeader && due {
+		// A CA rotation's phase has run its overlap: the leader moves it on
+		// (the state checks the time again by this proposal's clock).
+		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_RotateCa{RotateCa: &apiv1.RotateCaCommand{ToPhase: to}}})
 	}
 	if n.cfg.Address == "" || n.cfg.Capacity == nil || n.st.Removed(n.cfg.ID) {
 		return

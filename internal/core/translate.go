@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 
+	"google.golang.org/protobuf/proto"
+
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/state"
 )
@@ -43,6 +45,11 @@ func commandFor(req *apiv1.Request) (*apiv1.Command, *apiv1.Error) {
 	case *apiv1.Request_RevokeToken:
 		key = k.RevokeToken.GetClientRequestId()
 		cmd.Op = &apiv1.Command_RevokeToken{RevokeToken: &apiv1.RevokeTokenCommand{Kind: k.RevokeToken.GetKind(), Id: k.RevokeToken.GetId()}}
+	case *apiv1.Request_RotateCa:
+		key = k.RotateCa.GetClientRequestId()
+		rc := proto.CloneOf(k.RotateCa)
+		rc.ClientRequestId = ""
+		cmd.Op = &apiv1.Command_RotateCa{RotateCa: rc}
 	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus,
 		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck, *apiv1.Request_ListTokens:
 		return nil, nil

@@ -15,6 +15,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/core"
+	"github.com/blixard/blixard/internal/server"
 )
 
 // Config is what a node is started with.
@@ -82,6 +83,9 @@ type Config struct {
 	// refused unless Listen and Advertise are loopback addresses, and it
 	// is fixed when the data directory is first used.
 	Insecure bool
+	// Limits bound what one API client may ask of this node (requests per
+	// second, burst, open streams); zero fields take server's defaults.
+	Limits server.Limits
 	// Out receives what is shown to the operator once, not logged: the
 	// first admin token of a new cluster. Default os.Stdout.
 	Out io.Writer

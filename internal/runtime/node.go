@@ -131,11 +131,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	clusterID := fmt.Sprintf("blixard-%d-%d", cfg.ID, time.Now().UnixNano())
 	var admin *apiv1.Token
+	var caDER []byte
 	if !cfg.Insecure {
 		if clusterID, admin, err = n.settleSecurity(clusterID); err != nil {
 			_ = lis.Close()
 			_ = st.Close()
 			return nil, err
+		}
+		if admin != nil && n.sec.ca != nil {
+			caDER = n.sec.ca.Certificate().Raw // the cluster's first entry records it
 		}
 	}
 	var inc [8]byte
@@ -147,6 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ClusterID:       clusterID,
 		Secure:          !cfg.Insecure,
 		AdminToken:      admin,
+		CACertificate:   caDER,
 		Address:         addr,
 		Role:            cfg.Role,
 		Capacity:        n.cfg.Capacity,
@@ -198,7 +203,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.tr = tr
 	// A peer batch may be as large as the transport's batch limit. Every
 	// call, the transport's too, passes the permission table.
-	n.grpc = grpc.NewServer(append(opts, server.Interceptors(api)...)...)
+	n.grpc = grpc.NewServer(append(opts, server.Interceptors(api, cfg.Limits)...)...)
 	tr.Register(n.grpc)
 	server.Register(n.grpc, n, api)
 	return n, nil
@@ -217,6 +222,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		go n.joinLoop(ctx)
 	}
 	go n.removalWatch(ctx)
+	if n.sec != nil {
+		go n.certLoop(n.runCtx)
+	}
 	defer func() { n.shutdown() }()
 	if n.wl != nil {
 		reports := n.wl.recover(ctx)

@@ -42,6 +42,10 @@ type security struct {
 	ca     *pki.CA // nil on a worker
 
 	view atomic.Pointer[securityView]
+	// next is a certificate from a new CA held ready during a rotation's
+	// TRUST phase (under mu); trustChanged pokes the certificate loop.
+	next         *pki.NodeCert
+	trustChanged chan struct{}
 }
 
 // securityView is what the access checks read of the replicated state,
@@ -53,12 +57,13 @@ type securityView struct {
 	version uint64
 	tokens  map[string]*apiv1.Token // by kind and id: see tokenIndex
 	removed map[uint64]bool
+	trust   state.CATrust
 }
 
 func tokenIndex(kind apiv1.TokenKind, id string) string { return kind.String() + "/" + id }
 
 func newSecurity(dir string) *security {
-	s := &security{dir: dir, now: time.Now}
+	s := &security{dir: dir, now: time.Now, trustChanged: make(chan struct{}, 1)}
 	s.view.Store(&securityView{tokens: map[string]*apiv1.Token{}, removed: map[uint64]bool{}})
 	return s
 }
@@ -76,7 +81,12 @@ func (s *security) refresh(st *state.State) {
 	for _, id := range st.Cluster().GetMembership().GetRemoved() {
 		v.removed[id] = true
 	}
+	v.trust = st.CATrust()
 	s.view.Store(v)
+	select {
+	case s.trustChanged <- struct{}{}:
+	default:
+	}
 }
 
 // lookup finds the record of a token and checks its secret and expiry.
@@ -155,6 +165,21 @@ func (s *security) Issue(csr []byte, id uint64, addr string, withCAKey bool) (ce
 		}
 	}
 	return pki.EncodeCerts(leaf, ca.Certificate()), pki.EncodeCerts(bundle...), caKey, nil
+}
+
+// RotateCA implements server.Security: the CA to succeed this voter's.
+func (s *security) RotateCA() (cert, sealed []byte, err error) {
+	s.mu.RLock()
+	ca := s.ca
+	s.mu.RUnlock()
+	if ca == nil {
+		return nil, nil, errors.New("this node holds no CA key (only voters do)")
+	}
+	next, sealed, err := ca.Rotate(s.now(), pki.DefaultCAValidity)
+	if err != nil {
+		return nil, nil, err
+	}
+	return next.Certificate().Raw, sealed, nil
 }
 
 // certAddrs are the subject alternative names of a node at addr: its

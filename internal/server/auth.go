@@ -33,19 +33,27 @@ type Security interface {
 	// the cluster CA, and returns it and the CA certificates to trust, in
 	// PEM. withCAKey adds the CA's private key (PEM), for a joining voter.
 	Issue(csr []byte, id uint64, addr string, withCAKey bool) (cert, cas, caKey []byte, err error)
+	// RotateCA makes the CA that is to succeed the current one: its
+	// certificate (DER) and its key sealed with the current CA's.
+	RotateCA() (cert, sealedKey []byte, err error)
 }
 
 // Interceptors return the server options that enforce the permission
-// table (authz.Methods) on every call of every service of the server:
-// with sec nil (--insecure) every call passes, but a method missing from
-// the table is still refused.
-func Interceptors(sec Security) []grpc.ServerOption {
+// table (authz.Methods) on every call of every service of the server,
+// then the per-client limits: with sec nil (--insecure) every call
+// passes the table, but a method missing from it is still refused.
+func Interceptors(sec Security, limits Limits) []grpc.ServerOption {
 	g := guard{sec: sec}
+	lm := newLimiter(limits)
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			ctx, err := g.authorize(ctx, info.FullMethod)
 			if err != nil {
 				return nil, err
+			}
+			c := callerOf(ctx)
+			if c.node == 0 && !lm.allow(clientKey(ctx, c)) {
+				return nil, rateRefusal()
 			}
 			return h(ctx, req)
 		}),
@@ -54,6 +62,16 @@ func Interceptors(sec Security) []grpc.ServerOption {
 			if err != nil {
 				return err
 			}
+			c := callerOf(ctx)
+			key := clientKey(ctx, c)
+			if c.node == 0 && !lm.allow(key) {
+				return rateRefusal()
+			}
+			release, ok := lm.open(key)
+			if !ok {
+				return streamRefusal(lm.l.Streams)
+			}
+			defer release()
 			return h(srv, &callerStream{ServerStream: ss, ctx: ctx})
 		}),
 	}
@@ -64,8 +82,9 @@ type guard struct{ sec Security }
 // caller is who made a call, as the guard found: a node (by its
 // certificate) or a client (by its token's role).
 type caller struct {
-	node uint64
-	role authz.Role
+	node    uint64
+	role    authz.Role
+	tokenID string
 }
 
 type callerKey struct{}
@@ -89,7 +108,7 @@ func (g guard) authorize(ctx context.Context, method string) (context.Context, e
 		return ctx, deny(apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED, method+" is in no permission table; refused")
 	}
 	if g.sec == nil {
-		return ctx, nil
+		return context.WithValue(ctx, callerKey{}, caller{}), nil
 	}
 	var c caller
 	node, err := peerNode(ctx)
@@ -127,6 +146,9 @@ func (g guard) authorize(ctx context.Context, method string) (context.Context, e
 				article(role.String())+" "+role.String()+" token may not call "+methodName(method)+" (it needs "+perm.String()+")")
 		}
 		c.role = role
+		if sec, err := authz.ParseToken(tok); err == nil {
+			c.tokenID = sec.ID
+		}
 	}
 	return context.WithValue(ctx, callerKey{}, c), nil
 }

@@ -121,3 +121,35 @@ func insecureRefusal() error {
 	return StatusOf(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION,
 		Message: "this node runs with --insecure: it has no tokens and checks none"})
 }
+
+// CA rotation bounds.
+const (
+	// DefaultCAOverlap is each phase of a CA rotation when none is asked for.
+	DefaultCAOverlap = time.Hour
+	// MinCAOverlap is the shortest phase a rotation may have.
+	MinCAOverlap = 5 * time.Second
+)
+
+// RotateCa starts a CA rotation: this node (a voter) makes the new CA and
+// seals its key with the current one, so that only voters can open it
+// from the log.
+func (s *clusterService) RotateCa(ctx context.Context, r *apiv1.RotateCaRequest) (*apiv1.RotateCaResponse, error) {
+	if s.sec == nil {
+		return nil, insecureRefusal()
+	}
+	overlap := DefaultCAOverlap
+	if r.GetOverlapSeconds() != 0 {
+		if r.GetOverlapSeconds() < int64(MinCAOverlap/time.Second) || r.GetOverlapSeconds() > int64(MaxTokenTTL/time.Second) {
+			return nil, invalidField("overlap_seconds", "must be between %d and %d", int64(MinCAOverlap/time.Second), int64(MaxTokenTTL/time.Second))
+		}
+		overlap = time.Duration(r.GetOverlapSeconds()) * time.Second
+	}
+	cert, sealed, err := s.sec.RotateCA()
+	if err != nil {
+		return nil, StatusOf(&apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_FAILED_PRECONDITION, Message: err.Error()})
+	}
+	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_RotateCa{RotateCa: &apiv1.RotateCaCommand{
+		ClientRequestId: r.GetClientRequestId(), ToPhase: apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST,
+		NewCertificate: cert, SealedKey: sealed, OverlapNanos: int64(overlap)}}})
+	return resp.GetRotateCa(), err
+}

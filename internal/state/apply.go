@@ -13,6 +13,8 @@ import (
 type at struct {
 	index uint64
 	nanos int64
+	// checking: Check's dry run, which has no clock.
+	checking bool
 }
 
 // Apply applies the command at log index index and returns its response.
@@ -60,7 +62,7 @@ func (s *State) Check(cmd *apiv1.Command) error {
 			return nil
 		}
 	}
-	if _, err := s.exec(at{}, cmd, false); err != nil {
+	if _, err := s.exec(at{checking: true}, cmd, false); err != nil {
 		return err
 	}
 	return nil
@@ -296,6 +298,8 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 		check, run = func() *Error { return s.checkCreateToken(op.CreateToken) }, func() *apiv1.Response { return s.createToken(op.CreateToken) }
 	case *apiv1.Command_RevokeToken:
 		check, run = func() *Error { return s.checkRevokeToken(op.RevokeToken) }, func() *apiv1.Response { return s.revokeToken(op.RevokeToken) }
+	case *apiv1.Command_RotateCa:
+		check, run = func() *Error { return s.checkRotateCa(a, op.RotateCa) }, func() *apiv1.Response { return s.rotateCa(a, op.RotateCa) }
 	default:
 		return nil, invalid("op", "command has no known operation")
 	}

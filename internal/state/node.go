@@ -30,6 +30,9 @@ func (s *State) checkInitCluster(op *apiv1.InitClusterCommand) *Error {
 			return invalid("admin_token", "must be an ACL token with the admin role")
 		}
 	}
+	if len(op.GetCaCertificate()) > MaxCACertBytes {
+		return invalid("ca_certificate", "is %d bytes, at most %d", len(op.GetCaCertificate()), MaxCACertBytes)
+	}
 	return nil
 }
 
@@ -44,6 +47,9 @@ func (s *State) initCluster(op *apiv1.InitClusterCommand) *apiv1.Response {
 	s.secure = op.GetSecure()
 	if t := op.GetAdminToken(); t != nil {
 		s.tokens[tokenKey{t.GetKind(), t.GetId()}] = proto.CloneOf(t)
+	}
+	if c := op.GetCaCertificate(); len(c) > 0 {
+		s.caCerts = [][]byte{slices.Clone(c)}
 	}
 	s.secVersion++
 	return &apiv1.Response{}

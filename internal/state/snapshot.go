@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -23,6 +24,10 @@ func (s *State) Snapshot() ([]byte, error) {
 		Tasks:    s.Tasks(0),
 		Requests: s.requestLog,
 		Tokens:   s.Tokens(apiv1.TokenKind_TOKEN_KIND_UNSPECIFIED),
+
+		CaSealedKey:             s.caSealed,
+		CaRotationOverlapNanos:  s.caOverlap,
+		CaRotationPhaseUnixNano: s.caPhaseAt,
 	}
 	b, err := deterministic.Marshal(snap)
 	if err != nil {
@@ -50,6 +55,30 @@ func Restore(data []byte) (*State, error) {
 	s.applied = snap.GetCluster().GetAppliedIndex()
 	s.secure = snap.GetCluster().GetSecure()
 	s.secVersion = 1 // a state restored is a change to whoever reads it
+	c := snap.GetCluster()
+	if len(c.GetCaCertificates()) > MaxBundleCAs {
+		return nil, fmt.Errorf("state: snapshot trusts %d CAs, at most %d", len(c.GetCaCertificates()), MaxBundleCAs)
+	}
+	for i, der := range c.GetCaCertificates() {
+		if len(der) == 0 || len(der) > MaxCACertBytes {
+			return nil, fmt.Errorf("state: snapshot CA certificate %d is %d bytes", i, len(der))
+		}
+		s.caCerts = append(s.caCerts, der)
+	}
+	if len(snap.GetCaSealedKey()) > MaxSealedKeyBytes || snap.GetCaRotationOverlapNanos() < 0 || snap.GetCaRotationOverlapNanos() > MaxCAOverlapNanos {
+		return nil, errors.New("state: snapshot's CA rotation is malformed")
+	}
+	switch c.GetCaRotationPhase() {
+	case apiv1.CARotationPhase_CA_ROTATION_PHASE_NONE:
+	case apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST, apiv1.CARotationPhase_CA_ROTATION_PHASE_SERVE:
+		if len(s.caCerts) < 2 {
+			return nil, errors.New("state: snapshot's CA rotation trusts fewer than two CAs")
+		}
+	default:
+		return nil, fmt.Errorf("state: snapshot's CA rotation phase %d is unknown", c.GetCaRotationPhase())
+	}
+	s.caSealed, s.caPhase = snap.GetCaSealedKey(), c.GetCaRotationPhase()
+	s.caPhaseAt, s.caOverlap = snap.GetCaRotationPhaseUnixNano(), snap.GetCaRotationOverlapNanos()
 	if len(snap.GetTokens()) > 2*MaxTokens {
 		return nil, fmt.Errorf("state: snapshot holds %d tokens, at most %d allowed", len(snap.GetTokens()), 2*MaxTokens)
 	}

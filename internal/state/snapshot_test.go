@@ -1536,7 +1536,14 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 			Membership:   &apiv1.Membership{Voters: []uint64{1, 2}, Learners: []uint64{3}, Removed: []uint64{4}},
 			AppliedIndex: 100,
 			Secure:       true,
+
+			CaCertificates:         [][]byte{{1, 2, 3}, {4, 5}},
+			CaRotationPhase:        apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST,
+			CaRotationNextUnixNano: 15,
 		},
+		CaSealedKey:             []byte{9, 9},
+		CaRotationOverlapNanos:  10,
+		CaRotationPhaseUnixNano: 5,
 		Tokens: []*apiv1.Token{
 			{Id: "00000000000000aa", Kind: apiv1.TokenKind_TOKEN_KIND_JOIN, SecretSha256: make([]byte, 32), NodeRole: apiv1.NodeRole_NODE_ROLE_WORKER,
 				CreatedUnixNano: 5, ExpiresUnixNano: 10, Description: "rack 4"},

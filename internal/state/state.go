@@ -38,6 +38,12 @@ type State struct {
 	secure     bool
 	tokens     map[tokenKey]*apiv1.Token
 	secVersion uint64
+	// The CA trust (ca.go): certificates newest first, and the rotation
+	// under way.
+	caCerts              [][]byte
+	caSealed             []byte
+	caPhase              apiv1.CARotationPhase
+	caPhaseAt, caOverlap int64
 
 	// ix files the workloads by node and by need of placement (index.go).
 	ix index
@@ -66,6 +72,10 @@ func (s *State) Cluster() *apiv1.Cluster {
 		Membership:   proto.CloneOf(s.membership),
 		AppliedIndex: s.applied,
 		Secure:       s.secure,
+
+		CaCertificates:         s.CATrust().Certificates,
+		CaRotationPhase:        s.caPhase,
+		CaRotationNextUnixNano: s.caNext(),
 	}
 }
 

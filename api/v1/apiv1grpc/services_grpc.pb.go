@@ -30,6 +30,7 @@ const (
 	ClusterService_HealthCheck_FullMethodName      = "/blixard.v1.ClusterService/HealthCheck"
 	ClusterService_DrainNode_FullMethodName        = "/blixard.v1.ClusterService/DrainNode"
 	ClusterService_RenewCertificate_FullMethodName = "/blixard.v1.ClusterService/RenewCertificate"
+	ClusterService_RotateCa_FullMethodName         = "/blixard.v1.ClusterService/RotateCa"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -46,6 +47,8 @@ type ClusterServiceClient interface {
 	// RenewCertificate signs a new certificate for the calling node, which
 	// proves who it is with its current one.
 	RenewCertificate(ctx context.Context, in *v1.RenewCertificateRequest, opts ...grpc.CallOption) (*v1.RenewCertificateResponse, error)
+	// RotateCa starts a rotation of the cluster CA (see RotateCaRequest).
+	RotateCa(ctx context.Context, in *v1.RotateCaRequest, opts ...grpc.CallOption) (*v1.RotateCaResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -116,6 +119,16 @@ func (c *clusterServiceClient) RenewCertificate(ctx context.Context, in *v1.Rene
 	return out, nil
 }
 
+func (c *clusterServiceClient) RotateCa(ctx context.Context, in *v1.RotateCaRequest, opts ...grpc.CallOption) (*v1.RotateCaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.RotateCaResponse)
+	err := c.cc.Invoke(ctx, ClusterService_RotateCa_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -130,6 +143,8 @@ type ClusterServiceServer interface {
 	// RenewCertificate signs a new certificate for the calling node, which
 	// proves who it is with its current one.
 	RenewCertificate(context.Context, *v1.RenewCertificateRequest) (*v1.RenewCertificateResponse, error)
+	// RotateCa starts a rotation of the cluster CA (see RotateCaRequest).
+	RotateCa(context.Context, *v1.RotateCaRequest) (*v1.RotateCaResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -157,6 +172,9 @@ func (UnimplementedClusterServiceServer) DrainNode(context.Context, *v1.DrainNod
 }
 func (UnimplementedClusterServiceServer) RenewCertificate(context.Context, *v1.RenewCertificateRequest) (*v1.RenewCertificateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RenewCertificate not implemented")
+}
+func (UnimplementedClusterServiceServer) RotateCa(context.Context, *v1.RotateCaRequest) (*v1.RotateCaResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RotateCa not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -287,6 +305,24 @@ func _ClusterService_RenewCertificate_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_RotateCa_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.RotateCaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RotateCa(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RotateCa_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RotateCa(ctx, req.(*v1.RotateCaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -317,6 +353,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RenewCertificate",
 			Handler:    _ClusterService_RenewCertificate_Handler,
+		},
+		{
+			MethodName: "RotateCa",
+			Handler:    _ClusterService_RotateCa_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
