@@ -13,7 +13,7 @@ import (
 // Bounds of --overlap; the cluster enforces the lower one too.
 const (
 	minCAOverlap = 5 * time.Second
-	maxCAOverlap = 8760 * time.Hour
+	maxCAOverlap = 7 * 24 * time.Hour
 )
 
 func newClusterCARotateCommand(g *globalFlags) *cobra.Command {
@@ -23,7 +23,7 @@ func newClusterCARotateCommand(g *globalFlags) *cobra.Command {
 		Short: "Replace the cluster's CA with a new one, in two overlapping phases",
 		Long: `Start a rotation of the cluster's CA. The cluster makes a new CA and moves
 through two phases, each lasting --overlap (default 1h, at least 5s, at
-most 8760h; part-seconds count as a whole second):
+most 168h (7 days); part-seconds count as a whole second):
 
   trust: every node trusts both CAs and gets a certificate from the new
          one, but still presents its old one. Update clients' CA files
@@ -47,7 +47,7 @@ the new CA.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if overlap < minCAOverlap || overlap > maxCAOverlap {
-				return usageErrorf("--overlap must be at least 5s and at most 8760h (a year), got %s", overlap)
+				return usageErrorf("--overlap must be at least 5s and at most 168h (7 days), got %s", overlap)
 			}
 			secs := int64((overlap + time.Second - 1) / time.Second)
 			s, err := g.open(cmd)

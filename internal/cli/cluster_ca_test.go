@@ -258,7 +258,7 @@ func TestClusterCARotateOverlap(t *testing.T) {
 		{"5500ms", 6, "6s"},
 		{"24h", 86400, "24h"},
 		{"1h30m", 5400, "1h30m"},
-		{"8760h", 8760 * 3600, "8760h"},
+		{"168h", 168 * 3600, "168h"},
 	} {
 		n := clienttest.Start(t, 1)
 		setCAs(n, newCAs(t, 1), apiv1.CARotationPhase_CA_ROTATION_PHASE_NONE, 0)
@@ -286,11 +286,11 @@ func TestClusterCARotateBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--overlap", "4s"}, "--overlap must be at least 5s and at most 8760h (a year), got 4s (see 'blixard cluster ca rotate --help')"},
-		{[]string{"--overlap", "4999ms"}, "--overlap must be at least 5s and at most 8760h (a year), got 4.999s"},
+		{[]string{"--overlap", "4s"}, "--overlap must be at least 5s and at most 168h (7 days), got 4s (see 'blixard cluster ca rotate --help')"},
+		{[]string{"--overlap", "4999ms"}, "--overlap must be at least 5s and at most 168h (7 days), got 4.999s"},
 		{[]string{"--overlap", "0"}, "got 0s"},
 		{[]string{"--overlap", "-1h"}, "got -1h0m0s"},
-		{[]string{"--overlap", "8761h"}, "got 8761h0m0s"},
+		{[]string{"--overlap", "169h"}, "got 169h0m0s"},
 		{[]string{"--overlap", "soon"}, `invalid argument "soon" for "--overlap" flag`},
 		{[]string{"extra"}, `blixard cluster ca rotate takes no arguments; got "extra"`},
 	} {

@@ -337,9 +337,10 @@ func (n *Node) Step(m *raftpb.Message) error {
 	if !n.heard(m) {
 		return nil
 	}
-	if m.GetType() == raftpb.MessageType_MsgProp && proposesConfChange(m) {
+	if m.GetType() == raftpb.MessageType_MsgProp && (proposesConfChange(m) || !forwardable(m)) {
 		// Membership changes are proposed by the leader itself, never
-		// forwarded; raft panics on one whose data does not decode.
+		// forwarded; raft panics on one whose data does not decode. And a
+		// peer forwards only what a node proposes about itself.
 		return nil
 	}
 	if m.GetType() == raftpb.MessageType_MsgHeartbeat && m.GetCommit() > n.LastIndex() {
@@ -483,6 +484,42 @@ func (n *Node) Advance() error {
 
 // proposesConfChange reports whether a forwarded proposal holds a
 // membership change.
+// forwardable reports whether every entry of a MsgProp from a peer is a
+// proposal that a follower makes and forwards: its own registration, or
+// its agent's report on a VM or task placed on it, each naming the sender.
+// Everything else — client writes, tokens, placements, node statuses, CA
+// rotations — only a leader proposes, from requests it checked itself; a
+// node (or a stolen node certificate) cannot slip one into the log.
+func forwardable(m *raftpb.Message) bool {
+	from := m.GetFrom()
+	for _, e := range m.GetEntries() {
+		if e.GetType() != raftpb.EntryType_EntryNormal {
+			continue // conf changes: proposesConfChange
+		}
+		var cmd apiv1.Command
+		if len(e.GetData()) == 0 || proto.Unmarshal(e.GetData(), &cmd) != nil || cmd.GetProposerId() != from || cmd.GetClientRequestId() != "" {
+			return false
+		}
+		switch op := cmd.GetOp().(type) {
+		case *apiv1.Command_RegisterNode:
+			if op.RegisterNode.GetId() != from || op.RegisterNode.GetJoinTokenId() != "" {
+				return false
+			}
+		case *apiv1.Command_ReportVm:
+			if op.ReportVm.GetNodeId() != from {
+				return false
+			}
+		case *apiv1.Command_ReportTask:
+			if op.ReportTask.GetNodeId() != from {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func proposesConfChange(m *raftpb.Message) bool {
 	for _, e := range m.GetEntries() {
 		if e.GetType() == raftpb.EntryType_EntryConfChange || e.GetType() == raftpb.EntryType_EntryConfChangeV2 {

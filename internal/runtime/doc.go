@@ -14,4 +14,12 @@
 // requests, finish the Ready in hand, close the transport and the store),
 // on a store failure (fail-stop), or when it learns it was removed from
 // the cluster.
+//
+// Unless Config.Insecure, the node is secure (security.go): a bootstrapping
+// node makes the cluster CA, its certificate and the first admin token; a
+// joining node pins the CA its join token names and receives its
+// certificate (and, a voter, the CA key) in the join's answer; every
+// connection is TLS 1.3 with the node's certificate, and the access checks
+// read the replicated state's tokens and removed nodes. A certificate loop
+// (renew.go) renews the node's certificate and carries out CA rotations.
 package runtime

@@ -42,7 +42,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 	if n.joining != nil {
 		// Bound to the node's key: a retry after a lost answer, even from
 		// a restarted process, is the same request and gets a certificate.
-		reqID = server.JoinRequestID(n.cfg.ID, n.joining.keyID)
+		reqID = server.JoinRequestID(n.cfg.ID, n.joining.keyID, n.joining.secret.ID)
 	}
 	req := &apiv1.JoinClusterRequest{
 		ClientRequestId: reqID,

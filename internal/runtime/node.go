@@ -191,7 +191,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.sec != nil {
 		n.sec.refresh(c.State())
 		api = n.sec
-		trCfg.Credentials, trCfg.Authenticate = n.sec.peerCredentials, authenticatePeer
+		trCfg.Credentials, trCfg.Authenticate, trCfg.Allowed = n.sec.peerCredentials, authenticatePeer, n.sec.PeerAllowed
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.sec.serverTLS())))
 	}
 	tr, err := transport.New(trCfg)

@@ -20,6 +20,9 @@ import (
 // cluster's CA trust without being told they changed.
 const certCheckEvery = time.Minute
 
+// certRetryEvery is how soon a failed round is tried again.
+const certRetryEvery = 2 * time.Second
+
 // certPlan is what a node must do about its credentials, decided from its
 // certificate, the certificate it may hold ready, and the CA trust.
 type certPlan struct {
@@ -44,6 +47,9 @@ func planCerts(leaf, next *x509.Certificate, signing *x509.Certificate, phase ap
 		p.renew = pki.NeedsRenewal(leaf, now)
 	case phase == apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST:
 		p.renew = !fromSigning(next) || pki.NeedsRenewal(next, now)
+		// Better a certificate old-CA clients cannot check than one that
+		// runs out: once the old one is due, present the new one early.
+		p.serveNext = !p.renew && pki.NeedsRenewal(leaf, now)
 	default:
 		if fromSigning(next) && !pki.NeedsRenewal(next, now) {
 			p.serveNext = true
@@ -59,16 +65,18 @@ func planCerts(leaf, next *x509.Certificate, signing *x509.Certificate, phase ap
 // as planCerts says, whenever the CA trust changes and every
 // certCheckEvery.
 func (n *Node) certLoop(ctx context.Context) {
-	t := time.NewTicker(certCheckEvery)
-	defer t.Stop()
 	for {
+		wait := certCheckEvery
 		if err := n.checkCerts(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("certificate upkeep failed; trying again", "err", err)
+			// Soon again: a voter may not have adopted a new CA yet, and a
+			// rotation's phase may be short.
+			n.log.Warn("certificate upkeep failed; trying again", "err", err, "in", certRetryEvery)
+			wait = certRetryEvery
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		case <-n.sec.trustChanged:
 		}
 	}
@@ -112,8 +120,9 @@ func (n *Node) checkCerts(ctx context.Context) error {
 			return err
 		}
 		sec.mu.Lock()
-		sec.ca = next
+		sec.ca, sec.bundle = next, cas // together: Issue sends both
 		sec.mu.Unlock()
+		bundle = cas
 		n.log.Info("adopted the cluster's new CA", "ca", pki.FingerprintOf(cas[0]).String())
 	}
 	// Every node trusts what the cluster trusts.

@@ -120,7 +120,8 @@ func TestPlanCerts(t *testing.T) {
 		{"trust, old leaf, fresh one held", c.oldFresh, c.newFresh, c.newCA, trust, keep},
 		// The old leaf is kept though due: clients may not trust the new
 		// CA yet, and the old CA no longer signs.
-		{"trust, old leaf due, fresh one held", c.oldDue, c.newFresh, c.newCA, trust, keep},
+		// The old leaf would run out before the phase ends: present the new one early.
+		{"trust, old leaf due, fresh one held", c.oldDue, c.newFresh, c.newCA, trust, serveNext},
 		{"trust, old leaf, held one due", c.oldFresh, c.newDue, c.newCA, trust, renew},
 		{"trust, old leaf, held one expired", c.oldFresh, c.newExpired, c.newCA, trust, renew},
 		{"trust, old leaf, held one of the old CA", c.oldFresh, c.oldFreshOtherNode, c.newCA, trust, renew},

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -134,15 +135,17 @@ func (s *security) PeerAllowed(id uint64) error {
 	return nil
 }
 
-// CAFingerprint implements server.Security: the CA that signs now.
+// CAFingerprint implements server.Security: the CA that issued the
+// certificate this node presents, which a joining node will see (during a
+// CA rotation's trust phase, the old one).
 func (s *security) CAFingerprint() pki.Fingerprint {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.ca != nil {
-		return pki.FingerprintOf(s.ca.Certificate())
-	}
 	if s.node != nil {
 		return pki.FingerprintOf(s.node.Issuer())
+	}
+	if s.ca != nil {
+		return pki.FingerprintOf(s.ca.Certificate())
 	}
 	return pki.Fingerprint{}
 }
@@ -152,8 +155,8 @@ func (s *security) Issue(csr []byte, id uint64, addr string, withCAKey bool) (ce
 	s.mu.RLock()
 	ca, bundle := s.ca, s.bundle
 	s.mu.RUnlock()
-	if ca == nil {
-		return nil, nil, nil, errors.New("this node holds no CA key (only voters do)")
+	if err := s.signing(ca); err != nil {
+		return nil, nil, nil, err
 	}
 	leaf, err := ca.SignCSR(csr, id, certAddrs(addr), s.now(), pki.DefaultNodeValidity)
 	if err != nil {
@@ -172,14 +175,27 @@ func (s *security) RotateCA() (cert, sealed []byte, err error) {
 	s.mu.RLock()
 	ca := s.ca
 	s.mu.RUnlock()
-	if ca == nil {
-		return nil, nil, errors.New("this node holds no CA key (only voters do)")
+	if err := s.signing(ca); err != nil {
+		return nil, nil, err
 	}
 	next, sealed, err := ca.Rotate(s.now(), pki.DefaultCAValidity)
 	if err != nil {
 		return nil, nil, err
 	}
 	return next.Certificate().Raw, sealed, nil
+}
+
+// signing reports why ca may not sign for the cluster: none held (a
+// worker), or not the CA the cluster's trust names first (a voter that has
+// not yet adopted a rotation's new CA).
+func (s *security) signing(ca *pki.CA) error {
+	if ca == nil {
+		return errors.New("this node holds no CA key (only voters do)")
+	}
+	if t := s.view.Load().trust.Certificates; len(t) > 0 && !bytes.Equal(t[0], ca.Certificate().Raw) {
+		return errors.New("this voter has not yet adopted the cluster's current CA; retry")
+	}
+	return nil
 }
 
 // certAddrs are the subject alternative names of a node at addr: its

@@ -79,6 +79,9 @@ func Interceptors(sec Security, limits Limits) []grpc.ServerOption {
 
 type guard struct{ sec Security }
 
+// nodeReadable is the one Read method a node certificate may call.
+const nodeReadable = "/blixard.v1.ClusterService/GetClusterStatus"
+
 // caller is who made a call, as the guard found: a node (by its
 // certificate) or a client (by its token's role).
 type caller struct {
@@ -130,8 +133,9 @@ func (g guard) authorize(ctx context.Context, method string) (context.Context, e
 		if node == 0 {
 			return ctx, deny(apiv1.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "only nodes of the cluster, with their certificates, may call "+method)
 		}
-	case node != 0 && perm == authz.Read:
-		// Nodes read the cluster's status (a removed node learns it was).
+	case node != 0 && method == nodeReadable:
+		// Nodes read the cluster's status (whether they were removed);
+		// nothing else without a token: not consoles, not workloads.
 	default:
 		tok := bearer(ctx)
 		if tok == "" {

@@ -76,6 +76,12 @@ func (f *fakeSecurity) acl(t *testing.T, r apiv1.AccessRole) string {
 	return tok
 }
 
+// tokID is the id of a token string.
+func tokID(tok string) string {
+	s, _ := authz.ParseToken(tok)
+	return s.ID
+}
+
 func (f *fakeSecurity) join(t *testing.T, r apiv1.NodeRole) (string, *apiv1.Token) {
 	return f.mint(t, apiv1.TokenKind_TOKEN_KIND_JOIN, func(rec *apiv1.Token) { rec.NodeRole = r })
 }
@@ -710,7 +716,7 @@ func TestJoinClusterSecure(t *testing.T) {
 
 	request := func(role apiv1.NodeRole, edit func(*apiv1.JoinClusterRequest)) *apiv1.JoinClusterRequest {
 		r := &apiv1.JoinClusterRequest{
-			ClientRequestId: JoinRequestID(5, k.keyID),
+			ClientRequestId: JoinRequestID(5, k.keyID, voterRec.GetId()),
 			NodeId:          5,
 			Address:         "10.0.0.5:7000",
 			Role:            role,
@@ -743,9 +749,10 @@ func TestJoinClusterSecure(t *testing.T) {
 		{"garbage CSR", voterTok, request(voter, func(r *apiv1.JoinClusterRequest) { r.Csr = []byte("not a csr") }), codes.InvalidArgument, "csr", nil, false},
 		{"request id without the prefix", voterTok, request(voter, func(r *apiv1.JoinClusterRequest) { r.ClientRequestId = k.keyID }), codes.InvalidArgument, "client_request_id", nil, false},
 		{"no request id", voterTok, request(voter, func(r *apiv1.JoinClusterRequest) { r.ClientRequestId = "" }), codes.InvalidArgument, "client_request_id", nil, false},
-		{"request id of another key", voterTok, request(voter, func(r *apiv1.JoinClusterRequest) { r.ClientRequestId = JoinRequestID(5, other.keyID) }), codes.InvalidArgument, "client_request_id", nil, false},
+		{"request id of another key", voterTok, request(voter, func(r *apiv1.JoinClusterRequest) { r.ClientRequestId = JoinRequestID(5, other.keyID, voterRec.GetId()) }), codes.InvalidArgument, "client_request_id", nil, false},
 		{"CSR of another key", voterTok, request(voter, func(r *apiv1.JoinClusterRequest) { r.Csr = other.csr }), codes.InvalidArgument, "client_request_id", nil, false},
-		{"worker token, worker", workerTok, request(worker, nil), codes.OK, "", workerRec, false},
+		{"worker token, worker", workerTok, request(worker, func(r *apiv1.JoinClusterRequest) { r.ClientRequestId = JoinRequestID(5, k.keyID, workerRec.GetId()) }), codes.OK, "", workerRec, false},
+		{"request id of another token", workerTok, request(worker, nil), codes.InvalidArgument, "client_request_id", nil, false},
 		{"voter token, worker", voterTok, request(worker, nil), codes.OK, "", voterRec, false},
 		{"voter token, voter", voterTok, request(voter, nil), codes.OK, "", voterRec, true},
 		{"voter token, role unspecified (a voter)", voterTok, request(unspecified, nil), codes.OK, "", voterRec, true},
@@ -781,7 +788,7 @@ func TestJoinClusterSecure(t *testing.T) {
 			if got.GetJoinTokenId() != tc.rec.GetId() {
 				t.Fatalf("backend got join_token_id %q, want the checked token's id %q", got.GetJoinTokenId(), tc.rec.GetId())
 			}
-			if got.GetNodeId() != 5 || !bytes.Equal(got.GetCsr(), k.csr) || got.GetClientRequestId() != JoinRequestID(5, k.keyID) {
+			if got.GetNodeId() != 5 || !bytes.Equal(got.GetCsr(), k.csr) || got.GetClientRequestId() != JoinRequestID(5, k.keyID, tc.rec.GetId()) {
 				t.Fatalf("backend got %v, want the request as sent", got)
 			}
 			// The token travels in metadata only, and stops at the edge.
@@ -816,7 +823,7 @@ func TestJoinClusterSecureFailures(t *testing.T) {
 	sec := newFakeSecurity()
 	voterTok, _ := sec.join(t, apiv1.NodeRole_NODE_ROLE_VOTER)
 	k := newJoinKey(t, 5)
-	req := &apiv1.JoinClusterRequest{ClientRequestId: JoinRequestID(5, k.keyID), NodeId: 5, Address: "10.0.0.5:7000", Csr: k.csr}
+	req := &apiv1.JoinClusterRequest{ClientRequestId: JoinRequestID(5, k.keyID, tokID(voterTok)), NodeId: 5, Address: "10.0.0.5:7000", Csr: k.csr}
 
 	// The core refuses: no certificate is issued.
 	b := &authBackend{respond: func(*apiv1.Request) *apiv1.Response {
@@ -1069,7 +1076,7 @@ func TestJoinClusterWithAnotherRequestsAnswer(t *testing.T) {
 	}}
 	s := &clusterService{b: b, sec: sec, keyID: pki.CSRKeyID}
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+voterTok))
-	req := &apiv1.JoinClusterRequest{ClientRequestId: JoinRequestID(5, k.keyID), NodeId: 5, Address: "10.0.0.5:7000", Csr: k.csr}
+	req := &apiv1.JoinClusterRequest{ClientRequestId: JoinRequestID(5, k.keyID, tokID(voterTok)), NodeId: 5, Address: "10.0.0.5:7000", Csr: k.csr}
 	var err error
 	func() {
 		defer func() {
@@ -1096,7 +1103,7 @@ func TestJoinClusterChecksTheCSRNodeFirst(t *testing.T) {
 	k6 := newJoinKey(t, 6)
 	b := &authBackend{}
 	conn := dialWith(t, serveGuarded(t, b, sec, nil), nil)
-	req := &apiv1.JoinClusterRequest{ClientRequestId: JoinRequestID(5, k6.keyID), NodeId: 5, Address: "10.0.0.5:7000", Csr: k6.csr}
+	req := &apiv1.JoinClusterRequest{ClientRequestId: JoinRequestID(5, k6.keyID, tokID(voterTok)), NodeId: 5, Address: "10.0.0.5:7000", Csr: k6.csr}
 	_, err := apiv1grpc.NewClusterServiceClient(conn).JoinCluster(bearerCtx(voterTok), req)
 	st := status.Convert(err)
 	if st.Code() != codes.InvalidArgument || len(st.Details()) != 1 || st.Details()[0].(*apiv1.Error).GetField() != "csr" {
@@ -1156,7 +1163,7 @@ func TestJoinRetryCannotChangeTheNode(t *testing.T) {
 	join := func(id uint64) error {
 		_, err := cc.JoinCluster(bearerCtx(workerTok), &apiv1.JoinClusterRequest{
 			// The first join's request id, whatever node the retry names.
-			ClientRequestId: JoinRequestID(5, keyID), NodeId: id, Address: "10.0.0.5:7000",
+			ClientRequestId: JoinRequestID(5, keyID, tokID(workerTok)), NodeId: id, Address: "10.0.0.5:7000",
 			Role: apiv1.NodeRole_NODE_ROLE_WORKER, Csr: csrFor(id)})
 		return err
 	}

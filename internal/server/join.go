@@ -7,12 +7,14 @@ import (
 	apiv1 "github.com/blixard/blixard/api/v1"
 )
 
-// JoinRequestID is a secure join's client request id: it names the node
-// and the pki.KeyID of the key its CSR is for. A retry with the same key
-// for the same node is the same request (it gets the first answer and a
-// certificate again); another key, or another node id, cannot pass for it.
-func JoinRequestID(nodeID uint64, keyID string) string {
-	return fmt.Sprintf("join-%d-%s", nodeID, keyID)
+// JoinRequestID is a secure join's client request id: it names the node,
+// the pki.KeyID of the key its CSR is for, and the join token's id. A
+// retry with the same key and token for the same node is the same request
+// (it gets the first answer and a certificate again); another key, or
+// another node id, cannot pass for it; and a join refused under one token
+// may be tried again under another.
+func JoinRequestID(nodeID uint64, keyID, tokenID string) string {
+	return fmt.Sprintf("join-%d-%s-%s", nodeID, keyID, tokenID)
 }
 
 func invalidField(field, format string, args ...any) error {
@@ -56,8 +58,8 @@ func (s *clusterService) JoinCluster(ctx context.Context, r *apiv1.JoinClusterRe
 	if csrNode != r.GetNodeId() {
 		return nil, invalidField("csr", "names node %d, not node %d", csrNode, r.GetNodeId())
 	}
-	if r.GetClientRequestId() != JoinRequestID(r.GetNodeId(), keyID) {
-		return nil, invalidField("client_request_id", "must be join-<node id>-<key id of the CSR's key>")
+	if r.GetClientRequestId() != JoinRequestID(r.GetNodeId(), keyID, rec.GetId()) {
+		return nil, invalidField("client_request_id", "must be join-<node id>-<key id of the CSR's key>-<join token id>")
 	}
 	r.JoinTokenId = rec.GetId()
 	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_JoinCluster{JoinCluster: r}})

@@ -147,6 +147,11 @@ func clientKey(ctx context.Context, c caller) string {
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+				// One IPv6 client holds a /64: keyed by it, fresh addresses
+				// do not buy fresh buckets.
+				return "ip6:" + ip.Mask(net.CIDRMask(64, 128)).String()
+			}
 			return "ip:" + host
 		}
 		return "addr:" + p.Addr.String()

@@ -126,8 +126,9 @@ func insecureRefusal() error {
 const (
 	// DefaultCAOverlap is each phase of a CA rotation when none is asked for.
 	DefaultCAOverlap = time.Hour
-	// MinCAOverlap is the shortest phase a rotation may have.
+	// MinCAOverlap and MaxCAOverlap bound a rotation's phases.
 	MinCAOverlap = 5 * time.Second
+	MaxCAOverlap = 7 * 24 * time.Hour
 )
 
 // RotateCa starts a CA rotation: this node (a voter) makes the new CA and
@@ -139,8 +140,8 @@ func (s *clusterService) RotateCa(ctx context.Context, r *apiv1.RotateCaRequest)
 	}
 	overlap := DefaultCAOverlap
 	if r.GetOverlapSeconds() != 0 {
-		if r.GetOverlapSeconds() < int64(MinCAOverlap/time.Second) || r.GetOverlapSeconds() > int64(MaxTokenTTL/time.Second) {
-			return nil, invalidField("overlap_seconds", "must be between %d and %d", int64(MinCAOverlap/time.Second), int64(MaxTokenTTL/time.Second))
+		if r.GetOverlapSeconds() < int64(MinCAOverlap/time.Second) || r.GetOverlapSeconds() > int64(MaxCAOverlap/time.Second) {
+			return nil, invalidField("overlap_seconds", "must be between %d and %d", int64(MinCAOverlap/time.Second), int64(MaxCAOverlap/time.Second))
 		}
 		overlap = time.Duration(r.GetOverlapSeconds()) * time.Second
 	}

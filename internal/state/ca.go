@@ -16,9 +16,10 @@ const (
 	// MaxBundleCAs bounds the CAs trusted at once.
 	MaxBundleCAs = 8
 	// MinCAOverlapNanos and MaxCAOverlapNanos bound a phase of a CA
-	// rotation: 5 s to a year.
+	// rotation: 5 s to 7 days (well within the last third of a node
+	// certificate's 30 days, so no certificate runs out during one).
 	MinCAOverlapNanos = int64(5e9)
-	MaxCAOverlapNanos = int64(365 * 24 * 3600 * 1e9)
+	MaxCAOverlapNanos = int64(7 * 24 * 3600 * 1e9)
 )
 
 // CATrust is the cluster's CA trust as the state holds it.

@@ -59,6 +59,10 @@ func (s *State) checkRegisterNode(op *apiv1.RegisterNodeCommand) *Error {
 	if op.GetId() == 0 {
 		return invalid("id", "must not be 0")
 	}
+	if n, ok := s.nodes[op.GetId()]; ok && n.GetRole() != op.GetRole() {
+		// A worker never makes itself a voter: the role is fixed at join.
+		return precondition("role", "node %d joined as %s; its role cannot change", op.GetId(), n.GetRole())
+	}
 	if s.Removed(op.GetId()) {
 		return precondition("id", "node %d was removed from the cluster; ids are never reused", op.GetId())
 	}

@@ -81,6 +81,9 @@ type Config struct {
 	// and so is every message whose sender is not that node. nil trusts
 	// the sender a batch names (plaintext, --insecure).
 	Authenticate func(ctx context.Context) (uint64, error)
+	// Allowed, if set, is asked of an authenticated sender before each
+	// batch: a stream from a node removed since it opened ends.
+	Allowed func(id uint64) error
 
 	// DialOptions are added after the transport's own (insecure credentials,
 	// reconnect backoff from BackoffMin/BackoffMax), so they override them.

@@ -89,6 +89,11 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 		}
 		batch := next.msg
 		from := batch.GetFrom()
+		if sender != 0 && t.cfg.Allowed != nil {
+			if err := t.cfg.Allowed(sender); err != nil {
+				return status.Errorf(codes.PermissionDenied, "node %d: %v", sender, err)
+			}
+		}
 		if sender != 0 && from != sender {
 			t.log.Warn("refusing a stream whose batches claim another sender", "node", sender, "claims", from)
 			return status.Errorf(codes.PermissionDenied, "node %d sent a batch from %d", sender, from)
