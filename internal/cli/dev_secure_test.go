@@ -77,7 +77,9 @@ func TestWaitForBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Node 1 writes its CA, then a token half-way, then all of it.
+	// Node 1 writes its CA, then a token half-way, then all of it. The
+	// pauses let the waiter see each stage; what it ends with does not
+	// depend on them.
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		_ = pki.SaveBundle(dir1, pki.Bundle{ca.Certificate()})
