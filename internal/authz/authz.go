@@ -133,6 +133,14 @@ var Methods = map[string]Permission{
 	"/blixard.v1.TaskService/ListTasks":  Read,
 	"/blixard.v1.TaskService/WatchTask":  Read,
 
+	// The standard gRPC health and reflection services: public and
+	// read-only, so that probes and grpcurl work with no token.
+	"/grpc.health.v1.Health/Check":                                   Public,
+	"/grpc.health.v1.Health/List":                                    Public,
+	"/grpc.health.v1.Health/Watch":                                   Public,
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      Public,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Public,
+
 	// The Raft transport between nodes.
 	"/blixard.transport.v1.RaftTransport/Stream":   Peer,
 	"/blixard.transport.v1.RaftTransport/Snapshot": Peer,

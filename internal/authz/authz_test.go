@@ -8,18 +8,24 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	_ "google.golang.org/grpc/health/grpc_health_v1"
+	_ "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	_ "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+
 	_ "github.com/blixard/blixard/api/v1/apiv1grpc"
 	"github.com/blixard/blixard/internal/authz"
 	_ "github.com/blixard/blixard/internal/transport/transportpb"
 )
 
-// rpcs lists every method of every service that Blixard's protos define,
-// from the descriptors registered by the generated code, as gRPC names it.
+// rpcs lists every method of every service a node serves — Blixard's, and
+// the standard health and reflection services — from the descriptors
+// registered by the generated code, as gRPC names it.
 func rpcs(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
-		if !strings.HasPrefix(string(fd.Package()), "blixard.") {
+		pkg := string(fd.Package())
+		if !strings.HasPrefix(pkg, "blixard.") && pkg != "grpc.health.v1" && !strings.HasPrefix(pkg, "grpc.reflection.") {
 			return true
 		}
 		svcs := fd.Services()

@@ -11,6 +11,12 @@ import (
 // blixardBin is the path of the blixard binary that TestMain built.
 var blixardBin string
 
+// healthProbeModule is grpc-health-probe at the version the tests use;
+// healthProbeBin is where TestMain installed it.
+const healthProbeModule = "github.com/grpc-ecosystem/grpc-health-probe@v0.4.62"
+
+var healthProbeBin string
+
 // TestMain builds the blixard binary once, into a temporary directory that
 // it removes after the tests.
 func TestMain(m *testing.M) {
@@ -44,5 +50,15 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "processtest: go build ./cmd/blixard-agent:", err)
 		return 1
 	}
+	// The standard health probe, as operators and Kubernetes run it,
+	// fetched through the module proxy at a pinned version.
+	probe := exec.Command(goTool, "install", healthProbeModule)
+	probe.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+	probe.Stdout, probe.Stderr = os.Stderr, os.Stderr
+	if err := probe.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "processtest: go install "+healthProbeModule+":", err)
+		return 1
+	}
+	healthProbeBin = filepath.Join(dir, "grpc-health-probe")
 	return m.Run()
 }

@@ -3,6 +3,7 @@ package processtest
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -163,6 +164,26 @@ func TestClientAccess(t *testing.T) {
 	} {
 		if res := c.runCLI(addrs, args...); res.code == 0 {
 			t.Errorf("blixard %s: exit 0; want refused", strings.Join(args, " "))
+		}
+	}
+
+	// The standard health probe needs no token, only the CA: the node and
+	// each API service are SERVING; without TLS the probe is refused.
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-tls", "-tls-ca-cert", c.caFile}, true},
+		{[]string{"-tls", "-tls-ca-cert", c.caFile, "-service", "blixard.v1.VmService"}, true},
+		{[]string{"-tls", "-tls-ca-cert", c.caFile, "-service", "no.such.Service"}, false},
+		{[]string{"-tls", "-tls-ca-cert", otherCA}, false},
+		{nil, false},
+	} {
+		args := append([]string{"-addr", c.node(1).addr, "-connect-timeout", "5s", "-rpc-timeout", "5s"}, tc.args...)
+		out, err := exec.Command(healthProbeBin, args...).CombinedOutput()
+		t.Logf("$ grpc-health-probe %s → %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		if (err == nil) != tc.ok {
+			t.Errorf("grpc-health-probe %s: err %v, want success %v", strings.Join(args, " "), err, tc.ok)
 		}
 	}
 

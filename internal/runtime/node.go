@@ -16,6 +16,9 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/core"
@@ -66,6 +69,8 @@ type Node struct {
 	// certificate.
 	sec     *security
 	joining *joiner
+	// health is the standard gRPC health service's status (health.go).
+	health *health.Server
 
 	// wl runs the VMs placed on this node; nil with Config.NoWorkloads.
 	wl *workloads
@@ -206,6 +211,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.grpc = grpc.NewServer(append(opts, server.Interceptors(api, cfg.Limits)...)...)
 	tr.Register(n.grpc)
 	server.Register(n.grpc, n, api)
+	n.health = newHealth()
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
 	return n, nil
 }
 
@@ -335,12 +343,14 @@ func (n *Node) drive() error {
 		if lead, term := n.core.Leader(); lead != n.lead {
 			n.lead = lead
 			n.log.Info("leader changed", "leader", lead, "term", term)
+			n.setServing(lead != 0 && !n.core.Removed())
 		}
 		if n.core.Removed() && n.removedAt.IsZero() {
 			// Linger a moment so that this Ready's messages and answers go
 			// out before the node stops.
 			n.log.Warn("removed from the cluster; stopping shortly")
 			n.removedAt = time.Now()
+			n.setServing(false)
 		}
 	}
 	return nil
@@ -493,6 +503,7 @@ func (n *Node) peerAddrs() []string {
 // The transport closes first: it ends the peer streams that a graceful
 // stop would otherwise wait on.
 func (n *Node) shutdown() {
+	n.health.Shutdown() // NOT_SERVING from now on, to every watcher
 	close(n.stopped)
 	n.runCancel()
 	if n.wl != nil {
