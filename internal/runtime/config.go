@@ -83,6 +83,9 @@ type Config struct {
 	// refused unless Listen and Advertise are loopback addresses, and it
 	// is fixed when the data directory is first used.
 	Insecure bool
+	// MetricsListen, if set, is the host:port Prometheus metrics are served
+	// on (plain HTTP, /metrics); empty serves none.
+	MetricsListen string
 	// Limits bound what one API client may ask of this node (requests per
 	// second, burst, open streams); zero fields take server's defaults.
 	Limits server.Limits

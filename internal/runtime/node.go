@@ -22,6 +22,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/internal/core"
+	"github.com/blixard/blixard/internal/metrics"
 	"github.com/blixard/blixard/internal/server"
 	"github.com/blixard/blixard/internal/store"
 	"github.com/blixard/blixard/internal/transport"
@@ -71,6 +72,10 @@ type Node struct {
 	joining *joiner
 	// health is the standard gRPC health service's status (health.go).
 	health *health.Server
+	// metrics are the node's Prometheus metrics, served on metricsLis
+	// when Config.MetricsListen is set (metrics.go).
+	metrics    *metrics.Metrics
+	metricsLis net.Listener
 
 	// wl runs the VMs placed on this node; nil with Config.NoWorkloads.
 	wl *workloads
@@ -192,7 +197,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:         log,
 	}
 	var api server.Security
+	n.metrics = metrics.New(n.stats)
 	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(2 * transport.DefaultMaxBatchBytes)}
+	// Counted first, so that the access checks' refusals are counted too.
+	opts = append(opts, n.metrics.Interceptors()...)
+	if cfg.MetricsListen != "" {
+		if n.metricsLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			_ = lis.Close()
+			_ = st.Close()
+			return nil, fmt.Errorf("--metrics-listen %s: %w", cfg.MetricsListen, err)
+		}
+	}
 	if n.sec != nil {
 		n.sec.refresh(c.State())
 		api = n.sec
@@ -230,6 +245,10 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		go n.joinLoop(ctx)
 	}
 	go n.removalWatch(ctx)
+	if n.metricsLis != nil {
+		go n.serveMetrics(n.runCtx, n.metricsLis)
+		n.log.Info("serving metrics", "addr", "http://"+n.metricsLis.Addr().String()+"/metrics")
+	}
 	if n.sec != nil {
 		go n.certLoop(n.runCtx)
 	}
@@ -302,6 +321,7 @@ func (n *Node) drain(max int) {
 func (n *Node) drive() error {
 	for n.core.HasReady() {
 		rd := n.core.Ready()
+		saveStart := time.Now()
 		err := n.store.Save(context.Background(), store.Batch{
 			HardState:  rd.HardState,
 			ConfState:  rd.ConfState,
@@ -315,6 +335,7 @@ func (n *Node) drive() error {
 			n.log.Error("store failed; stopping", "err", err)
 			return fmt.Errorf("persist: %w", err)
 		}
+		n.observeReady(len(rd.Entries), len(rd.Messages), rd.MustSync, rd.Snapshot != nil && rd.Snapshot.GetMetadata().GetIndex() > 0, time.Since(saveStart))
 		n.tr.Send(rd.Messages)
 		if !rd.LeaseUntil.IsZero() && n.wl != nil {
 			n.wl.renewLease(rd.LeaseUntil)
@@ -337,12 +358,14 @@ func (n *Node) drive() error {
 			return err
 		}
 		n.publishApplied(n.core.State().AppliedIndex())
+		n.observeRaft()
 		if n.sec != nil {
 			n.sec.refresh(n.core.State())
 		}
 		if lead, term := n.core.Leader(); lead != n.lead {
 			n.lead = lead
 			n.log.Info("leader changed", "leader", lead, "term", term)
+			n.metrics.RaftLeaderChanges.Inc()
 			n.setServing(lead != 0 && !n.core.Removed())
 		}
 		if n.core.Removed() && n.removedAt.IsZero() {

@@ -24,14 +24,25 @@ import (
 // tests create are never started: booting them is processtest's part.
 func startNode(t *testing.T, dir string) (*grpc.ClientConn, func()) {
 	t.Helper()
+	_, conn, stop := startNodeWith(t, dir, nil)
+	return conn, stop
+}
+
+// startNodeWith is startNode with the config edited by edit, and the node.
+func startNodeWith(t *testing.T, dir string, edit func(*Config)) (*Node, *grpc.ClientConn, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := Start(ctx, Config{
+	cfg := Config{
 		ID: 1, Listen: "127.0.0.1:0", DataDir: dir,
 		Capacity:     &apiv1.Resources{Vcpus: 4, MemoryMib: 4096},
 		TickInterval: 20 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Out:          io.Discard,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	n, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +75,7 @@ func startNode(t *testing.T, dir string) (*grpc.ClientConn, func()) {
 			t.Errorf("run: %v", err)
 		}
 	}
-	return conn, stop
+	return n, conn, stop
 }
 
 // eventually retries f until it succeeds or 30 s pass.

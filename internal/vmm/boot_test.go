@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -337,19 +338,41 @@ func TestLease(t *testing.T) {
 	if err := m.Start(ctx, vmSpec(img, "fenced")); err != nil {
 		t.Fatal(err)
 	}
-	// The node renews every 200 ms, as it would while it has a quorum,
-	// until the renewals have carried the VM past its first lease.
-	waitState(t, m, "fenced", StateRunning)
-	pastFirstLease := time.Now().Add(lease + time.Second)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for now := time.Now(); now.Before(pastFirstLease); now = <-tick.C {
-		if err := m.Renew(ctx, now.Add(lease)); err != nil {
-			t.Fatal(err)
+	// The node renews every 200 ms, as it would while it has a quorum, from
+	// the start (a boot under load may outlast one lease), until the VM
+	// runs and the renewals have carried it past its first lease.
+	renewErr := make(chan error, 1)
+	stopRenew := make(chan struct{})
+	var running atomic.Bool // before, a booting supervisor may not answer yet
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if err := m.Renew(ctx, time.Now().Add(lease)); err != nil && running.Load() {
+				renewErr <- err
+				return
+			}
+			select {
+			case <-stopRenew:
+				renewErr <- nil
+				return
+			case <-tick.C:
+			}
 		}
+	}()
+	waitState(t, m, "fenced", StateRunning)
+	running.Store(true)
+	pastFirstLease := time.Now().Add(lease + time.Second)
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	for now := time.Now(); now.Before(pastFirstLease); now = <-poll.C {
 		if st, _ := m.Status("fenced"); st.State != StateRunning {
 			t.Fatalf("a renewed VM is %s (%s)", st.State, st.Reason)
 		}
+	}
+	close(stopRenew)
+	if err := <-renewErr; err != nil {
+		t.Fatal(err)
 	}
 	// Renewals stop: the lease runs out and the supervisor kills the VM.
 	st := waitFinal(t, m, "fenced")
