@@ -67,3 +67,11 @@ func (c *Client) RotateCa(ctx context.Context, req *apiv1.RotateCaRequest) (*api
 		return apiv1grpc.NewClusterServiceClient(cc).RotateCa(ctx, req)
 	})
 }
+
+// ListEvents reads the cluster's event log as the node asked has applied
+// it. It is a read.
+func (c *Client) ListEvents(ctx context.Context, req *apiv1.ListEventsRequest) (*apiv1.ListEventsResponse, error) {
+	return call(ctx, c, func(ctx context.Context, cc grpc.ClientConnInterface) (*apiv1.ListEventsResponse, error) {
+		return apiv1grpc.NewClusterServiceClient(cc).ListEvents(ctx, req)
+	})
+}

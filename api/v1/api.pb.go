@@ -1929,6 +1929,131 @@ func (x *JoinClusterResponse) GetCaKey() []byte {
 	return nil
 }
 
+// ListEventsRequest reads the cluster's event log (this node's copy).
+type ListEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only events after this log index (0: from the oldest kept).
+	AfterIndex uint64 `protobuf:"varint,1,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"`
+	// Only events about this VM, or this node (0: any).
+	VmName string `protobuf:"bytes,2,opt,name=vm_name,json=vmName,proto3" json:"vm_name,omitempty"`
+	NodeId uint64 `protobuf:"varint,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// At most this many, the newest (0: all kept).
+	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_api_v1_api_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListEventsRequest) GetAfterIndex() uint64 {
+	if x != nil {
+		return x.AfterIndex
+	}
+	return 0
+}
+
+func (x *ListEventsRequest) GetVmName() string {
+	if x != nil {
+		return x.VmName
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *ListEventsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListEventsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// This node's applied index: ask for events after it next.
+	AppliedIndex  uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_api_v1_api_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_api_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListEventsResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 // CreateTokenRequest makes a join token (kind join, node_role, ttl) or an
 // ACL token (kind acl, access_role).
 type CreateTokenRequest struct {
@@ -1949,7 +2074,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[32]
+	mi := &file_api_v1_api_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2086,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[32]
+	mi := &file_api_v1_api_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2099,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{32}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateTokenRequest) GetClientRequestId() string {
@@ -2030,7 +2155,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[33]
+	mi := &file_api_v1_api_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2167,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[33]
+	mi := &file_api_v1_api_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2180,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{33}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateTokenResponse) GetSecret() string {
@@ -2084,7 +2209,7 @@ type CreateTokenCommand struct {
 
 func (x *CreateTokenCommand) Reset() {
 	*x = CreateTokenCommand{}
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2221,7 @@ func (x *CreateTokenCommand) String() string {
 func (*CreateTokenCommand) ProtoMessage() {}
 
 func (x *CreateTokenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[34]
+	mi := &file_api_v1_api_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2234,7 @@ func (x *CreateTokenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenCommand.ProtoReflect.Descriptor instead.
 func (*CreateTokenCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{34}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateTokenCommand) GetClientRequestId() string {
@@ -2135,7 +2260,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2272,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[35]
+	mi := &file_api_v1_api_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2285,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{35}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListTokensRequest) GetKind() TokenKind {
@@ -2179,7 +2304,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[36]
+	mi := &file_api_v1_api_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2316,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[36]
+	mi := &file_api_v1_api_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2329,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{36}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -2225,7 +2350,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[37]
+	mi := &file_api_v1_api_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2362,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[37]
+	mi := &file_api_v1_api_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2375,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{37}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevokeTokenRequest) GetClientRequestId() string {
@@ -2283,7 +2408,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[38]
+	mi := &file_api_v1_api_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2420,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[38]
+	mi := &file_api_v1_api_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2433,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{38}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevokeTokenResponse) GetToken() *Token {
@@ -2335,7 +2460,7 @@ type RotateCaCommand struct {
 
 func (x *RotateCaCommand) Reset() {
 	*x = RotateCaCommand{}
-	mi := &file_api_v1_api_proto_msgTypes[39]
+	mi := &file_api_v1_api_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2472,7 @@ func (x *RotateCaCommand) String() string {
 func (*RotateCaCommand) ProtoMessage() {}
 
 func (x *RotateCaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[39]
+	mi := &file_api_v1_api_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2485,7 @@ func (x *RotateCaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateCaCommand.ProtoReflect.Descriptor instead.
 func (*RotateCaCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{39}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RotateCaCommand) GetToPhase() CARotationPhase {
@@ -2412,7 +2537,7 @@ type RotateCaRequest struct {
 
 func (x *RotateCaRequest) Reset() {
 	*x = RotateCaRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[40]
+	mi := &file_api_v1_api_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2549,7 @@ func (x *RotateCaRequest) String() string {
 func (*RotateCaRequest) ProtoMessage() {}
 
 func (x *RotateCaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[40]
+	mi := &file_api_v1_api_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2562,7 @@ func (x *RotateCaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateCaRequest.ProtoReflect.Descriptor instead.
 func (*RotateCaRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{40}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RotateCaRequest) GetClientRequestId() string {
@@ -2463,7 +2588,7 @@ type RotateCaResponse struct {
 
 func (x *RotateCaResponse) Reset() {
 	*x = RotateCaResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[41]
+	mi := &file_api_v1_api_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2600,7 @@ func (x *RotateCaResponse) String() string {
 func (*RotateCaResponse) ProtoMessage() {}
 
 func (x *RotateCaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[41]
+	mi := &file_api_v1_api_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2613,7 @@ func (x *RotateCaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateCaResponse.ProtoReflect.Descriptor instead.
 func (*RotateCaResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{41}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RotateCaResponse) GetCluster() *Cluster {
@@ -2509,7 +2634,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[42]
+	mi := &file_api_v1_api_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2646,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[42]
+	mi := &file_api_v1_api_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2659,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{42}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RenewCertificateRequest) GetCsr() []byte {
@@ -2554,7 +2679,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[43]
+	mi := &file_api_v1_api_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2691,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[43]
+	mi := &file_api_v1_api_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2704,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{43}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RenewCertificateResponse) GetCertificate() []byte {
@@ -2607,7 +2732,7 @@ type LeaveClusterRequest struct {
 
 func (x *LeaveClusterRequest) Reset() {
 	*x = LeaveClusterRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[44]
+	mi := &file_api_v1_api_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2744,7 @@ func (x *LeaveClusterRequest) String() string {
 func (*LeaveClusterRequest) ProtoMessage() {}
 
 func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[44]
+	mi := &file_api_v1_api_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2757,7 @@ func (x *LeaveClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterRequest.ProtoReflect.Descriptor instead.
 func (*LeaveClusterRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{44}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LeaveClusterRequest) GetClientRequestId() string {
@@ -2657,7 +2782,7 @@ type LeaveClusterResponse struct {
 
 func (x *LeaveClusterResponse) Reset() {
 	*x = LeaveClusterResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[45]
+	mi := &file_api_v1_api_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2794,7 @@ func (x *LeaveClusterResponse) String() string {
 func (*LeaveClusterResponse) ProtoMessage() {}
 
 func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[45]
+	mi := &file_api_v1_api_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2807,7 @@ func (x *LeaveClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveClusterResponse.ProtoReflect.Descriptor instead.
 func (*LeaveClusterResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{45}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{47}
 }
 
 // DrainNodeRequest drains a node (its VMs move to other nodes, nothing new
@@ -2698,7 +2823,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[46]
+	mi := &file_api_v1_api_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2835,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[46]
+	mi := &file_api_v1_api_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2848,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{46}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DrainNodeRequest) GetClientRequestId() string {
@@ -2756,7 +2881,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[47]
+	mi := &file_api_v1_api_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2768,7 +2893,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[47]
+	mi := &file_api_v1_api_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2781,7 +2906,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{47}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -2799,7 +2924,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_api_v1_api_proto_msgTypes[48]
+	mi := &file_api_v1_api_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2811,7 +2936,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[48]
+	mi := &file_api_v1_api_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2824,7 +2949,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{48}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{50}
 }
 
 type HealthCheckResponse struct {
@@ -2841,7 +2966,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_api_v1_api_proto_msgTypes[49]
+	mi := &file_api_v1_api_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2978,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[49]
+	mi := &file_api_v1_api_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +2991,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{49}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *HealthCheckResponse) GetNodeId() uint64 {
@@ -2928,6 +3053,7 @@ type Request struct {
 	//	*Request_RevokeToken
 	//	*Request_ListTokens
 	//	*Request_RotateCa
+	//	*Request_ListEvents
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2935,7 +3061,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_api_v1_api_proto_msgTypes[50]
+	mi := &file_api_v1_api_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3073,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[50]
+	mi := &file_api_v1_api_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3086,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{50}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Request) GetKind() isRequest_Kind {
@@ -3141,6 +3267,15 @@ func (x *Request) GetRotateCa() *RotateCaCommand {
 	return nil
 }
 
+func (x *Request) GetListEvents() *ListEventsRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_ListEvents); ok {
+			return x.ListEvents
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -3225,6 +3360,10 @@ type Request_RotateCa struct {
 	RotateCa *RotateCaCommand `protobuf:"bytes,19,opt,name=rotate_ca,json=rotateCa,proto3,oneof"`
 }
 
+type Request_ListEvents struct {
+	ListEvents *ListEventsRequest `protobuf:"bytes,20,opt,name=list_events,json=listEvents,proto3,oneof"`
+}
+
 func (*Request_CreateVm) isRequest_Kind() {}
 
 func (*Request_StartVm) isRequest_Kind() {}
@@ -3263,6 +3402,8 @@ func (*Request_ListTokens) isRequest_Kind() {}
 
 func (*Request_RotateCa) isRequest_Kind() {}
 
+func (*Request_ListEvents) isRequest_Kind() {}
+
 // Response answers a Request: exactly one of kind or error is set.
 type Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3287,6 +3428,7 @@ type Response struct {
 	//	*Response_RevokeToken
 	//	*Response_ListTokens
 	//	*Response_RotateCa
+	//	*Response_ListEvents
 	Kind          isResponse_Kind `protobuf_oneof:"kind"`
 	Error         *Error          `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3295,7 +3437,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_api_v1_api_proto_msgTypes[51]
+	mi := &file_api_v1_api_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3449,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_api_proto_msgTypes[51]
+	mi := &file_api_v1_api_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3462,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_api_v1_api_proto_rawDescGZIP(), []int{51}
+	return file_api_v1_api_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Response) GetKind() isResponse_Kind {
@@ -3501,6 +3643,15 @@ func (x *Response) GetRotateCa() *RotateCaResponse {
 	return nil
 }
 
+func (x *Response) GetListEvents() *ListEventsResponse {
+	if x != nil {
+		if x, ok := x.Kind.(*Response_ListEvents); ok {
+			return x.ListEvents
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetError() *Error {
 	if x != nil {
 		return x.Error
@@ -3588,6 +3739,10 @@ type Response_RotateCa struct {
 	RotateCa *RotateCaResponse `protobuf:"bytes,20,opt,name=rotate_ca,json=rotateCa,proto3,oneof"`
 }
 
+type Response_ListEvents struct {
+	ListEvents *ListEventsResponse `protobuf:"bytes,21,opt,name=list_events,json=listEvents,proto3,oneof"`
+}
+
 func (*Response_CreateVm) isResponse_Kind() {}
 
 func (*Response_StartVm) isResponse_Kind() {}
@@ -3625,6 +3780,8 @@ func (*Response_RevokeToken) isResponse_Kind() {}
 func (*Response_ListTokens) isResponse_Kind() {}
 
 func (*Response_RotateCa) isResponse_Kind() {}
+
+func (*Response_ListEvents) isResponse_Kind() {}
 
 var File_api_v1_api_proto protoreflect.FileDescriptor
 
@@ -3751,7 +3908,16 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"membership\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12'\n" +
 	"\x0fca_certificates\x18\x04 \x01(\fR\x0ecaCertificates\x12\x15\n" +
-	"\x06ca_key\x18\x05 \x01(\fR\x05caKey\"\x9a\x02\n" +
+	"\x06ca_key\x18\x05 \x01(\fR\x05caKey\"|\n" +
+	"\x11ListEventsRequest\x12\x1f\n" +
+	"\vafter_index\x18\x01 \x01(\x04R\n" +
+	"afterIndex\x12\x17\n" +
+	"\avm_name\x18\x02 \x01(\tR\x06vmName\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\x04R\x06nodeId\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\"d\n" +
+	"\x12ListEventsResponse\x12)\n" +
+	"\x06events\x18\x01 \x03(\v2\x11.blixard.v1.EventR\x06events\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"\x9a\x02\n" +
 	"\x12CreateTokenRequest\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x121\n" +
@@ -3810,7 +3976,8 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x18\n" +
-	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\xce\t\n" +
+	"\ahealthy\x18\x05 \x01(\bR\ahealthy\"\x90\n" +
+	"\n" +
 	"\aRequest\x12:\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1b.blixard.v1.CreateVmRequestH\x00R\bcreateVm\x127\n" +
 	"\bstart_vm\x18\x02 \x01(\v2\x1a.blixard.v1.StartVmRequestH\x00R\astartVm\x124\n" +
@@ -3836,8 +4003,10 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\frevoke_token\x18\x11 \x01(\v2\x1e.blixard.v1.RevokeTokenRequestH\x00R\vrevokeToken\x12@\n" +
 	"\vlist_tokens\x18\x12 \x01(\v2\x1d.blixard.v1.ListTokensRequestH\x00R\n" +
 	"listTokens\x12:\n" +
-	"\trotate_ca\x18\x13 \x01(\v2\x1b.blixard.v1.RotateCaCommandH\x00R\brotateCaB\x06\n" +
-	"\x04kind\"\x8b\n" +
+	"\trotate_ca\x18\x13 \x01(\v2\x1b.blixard.v1.RotateCaCommandH\x00R\brotateCa\x12@\n" +
+	"\vlist_events\x18\x14 \x01(\v2\x1d.blixard.v1.ListEventsRequestH\x00R\n" +
+	"listEventsB\x06\n" +
+	"\x04kind\"\xce\n" +
 	"\n" +
 	"\bResponse\x12;\n" +
 	"\tcreate_vm\x18\x01 \x01(\v2\x1c.blixard.v1.CreateVmResponseH\x00R\bcreateVm\x128\n" +
@@ -3864,7 +4033,9 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\frevoke_token\x18\x12 \x01(\v2\x1f.blixard.v1.RevokeTokenResponseH\x00R\vrevokeToken\x12A\n" +
 	"\vlist_tokens\x18\x13 \x01(\v2\x1e.blixard.v1.ListTokensResponseH\x00R\n" +
 	"listTokens\x12;\n" +
-	"\trotate_ca\x18\x14 \x01(\v2\x1c.blixard.v1.RotateCaResponseH\x00R\brotateCa\x12'\n" +
+	"\trotate_ca\x18\x14 \x01(\v2\x1c.blixard.v1.RotateCaResponseH\x00R\brotateCa\x12A\n" +
+	"\vlist_events\x18\x15 \x01(\v2\x1e.blixard.v1.ListEventsResponseH\x00R\n" +
+	"listEvents\x12'\n" +
 	"\x05error\x18\x0f \x01(\v2\x11.blixard.v1.ErrorR\x05errorB\x06\n" +
 	"\x04kind*\xe1\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
@@ -3894,7 +4065,7 @@ func file_api_v1_api_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_api_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_api_v1_api_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: blixard.v1.ErrorCode
 	(*Error)(nil),                    // 1: blixard.v1.Error
@@ -3929,124 +4100,130 @@ var file_api_v1_api_proto_goTypes = []any{
 	(*GetClusterStatusResponse)(nil), // 30: blixard.v1.GetClusterStatusResponse
 	(*JoinClusterRequest)(nil),       // 31: blixard.v1.JoinClusterRequest
 	(*JoinClusterResponse)(nil),      // 32: blixard.v1.JoinClusterResponse
-	(*CreateTokenRequest)(nil),       // 33: blixard.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),      // 34: blixard.v1.CreateTokenResponse
-	(*CreateTokenCommand)(nil),       // 35: blixard.v1.CreateTokenCommand
-	(*ListTokensRequest)(nil),        // 36: blixard.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),       // 37: blixard.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),       // 38: blixard.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),      // 39: blixard.v1.RevokeTokenResponse
-	(*RotateCaCommand)(nil),          // 40: blixard.v1.RotateCaCommand
-	(*RotateCaRequest)(nil),          // 41: blixard.v1.RotateCaRequest
-	(*RotateCaResponse)(nil),         // 42: blixard.v1.RotateCaResponse
-	(*RenewCertificateRequest)(nil),  // 43: blixard.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil), // 44: blixard.v1.RenewCertificateResponse
-	(*LeaveClusterRequest)(nil),      // 45: blixard.v1.LeaveClusterRequest
-	(*LeaveClusterResponse)(nil),     // 46: blixard.v1.LeaveClusterResponse
-	(*DrainNodeRequest)(nil),         // 47: blixard.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),        // 48: blixard.v1.DrainNodeResponse
-	(*HealthCheckRequest)(nil),       // 49: blixard.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),      // 50: blixard.v1.HealthCheckResponse
-	(*Request)(nil),                  // 51: blixard.v1.Request
-	(*Response)(nil),                 // 52: blixard.v1.Response
-	nil,                              // 53: blixard.v1.JoinClusterRequest.LabelsEntry
-	(*VmSpec)(nil),                   // 54: blixard.v1.VmSpec
-	(*Vm)(nil),                       // 55: blixard.v1.Vm
-	(*TaskSpec)(nil),                 // 56: blixard.v1.TaskSpec
-	(*Task)(nil),                     // 57: blixard.v1.Task
-	(NodeRole)(0),                    // 58: blixard.v1.NodeRole
-	(NodeStatus)(0),                  // 59: blixard.v1.NodeStatus
-	(*Resources)(nil),                // 60: blixard.v1.Resources
-	(*Cluster)(nil),                  // 61: blixard.v1.Cluster
-	(*Node)(nil),                     // 62: blixard.v1.Node
-	(*Membership)(nil),               // 63: blixard.v1.Membership
-	(TokenKind)(0),                   // 64: blixard.v1.TokenKind
-	(AccessRole)(0),                  // 65: blixard.v1.AccessRole
-	(*Token)(nil),                    // 66: blixard.v1.Token
-	(CARotationPhase)(0),             // 67: blixard.v1.CARotationPhase
+	(*ListEventsRequest)(nil),        // 33: blixard.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),       // 34: blixard.v1.ListEventsResponse
+	(*CreateTokenRequest)(nil),       // 35: blixard.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),      // 36: blixard.v1.CreateTokenResponse
+	(*CreateTokenCommand)(nil),       // 37: blixard.v1.CreateTokenCommand
+	(*ListTokensRequest)(nil),        // 38: blixard.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),       // 39: blixard.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),       // 40: blixard.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 41: blixard.v1.RevokeTokenResponse
+	(*RotateCaCommand)(nil),          // 42: blixard.v1.RotateCaCommand
+	(*RotateCaRequest)(nil),          // 43: blixard.v1.RotateCaRequest
+	(*RotateCaResponse)(nil),         // 44: blixard.v1.RotateCaResponse
+	(*RenewCertificateRequest)(nil),  // 45: blixard.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 46: blixard.v1.RenewCertificateResponse
+	(*LeaveClusterRequest)(nil),      // 47: blixard.v1.LeaveClusterRequest
+	(*LeaveClusterResponse)(nil),     // 48: blixard.v1.LeaveClusterResponse
+	(*DrainNodeRequest)(nil),         // 49: blixard.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 50: blixard.v1.DrainNodeResponse
+	(*HealthCheckRequest)(nil),       // 51: blixard.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),      // 52: blixard.v1.HealthCheckResponse
+	(*Request)(nil),                  // 53: blixard.v1.Request
+	(*Response)(nil),                 // 54: blixard.v1.Response
+	nil,                              // 55: blixard.v1.JoinClusterRequest.LabelsEntry
+	(*VmSpec)(nil),                   // 56: blixard.v1.VmSpec
+	(*Vm)(nil),                       // 57: blixard.v1.Vm
+	(*TaskSpec)(nil),                 // 58: blixard.v1.TaskSpec
+	(*Task)(nil),                     // 59: blixard.v1.Task
+	(NodeRole)(0),                    // 60: blixard.v1.NodeRole
+	(NodeStatus)(0),                  // 61: blixard.v1.NodeStatus
+	(*Resources)(nil),                // 62: blixard.v1.Resources
+	(*Cluster)(nil),                  // 63: blixard.v1.Cluster
+	(*Node)(nil),                     // 64: blixard.v1.Node
+	(*Membership)(nil),               // 65: blixard.v1.Membership
+	(*Event)(nil),                    // 66: blixard.v1.Event
+	(TokenKind)(0),                   // 67: blixard.v1.TokenKind
+	(AccessRole)(0),                  // 68: blixard.v1.AccessRole
+	(*Token)(nil),                    // 69: blixard.v1.Token
+	(CARotationPhase)(0),             // 70: blixard.v1.CARotationPhase
 }
 var file_api_v1_api_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Error.code:type_name -> blixard.v1.ErrorCode
-	54, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
-	55, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
-	55, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
-	55, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
-	55, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
-	56, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
-	57, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
-	57, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
-	55, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
-	55, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
-	55, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
-	57, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
-	57, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
-	57, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
-	58, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
-	59, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
-	60, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	61, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	62, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	56, // 1: blixard.v1.CreateVmRequest.spec:type_name -> blixard.v1.VmSpec
+	57, // 2: blixard.v1.CreateVmResponse.vm:type_name -> blixard.v1.Vm
+	57, // 3: blixard.v1.StartVmResponse.vm:type_name -> blixard.v1.Vm
+	57, // 4: blixard.v1.StopVmResponse.vm:type_name -> blixard.v1.Vm
+	57, // 5: blixard.v1.DeleteVmResponse.vm:type_name -> blixard.v1.Vm
+	58, // 6: blixard.v1.SubmitTaskRequest.spec:type_name -> blixard.v1.TaskSpec
+	59, // 7: blixard.v1.SubmitTaskResponse.task:type_name -> blixard.v1.Task
+	59, // 8: blixard.v1.CancelTaskResponse.task:type_name -> blixard.v1.Task
+	57, // 9: blixard.v1.GetVmResponse.vm:type_name -> blixard.v1.Vm
+	57, // 10: blixard.v1.ListVmsResponse.vms:type_name -> blixard.v1.Vm
+	57, // 11: blixard.v1.VmWatchEvent.vm:type_name -> blixard.v1.Vm
+	59, // 12: blixard.v1.TaskWatchEvent.task:type_name -> blixard.v1.Task
+	59, // 13: blixard.v1.GetTaskResponse.task:type_name -> blixard.v1.Task
+	59, // 14: blixard.v1.ListTasksResponse.tasks:type_name -> blixard.v1.Task
+	60, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
+	61, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
+	62, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
+	63, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	64, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
 	29, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	58, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	60, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	53, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	63, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
-	64, // 25: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
-	58, // 26: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
-	65, // 27: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
-	66, // 28: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
-	66, // 29: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
-	64, // 30: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
-	66, // 31: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
-	64, // 32: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
-	66, // 33: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
-	67, // 34: blixard.v1.RotateCaCommand.to_phase:type_name -> blixard.v1.CARotationPhase
-	61, // 35: blixard.v1.RotateCaResponse.cluster:type_name -> blixard.v1.Cluster
-	62, // 36: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
-	2,  // 37: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 38: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 39: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 40: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 41: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 42: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 43: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 44: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	24, // 45: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	26, // 46: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	28, // 47: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	31, // 48: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	45, // 49: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	49, // 50: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
-	47, // 51: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
-	35, // 52: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
-	38, // 53: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
-	36, // 54: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
-	40, // 55: blixard.v1.Request.rotate_ca:type_name -> blixard.v1.RotateCaCommand
-	3,  // 56: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 57: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 58: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 59: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 60: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 61: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 62: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 63: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	25, // 64: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	27, // 65: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	30, // 66: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	32, // 67: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	46, // 68: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	50, // 69: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
-	48, // 70: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
-	34, // 71: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
-	39, // 72: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
-	37, // 73: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
-	42, // 74: blixard.v1.Response.rotate_ca:type_name -> blixard.v1.RotateCaResponse
-	1,  // 75: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	60, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	62, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	55, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	65, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	66, // 25: blixard.v1.ListEventsResponse.events:type_name -> blixard.v1.Event
+	67, // 26: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	60, // 27: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
+	68, // 28: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
+	69, // 29: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
+	69, // 30: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
+	67, // 31: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
+	69, // 32: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
+	67, // 33: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	69, // 34: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
+	70, // 35: blixard.v1.RotateCaCommand.to_phase:type_name -> blixard.v1.CARotationPhase
+	63, // 36: blixard.v1.RotateCaResponse.cluster:type_name -> blixard.v1.Cluster
+	64, // 37: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
+	2,  // 38: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 39: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 40: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 41: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 42: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 43: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 44: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 45: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	24, // 46: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	26, // 47: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	28, // 48: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	31, // 49: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	47, // 50: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	51, // 51: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	49, // 52: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
+	37, // 53: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
+	40, // 54: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
+	38, // 55: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
+	42, // 56: blixard.v1.Request.rotate_ca:type_name -> blixard.v1.RotateCaCommand
+	33, // 57: blixard.v1.Request.list_events:type_name -> blixard.v1.ListEventsRequest
+	3,  // 58: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 59: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 60: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 61: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 62: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 63: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 64: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 65: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	25, // 66: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	27, // 67: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	30, // 68: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	32, // 69: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	48, // 70: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	52, // 71: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	50, // 72: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
+	36, // 73: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
+	41, // 74: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
+	39, // 75: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
+	44, // 76: blixard.v1.Response.rotate_ca:type_name -> blixard.v1.RotateCaResponse
+	34, // 77: blixard.v1.Response.list_events:type_name -> blixard.v1.ListEventsResponse
+	1,  // 78: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	79, // [79:79] is the sub-list for method output_type
+	79, // [79:79] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }
@@ -4055,7 +4232,7 @@ func file_api_v1_api_proto_init() {
 		return
 	}
 	file_api_v1_types_proto_init()
-	file_api_v1_api_proto_msgTypes[50].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[52].OneofWrappers = []any{
 		(*Request_CreateVm)(nil),
 		(*Request_StartVm)(nil),
 		(*Request_StopVm)(nil),
@@ -4075,8 +4252,9 @@ func file_api_v1_api_proto_init() {
 		(*Request_RevokeToken)(nil),
 		(*Request_ListTokens)(nil),
 		(*Request_RotateCa)(nil),
+		(*Request_ListEvents)(nil),
 	}
-	file_api_v1_api_proto_msgTypes[51].OneofWrappers = []any{
+	file_api_v1_api_proto_msgTypes[53].OneofWrappers = []any{
 		(*Response_CreateVm)(nil),
 		(*Response_StartVm)(nil),
 		(*Response_StopVm)(nil),
@@ -4096,6 +4274,7 @@ func file_api_v1_api_proto_init() {
 		(*Response_RevokeToken)(nil),
 		(*Response_ListTokens)(nil),
 		(*Response_RotateCa)(nil),
+		(*Response_ListEvents)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4103,7 +4282,7 @@ func file_api_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_api_proto_rawDesc), len(file_api_v1_api_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -95,6 +95,60 @@ func (x *InitClusterCommand) GetCaCertificate() []byte {
 	return nil
 }
 
+// NoteLeaderCommand records, once per term, that node_id leads it: an
+// event, nothing more.
+type NoteLeaderCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NoteLeaderCommand) Reset() {
+	*x = NoteLeaderCommand{}
+	mi := &file_api_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NoteLeaderCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NoteLeaderCommand) ProtoMessage() {}
+
+func (x *NoteLeaderCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NoteLeaderCommand.ProtoReflect.Descriptor instead.
+func (*NoteLeaderCommand) Descriptor() ([]byte, []int) {
+	return file_api_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NoteLeaderCommand) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NoteLeaderCommand) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
 // RevokeTokenCommand deletes a token's record: it no longer works.
 type RevokeTokenCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -106,7 +160,7 @@ type RevokeTokenCommand struct {
 
 func (x *RevokeTokenCommand) Reset() {
 	*x = RevokeTokenCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[1]
+	mi := &file_api_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +172,7 @@ func (x *RevokeTokenCommand) String() string {
 func (*RevokeTokenCommand) ProtoMessage() {}
 
 func (x *RevokeTokenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[1]
+	mi := &file_api_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +185,7 @@ func (x *RevokeTokenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenCommand.ProtoReflect.Descriptor instead.
 func (*RevokeTokenCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RevokeTokenCommand) GetKind() TokenKind {
@@ -172,7 +226,7 @@ type RegisterNodeCommand struct {
 
 func (x *RegisterNodeCommand) Reset() {
 	*x = RegisterNodeCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[2]
+	mi := &file_api_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +238,7 @@ func (x *RegisterNodeCommand) String() string {
 func (*RegisterNodeCommand) ProtoMessage() {}
 
 func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[2]
+	mi := &file_api_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +251,7 @@ func (x *RegisterNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeCommand.ProtoReflect.Descriptor instead.
 func (*RegisterNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterNodeCommand) GetId() uint64 {
@@ -281,7 +335,7 @@ type CreateVmCommand struct {
 
 func (x *CreateVmCommand) Reset() {
 	*x = CreateVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[3]
+	mi := &file_api_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +347,7 @@ func (x *CreateVmCommand) String() string {
 func (*CreateVmCommand) ProtoMessage() {}
 
 func (x *CreateVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[3]
+	mi := &file_api_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +360,7 @@ func (x *CreateVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVmCommand.ProtoReflect.Descriptor instead.
 func (*CreateVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateVmCommand) GetName() string {
@@ -339,7 +393,7 @@ type StartVmCommand struct {
 
 func (x *StartVmCommand) Reset() {
 	*x = StartVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[4]
+	mi := &file_api_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +405,7 @@ func (x *StartVmCommand) String() string {
 func (*StartVmCommand) ProtoMessage() {}
 
 func (x *StartVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[4]
+	mi := &file_api_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +418,7 @@ func (x *StartVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartVmCommand.ProtoReflect.Descriptor instead.
 func (*StartVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StartVmCommand) GetName() string {
@@ -383,7 +437,7 @@ type StopVmCommand struct {
 
 func (x *StopVmCommand) Reset() {
 	*x = StopVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[5]
+	mi := &file_api_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +449,7 @@ func (x *StopVmCommand) String() string {
 func (*StopVmCommand) ProtoMessage() {}
 
 func (x *StopVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[5]
+	mi := &file_api_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +462,7 @@ func (x *StopVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopVmCommand.ProtoReflect.Descriptor instead.
 func (*StopVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StopVmCommand) GetName() string {
@@ -427,7 +481,7 @@ type DeleteVmCommand struct {
 
 func (x *DeleteVmCommand) Reset() {
 	*x = DeleteVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[6]
+	mi := &file_api_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +493,7 @@ func (x *DeleteVmCommand) String() string {
 func (*DeleteVmCommand) ProtoMessage() {}
 
 func (x *DeleteVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[6]
+	mi := &file_api_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +506,7 @@ func (x *DeleteVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVmCommand.ProtoReflect.Descriptor instead.
 func (*DeleteVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteVmCommand) GetName() string {
@@ -475,7 +529,7 @@ type AssignVmCommand struct {
 
 func (x *AssignVmCommand) Reset() {
 	*x = AssignVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[7]
+	mi := &file_api_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +541,7 @@ func (x *AssignVmCommand) String() string {
 func (*AssignVmCommand) ProtoMessage() {}
 
 func (x *AssignVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[7]
+	mi := &file_api_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +554,7 @@ func (x *AssignVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVmCommand.ProtoReflect.Descriptor instead.
 func (*AssignVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AssignVmCommand) GetName() string {
@@ -540,7 +594,7 @@ type ReportVmCommand struct {
 
 func (x *ReportVmCommand) Reset() {
 	*x = ReportVmCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[8]
+	mi := &file_api_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +606,7 @@ func (x *ReportVmCommand) String() string {
 func (*ReportVmCommand) ProtoMessage() {}
 
 func (x *ReportVmCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[8]
+	mi := &file_api_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +619,7 @@ func (x *ReportVmCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportVmCommand.ProtoReflect.Descriptor instead.
 func (*ReportVmCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReportVmCommand) GetName() string {
@@ -619,7 +673,7 @@ type SubmitTaskCommand struct {
 
 func (x *SubmitTaskCommand) Reset() {
 	*x = SubmitTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[9]
+	mi := &file_api_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +685,7 @@ func (x *SubmitTaskCommand) String() string {
 func (*SubmitTaskCommand) ProtoMessage() {}
 
 func (x *SubmitTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[9]
+	mi := &file_api_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +698,7 @@ func (x *SubmitTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTaskCommand.ProtoReflect.Descriptor instead.
 func (*SubmitTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitTaskCommand) GetSpec() *TaskSpec {
@@ -663,7 +717,7 @@ type CancelTaskCommand struct {
 
 func (x *CancelTaskCommand) Reset() {
 	*x = CancelTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[10]
+	mi := &file_api_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +729,7 @@ func (x *CancelTaskCommand) String() string {
 func (*CancelTaskCommand) ProtoMessage() {}
 
 func (x *CancelTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[10]
+	mi := &file_api_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +742,7 @@ func (x *CancelTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskCommand.ProtoReflect.Descriptor instead.
 func (*CancelTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelTaskCommand) GetId() uint64 {
@@ -709,7 +763,7 @@ type AssignTaskCommand struct {
 
 func (x *AssignTaskCommand) Reset() {
 	*x = AssignTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[11]
+	mi := &file_api_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +775,7 @@ func (x *AssignTaskCommand) String() string {
 func (*AssignTaskCommand) ProtoMessage() {}
 
 func (x *AssignTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[11]
+	mi := &file_api_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +788,7 @@ func (x *AssignTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignTaskCommand.ProtoReflect.Descriptor instead.
 func (*AssignTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AssignTaskCommand) GetId() uint64 {
@@ -765,7 +819,7 @@ type ReportTaskCommand struct {
 
 func (x *ReportTaskCommand) Reset() {
 	*x = ReportTaskCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[12]
+	mi := &file_api_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +831,7 @@ func (x *ReportTaskCommand) String() string {
 func (*ReportTaskCommand) ProtoMessage() {}
 
 func (x *ReportTaskCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[12]
+	mi := &file_api_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +844,7 @@ func (x *ReportTaskCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskCommand.ProtoReflect.Descriptor instead.
 func (*ReportTaskCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportTaskCommand) GetId() uint64 {
@@ -842,7 +896,7 @@ type SetNodeStatusCommand struct {
 
 func (x *SetNodeStatusCommand) Reset() {
 	*x = SetNodeStatusCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[13]
+	mi := &file_api_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +908,7 @@ func (x *SetNodeStatusCommand) String() string {
 func (*SetNodeStatusCommand) ProtoMessage() {}
 
 func (x *SetNodeStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[13]
+	mi := &file_api_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +921,7 @@ func (x *SetNodeStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNodeStatusCommand.ProtoReflect.Descriptor instead.
 func (*SetNodeStatusCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetNodeStatusCommand) GetId() uint64 {
@@ -903,7 +957,7 @@ type DrainNodeCommand struct {
 
 func (x *DrainNodeCommand) Reset() {
 	*x = DrainNodeCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[14]
+	mi := &file_api_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +969,7 @@ func (x *DrainNodeCommand) String() string {
 func (*DrainNodeCommand) ProtoMessage() {}
 
 func (x *DrainNodeCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[14]
+	mi := &file_api_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +982,7 @@ func (x *DrainNodeCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeCommand.ProtoReflect.Descriptor instead.
 func (*DrainNodeCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DrainNodeCommand) GetId() uint64 {
@@ -960,7 +1014,7 @@ type PlacementFailedCommand struct {
 
 func (x *PlacementFailedCommand) Reset() {
 	*x = PlacementFailedCommand{}
-	mi := &file_api_v1_command_proto_msgTypes[15]
+	mi := &file_api_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1026,7 @@ func (x *PlacementFailedCommand) String() string {
 func (*PlacementFailedCommand) ProtoMessage() {}
 
 func (x *PlacementFailedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[15]
+	mi := &file_api_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1039,7 @@ func (x *PlacementFailedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementFailedCommand.ProtoReflect.Descriptor instead.
 func (*PlacementFailedCommand) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PlacementFailedCommand) GetVmName() string {
@@ -1051,6 +1105,7 @@ type Command struct {
 	//	*Command_CreateToken
 	//	*Command_RevokeToken
 	//	*Command_RotateCa
+	//	*Command_NoteLeader
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1058,7 +1113,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_api_v1_command_proto_msgTypes[16]
+	mi := &file_api_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1125,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[16]
+	mi := &file_api_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1138,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Command) GetClientRequestId() string {
@@ -1276,6 +1331,15 @@ func (x *Command) GetRotateCa() *RotateCaCommand {
 	return nil
 }
 
+func (x *Command) GetNoteLeader() *NoteLeaderCommand {
+	if x != nil {
+		if x, ok := x.Op.(*Command_NoteLeader); ok {
+			return x.NoteLeader
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -1352,6 +1416,10 @@ type Command_RotateCa struct {
 	RotateCa *RotateCaCommand `protobuf:"bytes,27,opt,name=rotate_ca,json=rotateCa,proto3,oneof"`
 }
 
+type Command_NoteLeader struct {
+	NoteLeader *NoteLeaderCommand `protobuf:"bytes,28,opt,name=note_leader,json=noteLeader,proto3,oneof"`
+}
+
 func (*Command_InitCluster) isCommand_Op() {}
 
 func (*Command_RegisterNode) isCommand_Op() {}
@@ -1388,6 +1456,8 @@ func (*Command_RevokeToken) isCommand_Op() {}
 
 func (*Command_RotateCa) isCommand_Op() {}
 
+func (*Command_NoteLeader) isCommand_Op() {}
+
 // RequestRecord is one remembered client request and its response.
 type RequestRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1400,7 +1470,7 @@ type RequestRecord struct {
 
 func (x *RequestRecord) Reset() {
 	*x = RequestRecord{}
-	mi := &file_api_v1_command_proto_msgTypes[17]
+	mi := &file_api_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1482,7 @@ func (x *RequestRecord) String() string {
 func (*RequestRecord) ProtoMessage() {}
 
 func (x *RequestRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[17]
+	mi := &file_api_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1495,7 @@ func (x *RequestRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRecord.ProtoReflect.Descriptor instead.
 func (*RequestRecord) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RequestRecord) GetClientRequestId() string {
@@ -1467,13 +1537,16 @@ type StateSnapshot struct {
 	CaSealedKey             []byte `protobuf:"bytes,8,opt,name=ca_sealed_key,json=caSealedKey,proto3" json:"ca_sealed_key,omitempty"`
 	CaRotationOverlapNanos  int64  `protobuf:"varint,9,opt,name=ca_rotation_overlap_nanos,json=caRotationOverlapNanos,proto3" json:"ca_rotation_overlap_nanos,omitempty"`
 	CaRotationPhaseUnixNano int64  `protobuf:"varint,10,opt,name=ca_rotation_phase_unix_nano,json=caRotationPhaseUnixNano,proto3" json:"ca_rotation_phase_unix_nano,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// The event log, oldest first; and the last term noted (NoteLeader).
+	Events        []*Event `protobuf:"bytes,11,rep,name=events,proto3" json:"events,omitempty"`
+	NotedTerm     uint64   `protobuf:"varint,12,opt,name=noted_term,json=notedTerm,proto3" json:"noted_term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateSnapshot) Reset() {
 	*x = StateSnapshot{}
-	mi := &file_api_v1_command_proto_msgTypes[18]
+	mi := &file_api_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1558,7 @@ func (x *StateSnapshot) String() string {
 func (*StateSnapshot) ProtoMessage() {}
 
 func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_command_proto_msgTypes[18]
+	mi := &file_api_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1571,7 @@ func (x *StateSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateSnapshot.ProtoReflect.Descriptor instead.
 func (*StateSnapshot) Descriptor() ([]byte, []int) {
-	return file_api_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_api_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StateSnapshot) GetVersion() uint32 {
@@ -1571,6 +1644,20 @@ func (x *StateSnapshot) GetCaRotationPhaseUnixNano() int64 {
 	return 0
 }
 
+func (x *StateSnapshot) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *StateSnapshot) GetNotedTerm() uint64 {
+	if x != nil {
+		return x.NotedTerm
+	}
+	return 0
+}
+
 var File_api_v1_command_proto protoreflect.FileDescriptor
 
 const file_api_v1_command_proto_rawDesc = "" +
@@ -1583,7 +1670,10 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\vadmin_token\x18\x02 \x01(\v2\x11.blixard.v1.TokenR\n" +
 	"adminToken\x12\x16\n" +
 	"\x06secure\x18\x03 \x01(\bR\x06secure\x12%\n" +
-	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificate\"O\n" +
+	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificate\"@\n" +
+	"\x11NoteLeaderCommand\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"O\n" +
 	"\x12RevokeTokenCommand\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.blixard.v1.TokenKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\xe8\x03\n" +
@@ -1652,7 +1742,7 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\rvm_generation\x18\x02 \x01(\x04R\fvmGeneration\x12\x17\n" +
 	"\atask_id\x18\x03 \x01(\x04R\x06taskId\x12!\n" +
 	"\ftask_attempt\x18\x04 \x01(\rR\vtaskAttempt\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xa0\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xe2\n" +
 	"\n" +
 	"\aCommand\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12,\n" +
@@ -1682,12 +1772,14 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\x10placement_failed\x18\x18 \x01(\v2\".blixard.v1.PlacementFailedCommandH\x00R\x0fplacementFailed\x12C\n" +
 	"\fcreate_token\x18\x19 \x01(\v2\x1e.blixard.v1.CreateTokenCommandH\x00R\vcreateToken\x12C\n" +
 	"\frevoke_token\x18\x1a \x01(\v2\x1e.blixard.v1.RevokeTokenCommandH\x00R\vrevokeToken\x12:\n" +
-	"\trotate_ca\x18\x1b \x01(\v2\x1b.blixard.v1.RotateCaCommandH\x00R\brotateCaB\x04\n" +
+	"\trotate_ca\x18\x1b \x01(\v2\x1b.blixard.v1.RotateCaCommandH\x00R\brotateCa\x12@\n" +
+	"\vnote_leader\x18\x1c \x01(\v2\x1d.blixard.v1.NoteLeaderCommandH\x00R\n" +
+	"noteLeaderB\x04\n" +
 	"\x02op\"\x83\x01\n" +
 	"\rRequestRecord\x12*\n" +
 	"\x11client_request_id\x18\x01 \x01(\tR\x0fclientRequestId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x120\n" +
-	"\bresponse\x18\x03 \x01(\v2\x14.blixard.v1.ResponseR\bresponse\"\xc9\x03\n" +
+	"\bresponse\x18\x03 \x01(\v2\x14.blixard.v1.ResponseR\bresponse\"\x93\x04\n" +
 	"\rStateSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12-\n" +
 	"\acluster\x18\x02 \x01(\v2\x13.blixard.v1.ClusterR\acluster\x12&\n" +
@@ -1699,7 +1791,10 @@ const file_api_v1_command_proto_rawDesc = "" +
 	"\rca_sealed_key\x18\b \x01(\fR\vcaSealedKey\x129\n" +
 	"\x19ca_rotation_overlap_nanos\x18\t \x01(\x03R\x16caRotationOverlapNanos\x12<\n" +
 	"\x1bca_rotation_phase_unix_nano\x18\n" +
-	" \x01(\x03R\x17caRotationPhaseUnixNanoB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
+	" \x01(\x03R\x17caRotationPhaseUnixNano\x12)\n" +
+	"\x06events\x18\v \x03(\v2\x11.blixard.v1.EventR\x06events\x12\x1d\n" +
+	"\n" +
+	"noted_term\x18\f \x01(\x04R\tnotedTermB)Z'github.com/blixard/blixard/api/v1;apiv1b\x06proto3"
 
 var (
 	file_api_v1_command_proto_rawDescOnce sync.Once
@@ -1713,90 +1808,94 @@ func file_api_v1_command_proto_rawDescGZIP() []byte {
 	return file_api_v1_command_proto_rawDescData
 }
 
-var file_api_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_api_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_api_v1_command_proto_goTypes = []any{
 	(*InitClusterCommand)(nil),     // 0: blixard.v1.InitClusterCommand
-	(*RevokeTokenCommand)(nil),     // 1: blixard.v1.RevokeTokenCommand
-	(*RegisterNodeCommand)(nil),    // 2: blixard.v1.RegisterNodeCommand
-	(*CreateVmCommand)(nil),        // 3: blixard.v1.CreateVmCommand
-	(*StartVmCommand)(nil),         // 4: blixard.v1.StartVmCommand
-	(*StopVmCommand)(nil),          // 5: blixard.v1.StopVmCommand
-	(*DeleteVmCommand)(nil),        // 6: blixard.v1.DeleteVmCommand
-	(*AssignVmCommand)(nil),        // 7: blixard.v1.AssignVmCommand
-	(*ReportVmCommand)(nil),        // 8: blixard.v1.ReportVmCommand
-	(*SubmitTaskCommand)(nil),      // 9: blixard.v1.SubmitTaskCommand
-	(*CancelTaskCommand)(nil),      // 10: blixard.v1.CancelTaskCommand
-	(*AssignTaskCommand)(nil),      // 11: blixard.v1.AssignTaskCommand
-	(*ReportTaskCommand)(nil),      // 12: blixard.v1.ReportTaskCommand
-	(*SetNodeStatusCommand)(nil),   // 13: blixard.v1.SetNodeStatusCommand
-	(*DrainNodeCommand)(nil),       // 14: blixard.v1.DrainNodeCommand
-	(*PlacementFailedCommand)(nil), // 15: blixard.v1.PlacementFailedCommand
-	(*Command)(nil),                // 16: blixard.v1.Command
-	(*RequestRecord)(nil),          // 17: blixard.v1.RequestRecord
-	(*StateSnapshot)(nil),          // 18: blixard.v1.StateSnapshot
-	nil,                            // 19: blixard.v1.RegisterNodeCommand.LabelsEntry
-	(*Token)(nil),                  // 20: blixard.v1.Token
-	(TokenKind)(0),                 // 21: blixard.v1.TokenKind
-	(NodeRole)(0),                  // 22: blixard.v1.NodeRole
-	(*Resources)(nil),              // 23: blixard.v1.Resources
-	(*ImageInfo)(nil),              // 24: blixard.v1.ImageInfo
-	(*VmSpec)(nil),                 // 25: blixard.v1.VmSpec
-	(VmState)(0),                   // 26: blixard.v1.VmState
-	(*TaskSpec)(nil),               // 27: blixard.v1.TaskSpec
-	(TaskStatus)(0),                // 28: blixard.v1.TaskStatus
-	(*TaskResult)(nil),             // 29: blixard.v1.TaskResult
-	(NodeStatus)(0),                // 30: blixard.v1.NodeStatus
-	(*CreateTokenCommand)(nil),     // 31: blixard.v1.CreateTokenCommand
-	(*RotateCaCommand)(nil),        // 32: blixard.v1.RotateCaCommand
-	(*Response)(nil),               // 33: blixard.v1.Response
-	(*Cluster)(nil),                // 34: blixard.v1.Cluster
-	(*Node)(nil),                   // 35: blixard.v1.Node
-	(*Vm)(nil),                     // 36: blixard.v1.Vm
-	(*Task)(nil),                   // 37: blixard.v1.Task
+	(*NoteLeaderCommand)(nil),      // 1: blixard.v1.NoteLeaderCommand
+	(*RevokeTokenCommand)(nil),     // 2: blixard.v1.RevokeTokenCommand
+	(*RegisterNodeCommand)(nil),    // 3: blixard.v1.RegisterNodeCommand
+	(*CreateVmCommand)(nil),        // 4: blixard.v1.CreateVmCommand
+	(*StartVmCommand)(nil),         // 5: blixard.v1.StartVmCommand
+	(*StopVmCommand)(nil),          // 6: blixard.v1.StopVmCommand
+	(*DeleteVmCommand)(nil),        // 7: blixard.v1.DeleteVmCommand
+	(*AssignVmCommand)(nil),        // 8: blixard.v1.AssignVmCommand
+	(*ReportVmCommand)(nil),        // 9: blixard.v1.ReportVmCommand
+	(*SubmitTaskCommand)(nil),      // 10: blixard.v1.SubmitTaskCommand
+	(*CancelTaskCommand)(nil),      // 11: blixard.v1.CancelTaskCommand
+	(*AssignTaskCommand)(nil),      // 12: blixard.v1.AssignTaskCommand
+	(*ReportTaskCommand)(nil),      // 13: blixard.v1.ReportTaskCommand
+	(*SetNodeStatusCommand)(nil),   // 14: blixard.v1.SetNodeStatusCommand
+	(*DrainNodeCommand)(nil),       // 15: blixard.v1.DrainNodeCommand
+	(*PlacementFailedCommand)(nil), // 16: blixard.v1.PlacementFailedCommand
+	(*Command)(nil),                // 17: blixard.v1.Command
+	(*RequestRecord)(nil),          // 18: blixard.v1.RequestRecord
+	(*StateSnapshot)(nil),          // 19: blixard.v1.StateSnapshot
+	nil,                            // 20: blixard.v1.RegisterNodeCommand.LabelsEntry
+	(*Token)(nil),                  // 21: blixard.v1.Token
+	(TokenKind)(0),                 // 22: blixard.v1.TokenKind
+	(NodeRole)(0),                  // 23: blixard.v1.NodeRole
+	(*Resources)(nil),              // 24: blixard.v1.Resources
+	(*ImageInfo)(nil),              // 25: blixard.v1.ImageInfo
+	(*VmSpec)(nil),                 // 26: blixard.v1.VmSpec
+	(VmState)(0),                   // 27: blixard.v1.VmState
+	(*TaskSpec)(nil),               // 28: blixard.v1.TaskSpec
+	(TaskStatus)(0),                // 29: blixard.v1.TaskStatus
+	(*TaskResult)(nil),             // 30: blixard.v1.TaskResult
+	(NodeStatus)(0),                // 31: blixard.v1.NodeStatus
+	(*CreateTokenCommand)(nil),     // 32: blixard.v1.CreateTokenCommand
+	(*RotateCaCommand)(nil),        // 33: blixard.v1.RotateCaCommand
+	(*Response)(nil),               // 34: blixard.v1.Response
+	(*Cluster)(nil),                // 35: blixard.v1.Cluster
+	(*Node)(nil),                   // 36: blixard.v1.Node
+	(*Vm)(nil),                     // 37: blixard.v1.Vm
+	(*Task)(nil),                   // 38: blixard.v1.Task
+	(*Event)(nil),                  // 39: blixard.v1.Event
 }
 var file_api_v1_command_proto_depIdxs = []int32{
-	20, // 0: blixard.v1.InitClusterCommand.admin_token:type_name -> blixard.v1.Token
-	21, // 1: blixard.v1.RevokeTokenCommand.kind:type_name -> blixard.v1.TokenKind
-	22, // 2: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
-	23, // 3: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
-	19, // 4: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
-	24, // 5: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
-	25, // 6: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
-	26, // 7: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
-	27, // 8: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
-	28, // 9: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
-	29, // 10: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
-	30, // 11: blixard.v1.SetNodeStatusCommand.status:type_name -> blixard.v1.NodeStatus
+	21, // 0: blixard.v1.InitClusterCommand.admin_token:type_name -> blixard.v1.Token
+	22, // 1: blixard.v1.RevokeTokenCommand.kind:type_name -> blixard.v1.TokenKind
+	23, // 2: blixard.v1.RegisterNodeCommand.role:type_name -> blixard.v1.NodeRole
+	24, // 3: blixard.v1.RegisterNodeCommand.capacity:type_name -> blixard.v1.Resources
+	20, // 4: blixard.v1.RegisterNodeCommand.labels:type_name -> blixard.v1.RegisterNodeCommand.LabelsEntry
+	25, // 5: blixard.v1.RegisterNodeCommand.images:type_name -> blixard.v1.ImageInfo
+	26, // 6: blixard.v1.CreateVmCommand.spec:type_name -> blixard.v1.VmSpec
+	27, // 7: blixard.v1.ReportVmCommand.state:type_name -> blixard.v1.VmState
+	28, // 8: blixard.v1.SubmitTaskCommand.spec:type_name -> blixard.v1.TaskSpec
+	29, // 9: blixard.v1.ReportTaskCommand.status:type_name -> blixard.v1.TaskStatus
+	30, // 10: blixard.v1.ReportTaskCommand.result:type_name -> blixard.v1.TaskResult
+	31, // 11: blixard.v1.SetNodeStatusCommand.status:type_name -> blixard.v1.NodeStatus
 	0,  // 12: blixard.v1.Command.init_cluster:type_name -> blixard.v1.InitClusterCommand
-	2,  // 13: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
-	3,  // 14: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
-	4,  // 15: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
-	5,  // 16: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
-	6,  // 17: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
-	7,  // 18: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
-	8,  // 19: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
-	9,  // 20: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
-	10, // 21: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
-	11, // 22: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
-	12, // 23: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
-	13, // 24: blixard.v1.Command.set_node_status:type_name -> blixard.v1.SetNodeStatusCommand
-	14, // 25: blixard.v1.Command.drain_node:type_name -> blixard.v1.DrainNodeCommand
-	15, // 26: blixard.v1.Command.placement_failed:type_name -> blixard.v1.PlacementFailedCommand
-	31, // 27: blixard.v1.Command.create_token:type_name -> blixard.v1.CreateTokenCommand
-	1,  // 28: blixard.v1.Command.revoke_token:type_name -> blixard.v1.RevokeTokenCommand
-	32, // 29: blixard.v1.Command.rotate_ca:type_name -> blixard.v1.RotateCaCommand
-	33, // 30: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
-	34, // 31: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
-	35, // 32: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
-	36, // 33: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
-	37, // 34: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
-	17, // 35: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
-	20, // 36: blixard.v1.StateSnapshot.tokens:type_name -> blixard.v1.Token
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	3,  // 13: blixard.v1.Command.register_node:type_name -> blixard.v1.RegisterNodeCommand
+	4,  // 14: blixard.v1.Command.create_vm:type_name -> blixard.v1.CreateVmCommand
+	5,  // 15: blixard.v1.Command.start_vm:type_name -> blixard.v1.StartVmCommand
+	6,  // 16: blixard.v1.Command.stop_vm:type_name -> blixard.v1.StopVmCommand
+	7,  // 17: blixard.v1.Command.delete_vm:type_name -> blixard.v1.DeleteVmCommand
+	8,  // 18: blixard.v1.Command.assign_vm:type_name -> blixard.v1.AssignVmCommand
+	9,  // 19: blixard.v1.Command.report_vm:type_name -> blixard.v1.ReportVmCommand
+	10, // 20: blixard.v1.Command.submit_task:type_name -> blixard.v1.SubmitTaskCommand
+	11, // 21: blixard.v1.Command.cancel_task:type_name -> blixard.v1.CancelTaskCommand
+	12, // 22: blixard.v1.Command.assign_task:type_name -> blixard.v1.AssignTaskCommand
+	13, // 23: blixard.v1.Command.report_task:type_name -> blixard.v1.ReportTaskCommand
+	14, // 24: blixard.v1.Command.set_node_status:type_name -> blixard.v1.SetNodeStatusCommand
+	15, // 25: blixard.v1.Command.drain_node:type_name -> blixard.v1.DrainNodeCommand
+	16, // 26: blixard.v1.Command.placement_failed:type_name -> blixard.v1.PlacementFailedCommand
+	32, // 27: blixard.v1.Command.create_token:type_name -> blixard.v1.CreateTokenCommand
+	2,  // 28: blixard.v1.Command.revoke_token:type_name -> blixard.v1.RevokeTokenCommand
+	33, // 29: blixard.v1.Command.rotate_ca:type_name -> blixard.v1.RotateCaCommand
+	1,  // 30: blixard.v1.Command.note_leader:type_name -> blixard.v1.NoteLeaderCommand
+	34, // 31: blixard.v1.RequestRecord.response:type_name -> blixard.v1.Response
+	35, // 32: blixard.v1.StateSnapshot.cluster:type_name -> blixard.v1.Cluster
+	36, // 33: blixard.v1.StateSnapshot.nodes:type_name -> blixard.v1.Node
+	37, // 34: blixard.v1.StateSnapshot.vms:type_name -> blixard.v1.Vm
+	38, // 35: blixard.v1.StateSnapshot.tasks:type_name -> blixard.v1.Task
+	18, // 36: blixard.v1.StateSnapshot.requests:type_name -> blixard.v1.RequestRecord
+	21, // 37: blixard.v1.StateSnapshot.tokens:type_name -> blixard.v1.Token
+	39, // 38: blixard.v1.StateSnapshot.events:type_name -> blixard.v1.Event
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_command_proto_init() }
@@ -1806,7 +1905,7 @@ func file_api_v1_command_proto_init() {
 	}
 	file_api_v1_api_proto_init()
 	file_api_v1_types_proto_init()
-	file_api_v1_command_proto_msgTypes[16].OneofWrappers = []any{
+	file_api_v1_command_proto_msgTypes[17].OneofWrappers = []any{
 		(*Command_InitCluster)(nil),
 		(*Command_RegisterNode)(nil),
 		(*Command_CreateVm)(nil),
@@ -1825,6 +1924,7 @@ func file_api_v1_command_proto_init() {
 		(*Command_CreateToken)(nil),
 		(*Command_RevokeToken)(nil),
 		(*Command_RotateCa)(nil),
+		(*Command_NoteLeader)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1832,7 +1932,7 @@ func file_api_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_command_proto_rawDesc), len(file_api_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

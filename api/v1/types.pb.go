@@ -1092,6 +1092,102 @@ func (x *VmEvent) GetReason() string {
 	return ""
 }
 
+// Event is one thing that happened in the cluster, and why: kept in the
+// replicated state (a bounded log), so every node tells the same story.
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log index that made it, and the proposer's clock then.
+	Index        uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	TimeUnixNano int64  `protobuf:"varint,2,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	// What it is about: "leader", "node", "vm" or "task".
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	NodeId        uint64 `protobuf:"varint,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	VmName        string `protobuf:"bytes,5,opt,name=vm_name,json=vmName,proto3" json:"vm_name,omitempty"`
+	TaskId        uint64 `protobuf:"varint,6,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_api_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_api_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Event) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Event) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *Event) GetVmName() string {
+	if x != nil {
+		return x.VmName
+	}
+	return ""
+}
+
+func (x *Event) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *Event) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // Vm is one virtual machine: its spec, what is wanted and what is seen.
 type Vm struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1124,7 +1220,7 @@ type Vm struct {
 
 func (x *Vm) Reset() {
 	*x = Vm{}
-	mi := &file_api_v1_types_proto_msgTypes[5]
+	mi := &file_api_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1232,7 @@ func (x *Vm) String() string {
 func (*Vm) ProtoMessage() {}
 
 func (x *Vm) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[5]
+	mi := &file_api_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1245,7 @@ func (x *Vm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vm.ProtoReflect.Descriptor instead.
 func (*Vm) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Vm) GetName() string {
@@ -1262,7 +1358,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_api_v1_types_proto_msgTypes[6]
+	mi := &file_api_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1370,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[6]
+	mi := &file_api_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1383,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskSpec) GetCommand() string {
@@ -1354,7 +1450,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_api_v1_types_proto_msgTypes[7]
+	mi := &file_api_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1462,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[7]
+	mi := &file_api_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1475,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskResult) GetExitCode() int32 {
@@ -1437,7 +1533,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_api_v1_types_proto_msgTypes[8]
+	mi := &file_api_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1545,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[8]
+	mi := &file_api_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1558,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Task) GetId() uint64 {
@@ -1548,7 +1644,7 @@ type Membership struct {
 
 func (x *Membership) Reset() {
 	*x = Membership{}
-	mi := &file_api_v1_types_proto_msgTypes[9]
+	mi := &file_api_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1656,7 @@ func (x *Membership) String() string {
 func (*Membership) ProtoMessage() {}
 
 func (x *Membership) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[9]
+	mi := &file_api_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1669,7 @@ func (x *Membership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Membership.ProtoReflect.Descriptor instead.
 func (*Membership) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Membership) GetVoters() []uint64 {
@@ -1619,7 +1715,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_api_v1_types_proto_msgTypes[10]
+	mi := &file_api_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1727,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[10]
+	mi := &file_api_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1740,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Cluster) GetId() string {
@@ -1720,7 +1816,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_api_v1_types_proto_msgTypes[11]
+	mi := &file_api_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1828,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_types_proto_msgTypes[11]
+	mi := &file_api_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1841,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_api_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_api_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Token) GetId() string {
@@ -1863,7 +1959,15 @@ const file_api_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
 	"generation\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xdf\x03\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xbc\x01\n" +
+	"\x05Event\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12$\n" +
+	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\x04R\x06nodeId\x12\x17\n" +
+	"\avm_name\x18\x05 \x01(\tR\x06vmName\x12\x17\n" +
+	"\atask_id\x18\x06 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\xdf\x03\n" +
 	"\x02Vm\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.blixard.v1.VmSpecR\x04spec\x12?\n" +
@@ -2011,7 +2115,7 @@ func file_api_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_api_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_api_v1_types_proto_goTypes = []any{
 	(NodeRole)(0),          // 0: blixard.v1.NodeRole
 	(NodeStatus)(0),        // 1: blixard.v1.NodeStatus
@@ -2028,37 +2132,38 @@ var file_api_v1_types_proto_goTypes = []any{
 	(*Node)(nil),           // 12: blixard.v1.Node
 	(*VmSpec)(nil),         // 13: blixard.v1.VmSpec
 	(*VmEvent)(nil),        // 14: blixard.v1.VmEvent
-	(*Vm)(nil),             // 15: blixard.v1.Vm
-	(*TaskSpec)(nil),       // 16: blixard.v1.TaskSpec
-	(*TaskResult)(nil),     // 17: blixard.v1.TaskResult
-	(*Task)(nil),           // 18: blixard.v1.Task
-	(*Membership)(nil),     // 19: blixard.v1.Membership
-	(*Cluster)(nil),        // 20: blixard.v1.Cluster
-	(*Token)(nil),          // 21: blixard.v1.Token
-	nil,                    // 22: blixard.v1.Node.LabelsEntry
-	nil,                    // 23: blixard.v1.VmSpec.ConstraintsEntry
-	nil,                    // 24: blixard.v1.TaskSpec.EnvEntry
+	(*Event)(nil),          // 15: blixard.v1.Event
+	(*Vm)(nil),             // 16: blixard.v1.Vm
+	(*TaskSpec)(nil),       // 17: blixard.v1.TaskSpec
+	(*TaskResult)(nil),     // 18: blixard.v1.TaskResult
+	(*Task)(nil),           // 19: blixard.v1.Task
+	(*Membership)(nil),     // 20: blixard.v1.Membership
+	(*Cluster)(nil),        // 21: blixard.v1.Cluster
+	(*Token)(nil),          // 22: blixard.v1.Token
+	nil,                    // 23: blixard.v1.Node.LabelsEntry
+	nil,                    // 24: blixard.v1.VmSpec.ConstraintsEntry
+	nil,                    // 25: blixard.v1.TaskSpec.EnvEntry
 }
 var file_api_v1_types_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.Node.role:type_name -> blixard.v1.NodeRole
 	10, // 1: blixard.v1.Node.capacity:type_name -> blixard.v1.Resources
-	22, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
+	23, // 2: blixard.v1.Node.labels:type_name -> blixard.v1.Node.LabelsEntry
 	1,  // 3: blixard.v1.Node.status:type_name -> blixard.v1.NodeStatus
 	11, // 4: blixard.v1.Node.images:type_name -> blixard.v1.ImageInfo
 	4,  // 5: blixard.v1.VmSpec.restart_policy:type_name -> blixard.v1.RestartPolicy
-	23, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
+	24, // 6: blixard.v1.VmSpec.constraints:type_name -> blixard.v1.VmSpec.ConstraintsEntry
 	6,  // 7: blixard.v1.VmSpec.placement:type_name -> blixard.v1.PlacementStrategy
 	2,  // 8: blixard.v1.VmEvent.state:type_name -> blixard.v1.VmState
 	13, // 9: blixard.v1.Vm.spec:type_name -> blixard.v1.VmSpec
 	3,  // 10: blixard.v1.Vm.desired_state:type_name -> blixard.v1.VmDesiredState
 	2,  // 11: blixard.v1.Vm.state:type_name -> blixard.v1.VmState
 	14, // 12: blixard.v1.Vm.events:type_name -> blixard.v1.VmEvent
-	24, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
+	25, // 13: blixard.v1.TaskSpec.env:type_name -> blixard.v1.TaskSpec.EnvEntry
 	10, // 14: blixard.v1.TaskSpec.resources:type_name -> blixard.v1.Resources
-	16, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
+	17, // 15: blixard.v1.Task.spec:type_name -> blixard.v1.TaskSpec
 	5,  // 16: blixard.v1.Task.status:type_name -> blixard.v1.TaskStatus
-	17, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
-	19, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
+	18, // 17: blixard.v1.Task.result:type_name -> blixard.v1.TaskResult
+	20, // 18: blixard.v1.Cluster.membership:type_name -> blixard.v1.Membership
 	7,  // 19: blixard.v1.Cluster.ca_rotation_phase:type_name -> blixard.v1.CARotationPhase
 	8,  // 20: blixard.v1.Token.kind:type_name -> blixard.v1.TokenKind
 	0,  // 21: blixard.v1.Token.node_role:type_name -> blixard.v1.NodeRole
@@ -2081,7 +2186,7 @@ func file_api_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_types_proto_rawDesc), len(file_api_v1_types_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

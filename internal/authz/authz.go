@@ -110,6 +110,7 @@ var Methods = map[string]Permission{
 	"/blixard.v1.ClusterService/HealthCheck":      Public,
 	"/blixard.v1.ClusterService/RenewCertificate": Peer,
 	"/blixard.v1.ClusterService/RotateCa":         Administer,
+	"/blixard.v1.ClusterService/ListEvents":       Read,
 
 	// Tokens.
 	"/blixard.v1.TokenService/CreateToken": Administer,

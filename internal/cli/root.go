@@ -40,12 +40,14 @@ through any of its nodes (--addr, or BLIXARD_ADDR): they show the cluster's
 members and Raft state, remove and drain members, make, list and revoke
 join and ACL tokens, show and rotate the cluster CA ("cluster ca"),
 create, start, stop, delete, list and inspect VMs and read their
-consoles, and submit, list, inspect and cancel tasks. Writes reach the
-leader and are retried safely.
+consoles, and submit, list, inspect and cancel tasks; "events" shows
+what happened in the cluster, and why. Writes reach the leader and are
+retried safely.
 
-In this build the leader places a VM or task on the node that took the request
-(the leader) if it has room, else on the lowest-numbered node with room; real
-placement comes later. The node boots it as a QEMU microVM, with KVM when a
+The leader places each VM or task on a ready node with room for it (its
+constraints, features and anti-affinity respected; binpack or spread), moves
+the VMs of a node that goes down, and a node cut off from the quorum stops
+its VMs. The node boots it as a QEMU microVM, with KVM when a
 probe VM boots with it there, else with TCG software emulation, from the image
 it names (default "default", which each node builds the first time it needs
 it). "vm logs" shows a VM's console. A VM's restart policy (always,
@@ -77,6 +79,7 @@ func NewRootCommand() *cobra.Command {
 		newClusterCommand(g),
 		newVMCommand(g),
 		newTaskCommand(g),
+		newEventsCommand(g),
 		newACLCommand(g),
 		newImageCommand(),
 		newVMMCommand(),

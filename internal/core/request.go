@@ -187,6 +187,10 @@ func (n *Node) register() {
 		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_InitCluster{InitCluster: &apiv1.InitClusterCommand{
 			ClusterId: n.cfg.ClusterID, Secure: n.cfg.Secure, AdminToken: n.cfg.AdminToken, CaCertificate: n.cfg.CACertificate}}})
 	}
+	if n.isLeader && n.st.NotedTerm() < n.term {
+		// The event log notes each term's leader, once.
+		_ = n.propose(&apiv1.Command{Op: &apiv1.Command_NoteLeader{NoteLeader: &apiv1.NoteLeaderCommand{NodeId: n.cfg.ID, Term: n.term}}})
+	}
 	if to, due := n.st.NextCAPhase(n.now); n.isLeader && due {
 		// A CA rotation's phase has run its overlap: the leader moves it on
 		// (the state checks the time again by this proposal's clock).

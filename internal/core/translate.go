@@ -51,7 +51,7 @@ func commandFor(req *apiv1.Request) (*apiv1.Command, *apiv1.Error) {
 		rc.ClientRequestId = ""
 		cmd.Op = &apiv1.Command_RotateCa{RotateCa: rc}
 	case *apiv1.Request_GetVm, *apiv1.Request_ListVms, *apiv1.Request_GetTask, *apiv1.Request_ListTasks, *apiv1.Request_GetClusterStatus,
-		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck, *apiv1.Request_ListTokens:
+		*apiv1.Request_JoinCluster, *apiv1.Request_LeaveCluster, *apiv1.Request_HealthCheck, *apiv1.Request_ListTokens, *apiv1.Request_ListEvents:
 		return nil, nil
 	default:
 		return nil, &apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Field: "kind", Message: "kind: request of no known kind"}
@@ -72,6 +72,8 @@ func staleRead(req *apiv1.Request) bool {
 		return k.ListTasks.GetStale()
 	case *apiv1.Request_GetClusterStatus:
 		return k.GetClusterStatus.GetStale()
+	case *apiv1.Request_ListEvents:
+		return true // this node's copy of the log: every node tells the same story
 	}
 	return false
 }
@@ -106,6 +108,12 @@ func (n *Node) answer(req *apiv1.Request) *apiv1.Response {
 			CommitIndex:  bs.GetCommit(),
 			AppliedIndex: n.st.AppliedIndex(),
 			Members:      n.members(),
+		}}}
+	case *apiv1.Request_ListEvents:
+		r := k.ListEvents
+		return &apiv1.Response{Kind: &apiv1.Response_ListEvents{ListEvents: &apiv1.ListEventsResponse{
+			Events:       n.st.Events(r.GetAfterIndex(), r.GetVmName(), r.GetNodeId(), int(r.GetLimit())),
+			AppliedIndex: n.st.AppliedIndex(),
 		}}}
 	case *apiv1.Request_ListTokens:
 		var out []*apiv1.Token

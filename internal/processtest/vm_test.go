@@ -124,6 +124,18 @@ func TestVMLifecycle(t *testing.T) {
 				t.Fatalf("vm logs t1 shows no agent line:\n%s", logs.stdout)
 			}
 
+			// The event log tells the VM's story, and the leader's, on
+			// every node alike.
+			events := c.mustCLI(addrs, "events", "--vm", "t1").stdout
+			for _, want := range []string{"scheduled", "running"} {
+				if !strings.Contains(events, want) {
+					t.Fatalf("events --vm t1 does not say %q:\n%s", want, events)
+				}
+			}
+			if all := c.mustCLI(addrs, "events").stdout; !strings.Contains(all, "leads term") {
+				t.Fatalf("events does not name a leader:\n%s", all)
+			}
+
 			// cgroup limits of the QEMU process match the spec.
 			quota, period, mem, err := vmm.CgroupLimits(st.QEMUPid)
 			if err != nil {

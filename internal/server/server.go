@@ -112,6 +112,11 @@ func (s *clusterService) GetClusterStatus(ctx context.Context, r *apiv1.GetClust
 	return resp.GetGetClusterStatus(), err
 }
 
+func (s *clusterService) ListEvents(ctx context.Context, r *apiv1.ListEventsRequest) (*apiv1.ListEventsResponse, error) {
+	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_ListEvents{ListEvents: r}})
+	return resp.GetListEvents(), err
+}
+
 func (s *clusterService) HealthCheck(ctx context.Context, r *apiv1.HealthCheckRequest) (*apiv1.HealthCheckResponse, error) {
 	resp, err := do(ctx, s.b, &apiv1.Request{Kind: &apiv1.Request_HealthCheck{HealthCheck: r}})
 	return resp.GetHealthCheck(), err

@@ -3,6 +3,8 @@ package state
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -207,12 +209,15 @@ func (s *State) ApplyMembershipChange(index uint64, c MembershipChange) {
 				n.StatusReason = "removed from the cluster"
 				n.UpdatedIndex = index
 			}
+			s.event(at{index: index}, "node", id, "", 0, "node "+strconv.FormatUint(id, 10)+" was removed from the cluster")
 		}
 	}
 	next.Removed = sortedIDs(next.Removed)
 	s.membership = next
 	if c.Join != nil {
 		s.registerNode(at{index: index}, c.Join)
+		s.event(at{index: index}, "node", c.Join.GetId(), "", 0, "node "+strconv.FormatUint(c.Join.GetId(), 10)+
+			" joined as a "+strings.ToLower(strings.TrimPrefix(c.Join.GetRole().String(), "NODE_ROLE_")))
 	}
 	if c.ClientRequestID != "" && c.Response != nil {
 		s.remember(index, c.ClientRequestID, c.Response)
@@ -298,6 +303,8 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 		check, run = func() *Error { return s.checkCreateToken(op.CreateToken) }, func() *apiv1.Response { return s.createToken(op.CreateToken) }
 	case *apiv1.Command_RevokeToken:
 		check, run = func() *Error { return s.checkRevokeToken(op.RevokeToken) }, func() *apiv1.Response { return s.revokeToken(op.RevokeToken) }
+	case *apiv1.Command_NoteLeader:
+		check, run = func() *Error { return s.checkNoteLeader(op.NoteLeader) }, func() *apiv1.Response { return s.noteLeader(a, op.NoteLeader) }
 	case *apiv1.Command_RotateCa:
 		check, run = func() *Error { return s.checkRotateCa(a, op.RotateCa) }, func() *apiv1.Response { return s.rotateCa(a, op.RotateCa) }
 	default:

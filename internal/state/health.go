@@ -89,6 +89,11 @@ func (s *State) setNodeStatus(a at, op *apiv1.SetNodeStatusCommand) *apiv1.Respo
 	n.Status = op.GetStatus()
 	n.StatusReason = op.GetReason()
 	n.UpdatedIndex = a.index
+	msg := "node " + strconv.FormatUint(n.GetId(), 10) + " is " + strings.ToLower(strings.TrimPrefix(op.GetStatus().String(), "NODE_STATUS_"))
+	if op.GetReason() != "" {
+		msg += ": " + op.GetReason()
+	}
+	s.event(a, "node", n.GetId(), "", 0, msg)
 	if op.GetStatus() == apiv1.NodeStatus_NODE_STATUS_DOWN {
 		s.evictNode(a, n.GetId(), "node "+strconv.FormatUint(n.GetId(), 10)+" is down")
 	}
@@ -129,6 +134,7 @@ func (s *State) evictNode(a at, id uint64, why string) {
 			t.Result.Error = why
 		default:
 			retryOrLose(a, t, why)
+			s.taskEvent(a, t)
 		}
 		s.indexTask(t.GetId())
 	}

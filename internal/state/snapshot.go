@@ -25,6 +25,9 @@ func (s *State) Snapshot() ([]byte, error) {
 		Requests: s.requestLog,
 		Tokens:   s.Tokens(apiv1.TokenKind_TOKEN_KIND_UNSPECIFIED),
 
+		Events:    s.events,
+		NotedTerm: s.notedTerm,
+
 		CaSealedKey:             s.caSealed,
 		CaRotationOverlapNanos:  s.caOverlap,
 		CaRotationPhaseUnixNano: s.caPhaseAt,
@@ -54,6 +57,15 @@ func Restore(data []byte) (*State, error) {
 	}
 	s.applied = snap.GetCluster().GetAppliedIndex()
 	s.secure = snap.GetCluster().GetSecure()
+	if len(snap.GetEvents()) > MaxEvents {
+		return nil, fmt.Errorf("state: snapshot holds %d events, at most %d", len(snap.GetEvents()), MaxEvents)
+	}
+	for i, e := range snap.GetEvents() {
+		if e.GetIndex() > s.applied || (i > 0 && snap.GetEvents()[i-1].GetIndex() > e.GetIndex()) {
+			return nil, fmt.Errorf("state: snapshot event %d: indexes must not fall or pass the applied index", i)
+		}
+	}
+	s.events, s.notedTerm = snap.GetEvents(), snap.GetNotedTerm()
 	s.secVersion = 1 // a state restored is a change to whoever reads it
 	c := snap.GetCluster()
 	if len(c.GetCaCertificates()) > MaxBundleCAs {

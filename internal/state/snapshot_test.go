@@ -1541,6 +1541,8 @@ func TestRestoreKeepsEveryField(t *testing.T) {
 			CaRotationPhase:        apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST,
 			CaRotationNextUnixNano: 15,
 		},
+		Events:                  []*apiv1.Event{{Index: 50, TimeUnixNano: 5, Kind: "vm", NodeId: 1, VmName: "a", TaskId: 7, Message: "lost: node 1 is down"}},
+		NotedTerm:               3,
 		CaSealedKey:             []byte{9, 9},
 		CaRotationOverlapNanos:  10,
 		CaRotationPhaseUnixNano: 5,

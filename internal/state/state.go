@@ -45,6 +45,11 @@ type State struct {
 	caPhase              apiv1.CARotationPhase
 	caPhaseAt, caOverlap int64
 
+	// events is the bounded event log (event.go), oldest first; notedTerm
+	// the last term whose leader it noted.
+	events    []*apiv1.Event
+	notedTerm uint64
+
 	// ix files the workloads by node and by need of placement (index.go).
 	ix index
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -116,7 +117,17 @@ func (s *State) assignTask(a at, op *apiv1.AssignTaskCommand) *apiv1.Response {
 	t.Attempt++
 	t.Reason = "placed on node " + strconv.FormatUint(op.GetNodeId(), 10)
 	t.UpdatedIndex = a.index
+	s.taskEvent(a, t)
 	return &apiv1.Response{}
+}
+
+// taskEvent records a task's new status and its reason.
+func (s *State) taskEvent(a at, t *apiv1.Task) {
+	msg := strings.ToLower(strings.TrimPrefix(t.GetStatus().String(), "TASK_STATUS_"))
+	if t.GetReason() != "" {
+		msg += ": " + t.GetReason()
+	}
+	s.event(a, "task", t.GetNodeId(), "", t.GetId(), msg)
 }
 
 func (s *State) checkReportTask(op *apiv1.ReportTaskCommand) *Error {
@@ -172,6 +183,7 @@ func (s *State) reportTask(a at, op *apiv1.ReportTaskCommand) *apiv1.Response {
 			why = "node " + strconv.FormatUint(op.GetNodeId(), 10) + " lost it"
 		}
 		retryOrLose(a, t, why)
+		s.taskEvent(a, t)
 		return &apiv1.Response{}
 	}
 	if t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_CANCELLED {
@@ -200,5 +212,8 @@ func (s *State) reportTask(a at, op *apiv1.ReportTaskCommand) *apiv1.Response {
 		t.Result.FinishedUnixNano = max(a.nanos, 1)
 	}
 	t.UpdatedIndex = a.index
+	if op.GetStatus() != apiv1.TaskStatus_TASK_STATUS_RUNNING || t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_RUNNING {
+		s.taskEvent(a, t)
+	}
 	return &apiv1.Response{}
 }

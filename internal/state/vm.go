@@ -341,4 +341,13 @@ func (s *State) setVmState(a at, v *apiv1.Vm, st apiv1.VmState, reason string) {
 	if n := len(v.Events); n > MaxVmEvents {
 		v.Events = append([]*apiv1.VmEvent(nil), v.Events[n-MaxVmEvents:]...)
 	}
+	msg := vmStateName(st)
+	if reason != "" {
+		msg += ": " + reason
+	}
+	s.event(a, "vm", v.GetNodeId(), v.GetName(), 0, msg)
+}
+
+func vmStateName(st apiv1.VmState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "VM_STATE_"))
 }

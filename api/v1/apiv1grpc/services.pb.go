@@ -30,7 +30,7 @@ var File_api_v1_apiv1grpc_services_proto protoreflect.FileDescriptor
 const file_api_v1_apiv1grpc_services_proto_rawDesc = "" +
 	"\n" +
 	"\x1fapi/v1/apiv1grpc/services.proto\x12\n" +
-	"blixard.v1\x1a\x10api/v1/api.proto2\xd2\x04\n" +
+	"blixard.v1\x1a\x10api/v1/api.proto2\x9f\x05\n" +
 	"\x0eClusterService\x12N\n" +
 	"\vJoinCluster\x12\x1e.blixard.v1.JoinClusterRequest\x1a\x1f.blixard.v1.JoinClusterResponse\x12Q\n" +
 	"\fLeaveCluster\x12\x1f.blixard.v1.LeaveClusterRequest\x1a .blixard.v1.LeaveClusterResponse\x12]\n" +
@@ -38,7 +38,9 @@ const file_api_v1_apiv1grpc_services_proto_rawDesc = "" +
 	"\vHealthCheck\x12\x1e.blixard.v1.HealthCheckRequest\x1a\x1f.blixard.v1.HealthCheckResponse\x12H\n" +
 	"\tDrainNode\x12\x1c.blixard.v1.DrainNodeRequest\x1a\x1d.blixard.v1.DrainNodeResponse\x12]\n" +
 	"\x10RenewCertificate\x12#.blixard.v1.RenewCertificateRequest\x1a$.blixard.v1.RenewCertificateResponse\x12E\n" +
-	"\bRotateCa\x12\x1b.blixard.v1.RotateCaRequest\x1a\x1c.blixard.v1.RotateCaResponse2\xfb\x01\n" +
+	"\bRotateCa\x12\x1b.blixard.v1.RotateCaRequest\x1a\x1c.blixard.v1.RotateCaResponse\x12K\n" +
+	"\n" +
+	"ListEvents\x12\x1d.blixard.v1.ListEventsRequest\x1a\x1e.blixard.v1.ListEventsResponse2\xfb\x01\n" +
 	"\fTokenService\x12N\n" +
 	"\vCreateToken\x12\x1e.blixard.v1.CreateTokenRequest\x1a\x1f.blixard.v1.CreateTokenResponse\x12K\n" +
 	"\n" +
@@ -70,45 +72,47 @@ var file_api_v1_apiv1grpc_services_proto_goTypes = []any{
 	(*v1.DrainNodeRequest)(nil),         // 4: blixard.v1.DrainNodeRequest
 	(*v1.RenewCertificateRequest)(nil),  // 5: blixard.v1.RenewCertificateRequest
 	(*v1.RotateCaRequest)(nil),          // 6: blixard.v1.RotateCaRequest
-	(*v1.CreateTokenRequest)(nil),       // 7: blixard.v1.CreateTokenRequest
-	(*v1.ListTokensRequest)(nil),        // 8: blixard.v1.ListTokensRequest
-	(*v1.RevokeTokenRequest)(nil),       // 9: blixard.v1.RevokeTokenRequest
-	(*v1.CreateVmRequest)(nil),          // 10: blixard.v1.CreateVmRequest
-	(*v1.StartVmRequest)(nil),           // 11: blixard.v1.StartVmRequest
-	(*v1.StopVmRequest)(nil),            // 12: blixard.v1.StopVmRequest
-	(*v1.DeleteVmRequest)(nil),          // 13: blixard.v1.DeleteVmRequest
-	(*v1.GetVmRequest)(nil),             // 14: blixard.v1.GetVmRequest
-	(*v1.ListVmsRequest)(nil),           // 15: blixard.v1.ListVmsRequest
-	(*v1.WatchVmsRequest)(nil),          // 16: blixard.v1.WatchVmsRequest
-	(*v1.StreamVmLogsRequest)(nil),      // 17: blixard.v1.StreamVmLogsRequest
-	(*v1.SubmitTaskRequest)(nil),        // 18: blixard.v1.SubmitTaskRequest
-	(*v1.GetTaskRequest)(nil),           // 19: blixard.v1.GetTaskRequest
-	(*v1.ListTasksRequest)(nil),         // 20: blixard.v1.ListTasksRequest
-	(*v1.CancelTaskRequest)(nil),        // 21: blixard.v1.CancelTaskRequest
-	(*v1.WatchTaskRequest)(nil),         // 22: blixard.v1.WatchTaskRequest
-	(*v1.JoinClusterResponse)(nil),      // 23: blixard.v1.JoinClusterResponse
-	(*v1.LeaveClusterResponse)(nil),     // 24: blixard.v1.LeaveClusterResponse
-	(*v1.GetClusterStatusResponse)(nil), // 25: blixard.v1.GetClusterStatusResponse
-	(*v1.HealthCheckResponse)(nil),      // 26: blixard.v1.HealthCheckResponse
-	(*v1.DrainNodeResponse)(nil),        // 27: blixard.v1.DrainNodeResponse
-	(*v1.RenewCertificateResponse)(nil), // 28: blixard.v1.RenewCertificateResponse
-	(*v1.RotateCaResponse)(nil),         // 29: blixard.v1.RotateCaResponse
-	(*v1.CreateTokenResponse)(nil),      // 30: blixard.v1.CreateTokenResponse
-	(*v1.ListTokensResponse)(nil),       // 31: blixard.v1.ListTokensResponse
-	(*v1.RevokeTokenResponse)(nil),      // 32: blixard.v1.RevokeTokenResponse
-	(*v1.CreateVmResponse)(nil),         // 33: blixard.v1.CreateVmResponse
-	(*v1.StartVmResponse)(nil),          // 34: blixard.v1.StartVmResponse
-	(*v1.StopVmResponse)(nil),           // 35: blixard.v1.StopVmResponse
-	(*v1.DeleteVmResponse)(nil),         // 36: blixard.v1.DeleteVmResponse
-	(*v1.GetVmResponse)(nil),            // 37: blixard.v1.GetVmResponse
-	(*v1.ListVmsResponse)(nil),          // 38: blixard.v1.ListVmsResponse
-	(*v1.VmWatchEvent)(nil),             // 39: blixard.v1.VmWatchEvent
-	(*v1.VmLogChunk)(nil),               // 40: blixard.v1.VmLogChunk
-	(*v1.SubmitTaskResponse)(nil),       // 41: blixard.v1.SubmitTaskResponse
-	(*v1.GetTaskResponse)(nil),          // 42: blixard.v1.GetTaskResponse
-	(*v1.ListTasksResponse)(nil),        // 43: blixard.v1.ListTasksResponse
-	(*v1.CancelTaskResponse)(nil),       // 44: blixard.v1.CancelTaskResponse
-	(*v1.TaskWatchEvent)(nil),           // 45: blixard.v1.TaskWatchEvent
+	(*v1.ListEventsRequest)(nil),        // 7: blixard.v1.ListEventsRequest
+	(*v1.CreateTokenRequest)(nil),       // 8: blixard.v1.CreateTokenRequest
+	(*v1.ListTokensRequest)(nil),        // 9: blixard.v1.ListTokensRequest
+	(*v1.RevokeTokenRequest)(nil),       // 10: blixard.v1.RevokeTokenRequest
+	(*v1.CreateVmRequest)(nil),          // 11: blixard.v1.CreateVmRequest
+	(*v1.StartVmRequest)(nil),           // 12: blixard.v1.StartVmRequest
+	(*v1.StopVmRequest)(nil),            // 13: blixard.v1.StopVmRequest
+	(*v1.DeleteVmRequest)(nil),          // 14: blixard.v1.DeleteVmRequest
+	(*v1.GetVmRequest)(nil),             // 15: blixard.v1.GetVmRequest
+	(*v1.ListVmsRequest)(nil),           // 16: blixard.v1.ListVmsRequest
+	(*v1.WatchVmsRequest)(nil),          // 17: blixard.v1.WatchVmsRequest
+	(*v1.StreamVmLogsRequest)(nil),      // 18: blixard.v1.StreamVmLogsRequest
+	(*v1.SubmitTaskRequest)(nil),        // 19: blixard.v1.SubmitTaskRequest
+	(*v1.GetTaskRequest)(nil),           // 20: blixard.v1.GetTaskRequest
+	(*v1.ListTasksRequest)(nil),         // 21: blixard.v1.ListTasksRequest
+	(*v1.CancelTaskRequest)(nil),        // 22: blixard.v1.CancelTaskRequest
+	(*v1.WatchTaskRequest)(nil),         // 23: blixard.v1.WatchTaskRequest
+	(*v1.JoinClusterResponse)(nil),      // 24: blixard.v1.JoinClusterResponse
+	(*v1.LeaveClusterResponse)(nil),     // 25: blixard.v1.LeaveClusterResponse
+	(*v1.GetClusterStatusResponse)(nil), // 26: blixard.v1.GetClusterStatusResponse
+	(*v1.HealthCheckResponse)(nil),      // 27: blixard.v1.HealthCheckResponse
+	(*v1.DrainNodeResponse)(nil),        // 28: blixard.v1.DrainNodeResponse
+	(*v1.RenewCertificateResponse)(nil), // 29: blixard.v1.RenewCertificateResponse
+	(*v1.RotateCaResponse)(nil),         // 30: blixard.v1.RotateCaResponse
+	(*v1.ListEventsResponse)(nil),       // 31: blixard.v1.ListEventsResponse
+	(*v1.CreateTokenResponse)(nil),      // 32: blixard.v1.CreateTokenResponse
+	(*v1.ListTokensResponse)(nil),       // 33: blixard.v1.ListTokensResponse
+	(*v1.RevokeTokenResponse)(nil),      // 34: blixard.v1.RevokeTokenResponse
+	(*v1.CreateVmResponse)(nil),         // 35: blixard.v1.CreateVmResponse
+	(*v1.StartVmResponse)(nil),          // 36: blixard.v1.StartVmResponse
+	(*v1.StopVmResponse)(nil),           // 37: blixard.v1.StopVmResponse
+	(*v1.DeleteVmResponse)(nil),         // 38: blixard.v1.DeleteVmResponse
+	(*v1.GetVmResponse)(nil),            // 39: blixard.v1.GetVmResponse
+	(*v1.ListVmsResponse)(nil),          // 40: blixard.v1.ListVmsResponse
+	(*v1.VmWatchEvent)(nil),             // 41: blixard.v1.VmWatchEvent
+	(*v1.VmLogChunk)(nil),               // 42: blixard.v1.VmLogChunk
+	(*v1.SubmitTaskResponse)(nil),       // 43: blixard.v1.SubmitTaskResponse
+	(*v1.GetTaskResponse)(nil),          // 44: blixard.v1.GetTaskResponse
+	(*v1.ListTasksResponse)(nil),        // 45: blixard.v1.ListTasksResponse
+	(*v1.CancelTaskResponse)(nil),       // 46: blixard.v1.CancelTaskResponse
+	(*v1.TaskWatchEvent)(nil),           // 47: blixard.v1.TaskWatchEvent
 }
 var file_api_v1_apiv1grpc_services_proto_depIdxs = []int32{
 	0,  // 0: blixard.v1.ClusterService.JoinCluster:input_type -> blixard.v1.JoinClusterRequest
@@ -118,47 +122,49 @@ var file_api_v1_apiv1grpc_services_proto_depIdxs = []int32{
 	4,  // 4: blixard.v1.ClusterService.DrainNode:input_type -> blixard.v1.DrainNodeRequest
 	5,  // 5: blixard.v1.ClusterService.RenewCertificate:input_type -> blixard.v1.RenewCertificateRequest
 	6,  // 6: blixard.v1.ClusterService.RotateCa:input_type -> blixard.v1.RotateCaRequest
-	7,  // 7: blixard.v1.TokenService.CreateToken:input_type -> blixard.v1.CreateTokenRequest
-	8,  // 8: blixard.v1.TokenService.ListTokens:input_type -> blixard.v1.ListTokensRequest
-	9,  // 9: blixard.v1.TokenService.RevokeToken:input_type -> blixard.v1.RevokeTokenRequest
-	10, // 10: blixard.v1.VmService.CreateVm:input_type -> blixard.v1.CreateVmRequest
-	11, // 11: blixard.v1.VmService.StartVm:input_type -> blixard.v1.StartVmRequest
-	12, // 12: blixard.v1.VmService.StopVm:input_type -> blixard.v1.StopVmRequest
-	13, // 13: blixard.v1.VmService.DeleteVm:input_type -> blixard.v1.DeleteVmRequest
-	14, // 14: blixard.v1.VmService.GetVm:input_type -> blixard.v1.GetVmRequest
-	15, // 15: blixard.v1.VmService.ListVms:input_type -> blixard.v1.ListVmsRequest
-	16, // 16: blixard.v1.VmService.WatchVms:input_type -> blixard.v1.WatchVmsRequest
-	17, // 17: blixard.v1.VmService.StreamVmLogs:input_type -> blixard.v1.StreamVmLogsRequest
-	18, // 18: blixard.v1.TaskService.SubmitTask:input_type -> blixard.v1.SubmitTaskRequest
-	19, // 19: blixard.v1.TaskService.GetTask:input_type -> blixard.v1.GetTaskRequest
-	20, // 20: blixard.v1.TaskService.ListTasks:input_type -> blixard.v1.ListTasksRequest
-	21, // 21: blixard.v1.TaskService.CancelTask:input_type -> blixard.v1.CancelTaskRequest
-	22, // 22: blixard.v1.TaskService.WatchTask:input_type -> blixard.v1.WatchTaskRequest
-	23, // 23: blixard.v1.ClusterService.JoinCluster:output_type -> blixard.v1.JoinClusterResponse
-	24, // 24: blixard.v1.ClusterService.LeaveCluster:output_type -> blixard.v1.LeaveClusterResponse
-	25, // 25: blixard.v1.ClusterService.GetClusterStatus:output_type -> blixard.v1.GetClusterStatusResponse
-	26, // 26: blixard.v1.ClusterService.HealthCheck:output_type -> blixard.v1.HealthCheckResponse
-	27, // 27: blixard.v1.ClusterService.DrainNode:output_type -> blixard.v1.DrainNodeResponse
-	28, // 28: blixard.v1.ClusterService.RenewCertificate:output_type -> blixard.v1.RenewCertificateResponse
-	29, // 29: blixard.v1.ClusterService.RotateCa:output_type -> blixard.v1.RotateCaResponse
-	30, // 30: blixard.v1.TokenService.CreateToken:output_type -> blixard.v1.CreateTokenResponse
-	31, // 31: blixard.v1.TokenService.ListTokens:output_type -> blixard.v1.ListTokensResponse
-	32, // 32: blixard.v1.TokenService.RevokeToken:output_type -> blixard.v1.RevokeTokenResponse
-	33, // 33: blixard.v1.VmService.CreateVm:output_type -> blixard.v1.CreateVmResponse
-	34, // 34: blixard.v1.VmService.StartVm:output_type -> blixard.v1.StartVmResponse
-	35, // 35: blixard.v1.VmService.StopVm:output_type -> blixard.v1.StopVmResponse
-	36, // 36: blixard.v1.VmService.DeleteVm:output_type -> blixard.v1.DeleteVmResponse
-	37, // 37: blixard.v1.VmService.GetVm:output_type -> blixard.v1.GetVmResponse
-	38, // 38: blixard.v1.VmService.ListVms:output_type -> blixard.v1.ListVmsResponse
-	39, // 39: blixard.v1.VmService.WatchVms:output_type -> blixard.v1.VmWatchEvent
-	40, // 40: blixard.v1.VmService.StreamVmLogs:output_type -> blixard.v1.VmLogChunk
-	41, // 41: blixard.v1.TaskService.SubmitTask:output_type -> blixard.v1.SubmitTaskResponse
-	42, // 42: blixard.v1.TaskService.GetTask:output_type -> blixard.v1.GetTaskResponse
-	43, // 43: blixard.v1.TaskService.ListTasks:output_type -> blixard.v1.ListTasksResponse
-	44, // 44: blixard.v1.TaskService.CancelTask:output_type -> blixard.v1.CancelTaskResponse
-	45, // 45: blixard.v1.TaskService.WatchTask:output_type -> blixard.v1.TaskWatchEvent
-	23, // [23:46] is the sub-list for method output_type
-	0,  // [0:23] is the sub-list for method input_type
+	7,  // 7: blixard.v1.ClusterService.ListEvents:input_type -> blixard.v1.ListEventsRequest
+	8,  // 8: blixard.v1.TokenService.CreateToken:input_type -> blixard.v1.CreateTokenRequest
+	9,  // 9: blixard.v1.TokenService.ListTokens:input_type -> blixard.v1.ListTokensRequest
+	10, // 10: blixard.v1.TokenService.RevokeToken:input_type -> blixard.v1.RevokeTokenRequest
+	11, // 11: blixard.v1.VmService.CreateVm:input_type -> blixard.v1.CreateVmRequest
+	12, // 12: blixard.v1.VmService.StartVm:input_type -> blixard.v1.StartVmRequest
+	13, // 13: blixard.v1.VmService.StopVm:input_type -> blixard.v1.StopVmRequest
+	14, // 14: blixard.v1.VmService.DeleteVm:input_type -> blixard.v1.DeleteVmRequest
+	15, // 15: blixard.v1.VmService.GetVm:input_type -> blixard.v1.GetVmRequest
+	16, // 16: blixard.v1.VmService.ListVms:input_type -> blixard.v1.ListVmsRequest
+	17, // 17: blixard.v1.VmService.WatchVms:input_type -> blixard.v1.WatchVmsRequest
+	18, // 18: blixard.v1.VmService.StreamVmLogs:input_type -> blixard.v1.StreamVmLogsRequest
+	19, // 19: blixard.v1.TaskService.SubmitTask:input_type -> blixard.v1.SubmitTaskRequest
+	20, // 20: blixard.v1.TaskService.GetTask:input_type -> blixard.v1.GetTaskRequest
+	21, // 21: blixard.v1.TaskService.ListTasks:input_type -> blixard.v1.ListTasksRequest
+	22, // 22: blixard.v1.TaskService.CancelTask:input_type -> blixard.v1.CancelTaskRequest
+	23, // 23: blixard.v1.TaskService.WatchTask:input_type -> blixard.v1.WatchTaskRequest
+	24, // 24: blixard.v1.ClusterService.JoinCluster:output_type -> blixard.v1.JoinClusterResponse
+	25, // 25: blixard.v1.ClusterService.LeaveCluster:output_type -> blixard.v1.LeaveClusterResponse
+	26, // 26: blixard.v1.ClusterService.GetClusterStatus:output_type -> blixard.v1.GetClusterStatusResponse
+	27, // 27: blixard.v1.ClusterService.HealthCheck:output_type -> blixard.v1.HealthCheckResponse
+	28, // 28: blixard.v1.ClusterService.DrainNode:output_type -> blixard.v1.DrainNodeResponse
+	29, // 29: blixard.v1.ClusterService.RenewCertificate:output_type -> blixard.v1.RenewCertificateResponse
+	30, // 30: blixard.v1.ClusterService.RotateCa:output_type -> blixard.v1.RotateCaResponse
+	31, // 31: blixard.v1.ClusterService.ListEvents:output_type -> blixard.v1.ListEventsResponse
+	32, // 32: blixard.v1.TokenService.CreateToken:output_type -> blixard.v1.CreateTokenResponse
+	33, // 33: blixard.v1.TokenService.ListTokens:output_type -> blixard.v1.ListTokensResponse
+	34, // 34: blixard.v1.TokenService.RevokeToken:output_type -> blixard.v1.RevokeTokenResponse
+	35, // 35: blixard.v1.VmService.CreateVm:output_type -> blixard.v1.CreateVmResponse
+	36, // 36: blixard.v1.VmService.StartVm:output_type -> blixard.v1.StartVmResponse
+	37, // 37: blixard.v1.VmService.StopVm:output_type -> blixard.v1.StopVmResponse
+	38, // 38: blixard.v1.VmService.DeleteVm:output_type -> blixard.v1.DeleteVmResponse
+	39, // 39: blixard.v1.VmService.GetVm:output_type -> blixard.v1.GetVmResponse
+	40, // 40: blixard.v1.VmService.ListVms:output_type -> blixard.v1.ListVmsResponse
+	41, // 41: blixard.v1.VmService.WatchVms:output_type -> blixard.v1.VmWatchEvent
+	42, // 42: blixard.v1.VmService.StreamVmLogs:output_type -> blixard.v1.VmLogChunk
+	43, // 43: blixard.v1.TaskService.SubmitTask:output_type -> blixard.v1.SubmitTaskResponse
+	44, // 44: blixard.v1.TaskService.GetTask:output_type -> blixard.v1.GetTaskResponse
+	45, // 45: blixard.v1.TaskService.ListTasks:output_type -> blixard.v1.ListTasksResponse
+	46, // 46: blixard.v1.TaskService.CancelTask:output_type -> blixard.v1.CancelTaskResponse
+	47, // 47: blixard.v1.TaskService.WatchTask:output_type -> blixard.v1.TaskWatchEvent
+	24, // [24:48] is the sub-list for method output_type
+	0,  // [0:24] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -31,6 +31,7 @@ const (
 	ClusterService_DrainNode_FullMethodName        = "/blixard.v1.ClusterService/DrainNode"
 	ClusterService_RenewCertificate_FullMethodName = "/blixard.v1.ClusterService/RenewCertificate"
 	ClusterService_RotateCa_FullMethodName         = "/blixard.v1.ClusterService/RotateCa"
+	ClusterService_ListEvents_FullMethodName       = "/blixard.v1.ClusterService/ListEvents"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -49,6 +50,8 @@ type ClusterServiceClient interface {
 	RenewCertificate(ctx context.Context, in *v1.RenewCertificateRequest, opts ...grpc.CallOption) (*v1.RenewCertificateResponse, error)
 	// RotateCa starts a rotation of the cluster CA (see RotateCaRequest).
 	RotateCa(ctx context.Context, in *v1.RotateCaRequest, opts ...grpc.CallOption) (*v1.RotateCaResponse, error)
+	// ListEvents reads the cluster's event log as this node has applied it.
+	ListEvents(ctx context.Context, in *v1.ListEventsRequest, opts ...grpc.CallOption) (*v1.ListEventsResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -129,6 +132,16 @@ func (c *clusterServiceClient) RotateCa(ctx context.Context, in *v1.RotateCaRequ
 	return out, nil
 }
 
+func (c *clusterServiceClient) ListEvents(ctx context.Context, in *v1.ListEventsRequest, opts ...grpc.CallOption) (*v1.ListEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ListEventsResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -145,6 +158,8 @@ type ClusterServiceServer interface {
 	RenewCertificate(context.Context, *v1.RenewCertificateRequest) (*v1.RenewCertificateResponse, error)
 	// RotateCa starts a rotation of the cluster CA (see RotateCaRequest).
 	RotateCa(context.Context, *v1.RotateCaRequest) (*v1.RotateCaResponse, error)
+	// ListEvents reads the cluster's event log as this node has applied it.
+	ListEvents(context.Context, *v1.ListEventsRequest) (*v1.ListEventsResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -175,6 +190,9 @@ func (UnimplementedClusterServiceServer) RenewCertificate(context.Context, *v1.R
 }
 func (UnimplementedClusterServiceServer) RotateCa(context.Context, *v1.RotateCaRequest) (*v1.RotateCaResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RotateCa not implemented")
+}
+func (UnimplementedClusterServiceServer) ListEvents(context.Context, *v1.ListEventsRequest) (*v1.ListEventsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListEvents not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -323,6 +341,24 @@ func _ClusterService_RotateCa_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.ListEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListEvents(ctx, req.(*v1.ListEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -357,6 +393,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateCa",
 			Handler:    _ClusterService_RotateCa_Handler,
+		},
+		{
+			MethodName: "ListEvents",
+			Handler:    _ClusterService_ListEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
