@@ -60,6 +60,7 @@ type Node struct {
 	tasks   map[uint64]*apiv1.Task
 	tokens  map[tokenKey]*apiv1.Token
 	cluster *apiv1.GetClusterStatusResponse
+	events  []*apiv1.Event
 	// responses by client request id; unbounded, as a test is short.
 	responses map[string]proto.Message
 }

@@ -72,6 +72,9 @@ default image. "blixard vm logs demo" shows its console. If the demo VM
 fails, dev prints why and the end of its console, and the cluster keeps
 running. With --no-demo it prints the cluster's status at once.
 
+Node i serves Prometheus metrics on http://<host>:<metrics-base-port + i - 1>/metrics
+(--metrics-base-port 0: none).
+
 dev runs until Ctrl-C, which stops every node. Run it again with the same
 --data-dir (and the same --insecure or not) and the cluster comes back from
 its disks: nodes that hold their certificates need no join token.`,
@@ -95,6 +98,9 @@ its disks: nodes that hold their certificates need no join token.`,
 			if cfg.basePort < 1 || cfg.basePort+cfg.count > 65535 {
 				return usageErrorf("--base-port: %d leaves no room for %d nodes", cfg.basePort, cfg.count)
 			}
+			if cfg.metricsPort < 0 || cfg.metricsPort+cfg.count > 65535 {
+				return usageErrorf("--metrics-base-port: %d leaves no room for %d nodes", cfg.metricsPort, cfg.count)
+			}
 			cfg.demo = !noDemo
 			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg)
 		},
@@ -106,6 +112,7 @@ its disks: nodes that hold their certificates need no join token.`,
 	f.IntVar(&cfg.basePort, "base-port", 7001, "node i listens on base-port + i - 1")
 	f.BoolVar(&noDemo, "no-demo", false, "do not create and boot the demo VM")
 	f.BoolVar(&cfg.insecure, "insecure", false, "run every node with --insecure: plaintext, no TLS, no tokens")
+	f.IntVar(&cfg.metricsPort, "metrics-base-port", 9101, "node i serves Prometheus metrics on host:metrics-base-port + i - 1 (0: none)")
 	return cmd
 }
 
@@ -117,6 +124,8 @@ type devConfig struct {
 	basePort int
 	demo     bool
 	insecure bool
+	// metricsPort is node 1's metrics port; 0 serves none.
+	metricsPort int
 }
 
 type devNode struct {
@@ -153,12 +162,21 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 		if cfg.insecure {
 			args = append(args, "--insecure")
 		}
+		metrics := ""
+		if cfg.metricsPort > 0 {
+			metrics = fmt.Sprintf("%s:%d", cfg.host, cfg.metricsPort+i-1)
+			args = append(args, "--metrics-listen", metrics)
+		}
 		n, err := startDevNode(exe, uint64(i), addrs[i-1], dirs[i-1], append(args, extra...), devNodeEnv(joinToken))
 		if err != nil {
 			return err
 		}
 		all = append(all, n)
-		fmt.Fprintf(errOut, "started node %d on %s (log: %s)\n", i, addrs[i-1], n.log.Name())
+		if metrics != "" {
+			fmt.Fprintf(errOut, "started node %d on %s (log: %s; metrics: http://%s/metrics)\n", i, addrs[i-1], n.log.Name(), metrics)
+		} else {
+			fmt.Fprintf(errOut, "started node %d on %s (log: %s)\n", i, addrs[i-1], n.log.Name())
+		}
 		return nil
 	}
 

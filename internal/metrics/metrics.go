@@ -38,6 +38,8 @@ type Stats struct {
 	// Capacity and Allocated are this node's, by resource ("vcpus",
 	// "memory_bytes").
 	Capacity, Allocated map[string]float64
+	// PeerQueue is the messages waiting to be sent to each peer, by id.
+	PeerQueue map[string]int
 }
 
 // New makes a node's metrics; stats is called at each scrape for the
@@ -121,6 +123,7 @@ var (
 	vmsDesc       = prometheus.NewDesc("blixard_vms", "VMs in the cluster by state, as this node's state has them.", []string{"state"}, nil)
 	tasksDesc     = prometheus.NewDesc("blixard_tasks", "Tasks in the cluster by status, as this node's state has them.", []string{"status"}, nil)
 	capacityDesc  = prometheus.NewDesc("blixard_node_capacity", "What this node offers, by resource (vcpus; memory_bytes).", []string{"resource"}, nil)
+	peerQueueDesc = prometheus.NewDesc("blixard_transport_send_queue_messages", "Raft messages waiting in this node's send queue to each peer.", []string{"peer"}, nil)
 	allocatedDesc = prometheus.NewDesc("blixard_node_allocated", "What the VMs and tasks placed on this node take, by resource (vcpus; memory_bytes).", []string{"resource"}, nil)
 )
 
@@ -129,6 +132,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tasksDesc
 	ch <- capacityDesc
 	ch <- allocatedDesc
+	ch <- peerQueueDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -149,5 +153,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range s.Allocated {
 		ch <- prometheus.MustNewConstMetric(allocatedDesc, prometheus.GaugeValue, v, k)
+	}
+	for k, v := range s.PeerQueue {
+		ch <- prometheus.MustNewConstMetric(peerQueueDesc, prometheus.GaugeValue, float64(v), k)
 	}
 }

@@ -2,6 +2,8 @@ package processtest
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,13 +36,32 @@ const (
 // membership does not change.
 func TestSecureJoin(t *testing.T) {
 	c := newCluster(t)
-	c.add(1).start("")
+	metricsAddr := freeAddr(t)
+	c.add(1, "--metrics-listen", metricsAddr).start("")
 	c.add(2).start(c.node(1).addr)
 	c.add(3, "--role", "worker").start(c.node(1).addr)
 	c.waitVoters(2)
 	waitFor(t, formTimeout, "worker 3 a member", func() (bool, string) {
 		st, _, why := c.leaderStatus()
 		return st != nil && member(st, 3) != nil, why
+	})
+	// Node 1's metrics, plain HTTP, show its send queue to each peer.
+	waitFor(t, formTimeout, "node 1's send queues in its metrics", func() (bool, string) {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, peer := range []string{"2", "3"} {
+			if !strings.Contains(string(body), `blixard_transport_send_queue_messages{peer="`+peer+`"}`) {
+				return false, "no send queue to node " + peer
+			}
+		}
+		return true, ""
 	})
 
 	for _, f := range []struct {

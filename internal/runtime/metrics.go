@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,10 @@ func (n *Node) stats(ctx context.Context) (metrics.Stats, error) {
 		alloc := st.Allocated(n.cfg.ID)
 		s.Allocated["vcpus"] = float64(alloc.GetVcpus())
 		s.Allocated["memory_bytes"] = float64(alloc.GetMemoryMib()) * (1 << 20)
+		s.PeerQueue = map[string]int{}
+		for id, n := range n.tr.QueueDepths() {
+			s.PeerQueue[strconv.FormatUint(id, 10)] = n
+		}
 		out <- s
 	}
 	select {

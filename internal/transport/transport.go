@@ -212,3 +212,14 @@ func appendOnce(ids []uint64, id uint64) []uint64 {
 	}
 	return append(ids, id)
 }
+
+// QueueDepths is how many messages wait in each peer's send queue now.
+func (t *Transport) QueueDepths() map[uint64]int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make(map[uint64]int, len(t.peers))
+	for id, p := range t.peers {
+		out[id] = len(p.queue)
+	}
+	return out
+}
