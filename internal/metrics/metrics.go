@@ -28,6 +28,7 @@ type Metrics struct {
 	ReadyMessages     prometheus.Histogram
 	StoreSaveSeconds  *prometheus.HistogramVec
 	SnapshotsTotal    prometheus.Counter
+	VMBootSeconds     prometheus.Histogram
 }
 
 // Stats is what the node's state says at a scrape: workloads by state and
@@ -76,7 +77,11 @@ func New(stats func(ctx context.Context) (Stats, error)) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	}, []string{"synced"})
 	m.SnapshotsTotal = prometheus.NewCounter(prometheus.CounterOpts{Name: "blixard_raft_snapshots_saved_total", Help: "Raft snapshots this node persisted (its own or a leader's)."})
-	for _, c := range []prometheus.Collector{m.apiRequests, m.apiLatency, m.RaftTerm, m.RaftCommitIndex, m.RaftAppliedIndex,
+	m.VMBootSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "blixard_vm_boot_seconds", Help: "Time from this node taking a VM's start (an image build included) to its guest agent's ready.",
+		Buckets: prometheus.ExponentialBuckets(0.125, 2, 10),
+	})
+	for _, c := range []prometheus.Collector{m.VMBootSeconds, m.apiRequests, m.apiLatency, m.RaftTerm, m.RaftCommitIndex, m.RaftAppliedIndex,
 		m.RaftIsLeader, m.RaftLeaderChanges, m.ReadyEntries, m.ReadyMessages, m.StoreSaveSeconds, m.SnapshotsTotal} {
 		f(c)
 	}

@@ -53,7 +53,10 @@ type workloads struct {
 	// queues run each VM's actions in order, one goroutine per VM while it
 	// has actions.
 	queues map[string][]core.VMAction
-	wg     sync.WaitGroup
+	// starting marks when this node took each VM's start, by name, for
+	// the boot-time metric.
+	starting map[string]startMark
+	wg       sync.WaitGroup
 }
 
 func newWorkloads(n *Node) (*workloads, error) {
@@ -175,6 +178,39 @@ func (wl *workloads) renewer(ctx context.Context) {
 	}
 }
 
+// startMark is when a VM's start, of one generation, was taken.
+type startMark struct {
+	generation uint64
+	at         time.Time
+}
+
+// markStart notes that a VM's start was taken now.
+func (wl *workloads) markStart(name string, generation uint64) {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	if wl.starting == nil {
+		wl.starting = map[string]startMark{}
+	}
+	wl.starting[name] = startMark{generation: generation, at: time.Now()}
+}
+
+// observeBoot records, once a started VM's guest is up (or it ended),
+// how long its start took.
+func (wl *workloads) observeBoot(st vmm.Status) {
+	if st.State == vmm.StateStarting {
+		return
+	}
+	wl.mu.Lock()
+	m, ok := wl.starting[st.Name]
+	if ok && m.generation == st.Generation {
+		delete(wl.starting, st.Name)
+	}
+	wl.mu.Unlock()
+	if ok && m.generation == st.Generation && st.State == vmm.StateRunning {
+		wl.n.metrics.VMBootSeconds.Observe(time.Since(m.at).Seconds())
+	}
+}
+
 // watch forwards every status change to the core until ctx ends.
 func (wl *workloads) watch(ctx context.Context) {
 	for {
@@ -185,6 +221,7 @@ func (wl *workloads) watch(ctx context.Context) {
 			if !ok {
 				return
 			}
+			wl.observeBoot(st)
 			r := reportOf(st)
 			wl.n.postWait(func() { wl.n.core.ReportVM(r) })
 		}
@@ -262,6 +299,7 @@ func (wl *workloads) do(ctx context.Context, a core.VMAction) {
 	defer cancel()
 	switch a.Kind {
 	case core.StartVM:
+		wl.markStart(a.Name, a.Generation)
 		spec, err := wl.spec(ctx, a)
 		if err == nil {
 			log.Info("starting VM", "vcpus", spec.Vcpus, "memory_mib", spec.MemoryMiB)
