@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,19 +78,35 @@ func TestWaitForBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Node 1 writes its CA, then a token half-way, then all of it. The
-	// pauses let the waiter see each stage; what it ends with does not
-	// depend on them.
+	// Node 1 writes its CA and a token half-way, then all of it; each
+	// stage is written once the waiter has said it saw the one before.
+	errOut := &lockedBuffer{}
+	type result struct {
+		access devAccess
+		err    error
+	}
+	done := make(chan result, 1)
 	go func() {
-		time.Sleep(20 * time.Millisecond)
-		_ = pki.SaveBundle(dir1, pki.Bundle{ca.Certificate()})
-		time.Sleep(20 * time.Millisecond)
-		_ = os.WriteFile(filepath.Join(dir1, "admin.token"), []byte("bxa.0123 "), 0o600)
-		time.Sleep(20 * time.Millisecond)
-		_ = os.WriteFile(filepath.Join(dir1, "admin.token"), []byte(testToken+"\n"), 0o600)
+		a, err := waitForBootstrap(context.Background(), errOut, node1, dataDir, []string{"127.0.0.1:7001"})
+		done <- result{a, err}
 	}()
-	var errOut bytes.Buffer
-	access, err := waitForBootstrap(context.Background(), &errOut, node1, dataDir, []string{"127.0.0.1:7001"})
+	seen := func(lines int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(errOut.String(), "\n") < lines {
+			if time.Now().After(deadline) {
+				t.Fatalf("the waiter did not report stage %d; stderr %q", lines, errOut.String())
+			}
+			<-time.After(5 * time.Millisecond) // the poll's interval
+		}
+	}
+	seen(1)
+	_ = pki.SaveBundle(dir1, pki.Bundle{ca.Certificate()})
+	_ = os.WriteFile(filepath.Join(dir1, "admin.token"), []byte("bxa.0123 "), 0o600)
+	seen(2)
+	_ = os.WriteFile(filepath.Join(dir1, "admin.token"), []byte(testToken+"\n"), 0o600)
+	r := <-done
+	access, err := r.access, r.err
 	if err != nil {
 		t.Fatalf("waitForBootstrap: %v (stderr %q)", err, errOut.String())
 	}
@@ -247,4 +264,23 @@ func TestDevNodeEnv(t *testing.T) {
 	if !slices.Contains(env, joinTokenEnv+"=bxj.new") || slices.Contains(env, joinTokenEnv+"=bxj.from-the-shell") {
 		t.Errorf("a joining node's environment lacks its token, or has dev's own")
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to write and read from two
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

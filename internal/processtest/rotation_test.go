@@ -40,7 +40,7 @@ func TestCARotation(t *testing.T) {
 	oldTLS := c.tlsConfig()
 	oldLoad := startLoad(t, c, oldTLS, "old")
 
-	res := c.mustCLI(addrs, "cluster", "ca", "rotate", "--overlap", "8s")
+	res := c.mustCLI(addrs, "cluster", "ca", "rotate", "--overlap", "15s")
 	newFP := strings.TrimSpace(res.stdout)
 	if !strings.HasPrefix(newFP, "sha256:") {
 		t.Fatalf("cluster ca rotate printed %q, want the new CA's fingerprint", res.stdout)
@@ -49,7 +49,6 @@ func TestCARotation(t *testing.T) {
 	if st.GetCaRotationPhase() != apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST {
 		t.Fatalf("after rotate: phase %v, want trust", st.GetCaRotationPhase())
 	}
-	serveAt := time.Unix(0, st.GetCaRotationNextUnixNano())
 
 	// TRUST: every node trusts both CAs, the new one first.
 	waitFor(t, formTimeout, "every node trusting both CAs", func() (bool, string) {
@@ -72,12 +71,18 @@ func TestCARotation(t *testing.T) {
 	}
 	newLoad := startLoad(t, c, pki.ClientOnlyTLS(bundle.Pool()), "new")
 
-	// The old-CA client is stopped before the SERVE phase, when nodes
-	// begin to present new-CA certificates: it was told to update.
-	if d := time.Until(serveAt) - time.Second; d > 0 {
-		time.Sleep(d) // the rotation's own clock, not a process's progress
-	}
+	// The old-CA client has run through the TRUST phase so far; it stops
+	// now, while the phase is still on (nodes present new-CA certificates
+	// from SERVE on: it was told to update).
+	waitFor(t, formTimeout, "the old-CA client answered 50 times in the TRUST phase", func() (bool, string) {
+		oldLoad.mu.Lock()
+		defer oldLoad.mu.Unlock()
+		return oldLoad.ok >= 50 || oldLoad.fail > 0, fmt.Sprintf("%d answered, %d failed", oldLoad.ok, oldLoad.fail)
+	})
 	oldLoad.stopAndCheck(t)
+	if st := c.clusterRecord(); st.GetCaRotationPhase() != apiv1.CARotationPhase_CA_ROTATION_PHASE_TRUST {
+		t.Fatalf("the TRUST phase ended before the old-CA client stopped (phase %v); its answers prove less", st.GetCaRotationPhase())
+	}
 
 	waitFor(t, 2*formTimeout, "the rotation done", func() (bool, string) {
 		st := c.clusterRecord()

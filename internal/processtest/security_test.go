@@ -2,6 +2,7 @@ package processtest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
@@ -84,7 +86,6 @@ func TestSecureJoin(t *testing.T) {
 	// The refusals.
 	addrs := strings.Join(c.addrs(), ",")
 	expired := c.createToken(&apiv1.CreateTokenRequest{Kind: apiv1.TokenKind_TOKEN_KIND_JOIN, TtlSeconds: 1})
-	expiredAt := time.Now().Add(time.Second)
 	revoked := c.createToken(&apiv1.CreateTokenRequest{Kind: apiv1.TokenKind_TOKEN_KIND_JOIN})
 	if res := c.runCLI(addrs, "cluster", "token", "revoke", strings.Split(revoked, ".")[1]); res.code != 0 {
 		t.Fatalf("cluster token revoke: exit %d: %s", res.code, res.stderr)
@@ -92,9 +93,18 @@ func TestSecureJoin(t *testing.T) {
 	workerOnly := c.createToken(&apiv1.CreateTokenRequest{Kind: apiv1.TokenKind_TOKEN_KIND_JOIN, NodeRole: apiv1.NodeRole_NODE_ROLE_WORKER})
 	good := c.joinTok()
 	otherCA := good[:strings.LastIndexByte(good, '.')+1] + strings.Repeat("ab", 32)
-	// The expired token must have expired by the wall clock the nodes
-	// read; this wait is for that clock, not for a process.
-	time.Sleep(time.Until(expiredAt) + 100*time.Millisecond)
+	// Wait until node 1 itself calls the short-lived token expired.
+	waitFor(t, formTimeout, "the 1 s join token expired at node 1", func() (bool, string) {
+		cc, err := grpc.NewClient(c.node(1).addr, grpc.WithTransportCredentials(credentials.NewTLS(c.tlsConfig())))
+		if err != nil {
+			return false, err.Error()
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+expired), 5*time.Second)
+		defer cancel()
+		_, err = apiv1grpc.NewClusterServiceClient(cc).JoinCluster(ctx, &apiv1.JoinClusterRequest{NodeId: 99})
+		return err != nil && strings.Contains(err.Error(), "expired"), fmt.Sprint(err)
+	})
 
 	for i, tc := range []struct {
 		name  string
