@@ -1554,10 +1554,12 @@ type ClusterMember struct {
 	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Role    NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=blixard.v1.NodeRole" json:"role,omitempty"`
 	// True for a voting member, false for a learner.
-	Voter         bool       `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
-	MatchIndex    uint64     `protobuf:"varint,5,opt,name=match_index,json=matchIndex,proto3" json:"match_index,omitempty"`
-	Status        NodeStatus `protobuf:"varint,6,opt,name=status,proto3,enum=blixard.v1.NodeStatus" json:"status,omitempty"`
-	Capacity      *Resources `protobuf:"bytes,7,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Voter      bool       `protobuf:"varint,4,opt,name=voter,proto3" json:"voter,omitempty"`
+	MatchIndex uint64     `protobuf:"varint,5,opt,name=match_index,json=matchIndex,proto3" json:"match_index,omitempty"`
+	Status     NodeStatus `protobuf:"varint,6,opt,name=status,proto3,enum=blixard.v1.NodeStatus" json:"status,omitempty"`
+	Capacity   *Resources `protobuf:"bytes,7,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// What the VMs and tasks placed on the node take of its capacity.
+	Allocated     *Resources `protobuf:"bytes,8,opt,name=allocated,proto3" json:"allocated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1637,6 +1639,13 @@ func (x *ClusterMember) GetStatus() NodeStatus {
 func (x *ClusterMember) GetCapacity() *Resources {
 	if x != nil {
 		return x.Capacity
+	}
+	return nil
+}
+
+func (x *ClusterMember) GetAllocated() *Resources {
+	if x != nil {
+		return x.Allocated
 	}
 	return nil
 }
@@ -3869,7 +3878,7 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\x11ListTasksResponse\x12&\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x10.blixard.v1.TaskR\x05tasks\"/\n" +
 	"\x17GetClusterStatusRequest\x12\x14\n" +
-	"\x05stale\x18\x01 \x01(\bR\x05stale\"\xfd\x01\n" +
+	"\x05stale\x18\x01 \x01(\bR\x05stale\"\xb2\x02\n" +
 	"\rClusterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12(\n" +
@@ -3878,7 +3887,8 @@ const file_api_v1_api_proto_rawDesc = "" +
 	"\vmatch_index\x18\x05 \x01(\x04R\n" +
 	"matchIndex\x12.\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x16.blixard.v1.NodeStatusR\x06status\x121\n" +
-	"\bcapacity\x18\a \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\"\xb8\x02\n" +
+	"\bcapacity\x18\a \x01(\v2\x15.blixard.v1.ResourcesR\bcapacity\x123\n" +
+	"\tallocated\x18\b \x01(\v2\x15.blixard.v1.ResourcesR\tallocated\"\xb8\x02\n" +
 	"\x18GetClusterStatusResponse\x12-\n" +
 	"\acluster\x18\x01 \x01(\v2\x13.blixard.v1.ClusterR\acluster\x12&\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x10.blixard.v1.NodeR\x05nodes\x12\x17\n" +
@@ -4158,72 +4168,73 @@ var file_api_v1_api_proto_depIdxs = []int32{
 	60, // 15: blixard.v1.ClusterMember.role:type_name -> blixard.v1.NodeRole
 	61, // 16: blixard.v1.ClusterMember.status:type_name -> blixard.v1.NodeStatus
 	62, // 17: blixard.v1.ClusterMember.capacity:type_name -> blixard.v1.Resources
-	63, // 18: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
-	64, // 19: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
-	29, // 20: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
-	60, // 21: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
-	62, // 22: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
-	55, // 23: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
-	65, // 24: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
-	66, // 25: blixard.v1.ListEventsResponse.events:type_name -> blixard.v1.Event
-	67, // 26: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
-	60, // 27: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
-	68, // 28: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
-	69, // 29: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
-	69, // 30: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
-	67, // 31: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
-	69, // 32: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
-	67, // 33: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
-	69, // 34: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
-	70, // 35: blixard.v1.RotateCaCommand.to_phase:type_name -> blixard.v1.CARotationPhase
-	63, // 36: blixard.v1.RotateCaResponse.cluster:type_name -> blixard.v1.Cluster
-	64, // 37: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
-	2,  // 38: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
-	4,  // 39: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
-	6,  // 40: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
-	8,  // 41: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
-	10, // 42: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
-	12, // 43: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
-	14, // 44: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
-	16, // 45: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
-	24, // 46: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
-	26, // 47: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
-	28, // 48: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
-	31, // 49: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
-	47, // 50: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
-	51, // 51: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
-	49, // 52: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
-	37, // 53: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
-	40, // 54: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
-	38, // 55: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
-	42, // 56: blixard.v1.Request.rotate_ca:type_name -> blixard.v1.RotateCaCommand
-	33, // 57: blixard.v1.Request.list_events:type_name -> blixard.v1.ListEventsRequest
-	3,  // 58: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
-	5,  // 59: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
-	7,  // 60: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
-	9,  // 61: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
-	11, // 62: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
-	13, // 63: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
-	15, // 64: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
-	17, // 65: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
-	25, // 66: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
-	27, // 67: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
-	30, // 68: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
-	32, // 69: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
-	48, // 70: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
-	52, // 71: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
-	50, // 72: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
-	36, // 73: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
-	41, // 74: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
-	39, // 75: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
-	44, // 76: blixard.v1.Response.rotate_ca:type_name -> blixard.v1.RotateCaResponse
-	34, // 77: blixard.v1.Response.list_events:type_name -> blixard.v1.ListEventsResponse
-	1,  // 78: blixard.v1.Response.error:type_name -> blixard.v1.Error
-	79, // [79:79] is the sub-list for method output_type
-	79, // [79:79] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	62, // 18: blixard.v1.ClusterMember.allocated:type_name -> blixard.v1.Resources
+	63, // 19: blixard.v1.GetClusterStatusResponse.cluster:type_name -> blixard.v1.Cluster
+	64, // 20: blixard.v1.GetClusterStatusResponse.nodes:type_name -> blixard.v1.Node
+	29, // 21: blixard.v1.GetClusterStatusResponse.members:type_name -> blixard.v1.ClusterMember
+	60, // 22: blixard.v1.JoinClusterRequest.role:type_name -> blixard.v1.NodeRole
+	62, // 23: blixard.v1.JoinClusterRequest.capacity:type_name -> blixard.v1.Resources
+	55, // 24: blixard.v1.JoinClusterRequest.labels:type_name -> blixard.v1.JoinClusterRequest.LabelsEntry
+	65, // 25: blixard.v1.JoinClusterResponse.membership:type_name -> blixard.v1.Membership
+	66, // 26: blixard.v1.ListEventsResponse.events:type_name -> blixard.v1.Event
+	67, // 27: blixard.v1.CreateTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	60, // 28: blixard.v1.CreateTokenRequest.node_role:type_name -> blixard.v1.NodeRole
+	68, // 29: blixard.v1.CreateTokenRequest.access_role:type_name -> blixard.v1.AccessRole
+	69, // 30: blixard.v1.CreateTokenResponse.token:type_name -> blixard.v1.Token
+	69, // 31: blixard.v1.CreateTokenCommand.token:type_name -> blixard.v1.Token
+	67, // 32: blixard.v1.ListTokensRequest.kind:type_name -> blixard.v1.TokenKind
+	69, // 33: blixard.v1.ListTokensResponse.tokens:type_name -> blixard.v1.Token
+	67, // 34: blixard.v1.RevokeTokenRequest.kind:type_name -> blixard.v1.TokenKind
+	69, // 35: blixard.v1.RevokeTokenResponse.token:type_name -> blixard.v1.Token
+	70, // 36: blixard.v1.RotateCaCommand.to_phase:type_name -> blixard.v1.CARotationPhase
+	63, // 37: blixard.v1.RotateCaResponse.cluster:type_name -> blixard.v1.Cluster
+	64, // 38: blixard.v1.DrainNodeResponse.node:type_name -> blixard.v1.Node
+	2,  // 39: blixard.v1.Request.create_vm:type_name -> blixard.v1.CreateVmRequest
+	4,  // 40: blixard.v1.Request.start_vm:type_name -> blixard.v1.StartVmRequest
+	6,  // 41: blixard.v1.Request.stop_vm:type_name -> blixard.v1.StopVmRequest
+	8,  // 42: blixard.v1.Request.delete_vm:type_name -> blixard.v1.DeleteVmRequest
+	10, // 43: blixard.v1.Request.submit_task:type_name -> blixard.v1.SubmitTaskRequest
+	12, // 44: blixard.v1.Request.cancel_task:type_name -> blixard.v1.CancelTaskRequest
+	14, // 45: blixard.v1.Request.get_vm:type_name -> blixard.v1.GetVmRequest
+	16, // 46: blixard.v1.Request.list_vms:type_name -> blixard.v1.ListVmsRequest
+	24, // 47: blixard.v1.Request.get_task:type_name -> blixard.v1.GetTaskRequest
+	26, // 48: blixard.v1.Request.list_tasks:type_name -> blixard.v1.ListTasksRequest
+	28, // 49: blixard.v1.Request.get_cluster_status:type_name -> blixard.v1.GetClusterStatusRequest
+	31, // 50: blixard.v1.Request.join_cluster:type_name -> blixard.v1.JoinClusterRequest
+	47, // 51: blixard.v1.Request.leave_cluster:type_name -> blixard.v1.LeaveClusterRequest
+	51, // 52: blixard.v1.Request.health_check:type_name -> blixard.v1.HealthCheckRequest
+	49, // 53: blixard.v1.Request.drain_node:type_name -> blixard.v1.DrainNodeRequest
+	37, // 54: blixard.v1.Request.create_token:type_name -> blixard.v1.CreateTokenCommand
+	40, // 55: blixard.v1.Request.revoke_token:type_name -> blixard.v1.RevokeTokenRequest
+	38, // 56: blixard.v1.Request.list_tokens:type_name -> blixard.v1.ListTokensRequest
+	42, // 57: blixard.v1.Request.rotate_ca:type_name -> blixard.v1.RotateCaCommand
+	33, // 58: blixard.v1.Request.list_events:type_name -> blixard.v1.ListEventsRequest
+	3,  // 59: blixard.v1.Response.create_vm:type_name -> blixard.v1.CreateVmResponse
+	5,  // 60: blixard.v1.Response.start_vm:type_name -> blixard.v1.StartVmResponse
+	7,  // 61: blixard.v1.Response.stop_vm:type_name -> blixard.v1.StopVmResponse
+	9,  // 62: blixard.v1.Response.delete_vm:type_name -> blixard.v1.DeleteVmResponse
+	11, // 63: blixard.v1.Response.submit_task:type_name -> blixard.v1.SubmitTaskResponse
+	13, // 64: blixard.v1.Response.cancel_task:type_name -> blixard.v1.CancelTaskResponse
+	15, // 65: blixard.v1.Response.get_vm:type_name -> blixard.v1.GetVmResponse
+	17, // 66: blixard.v1.Response.list_vms:type_name -> blixard.v1.ListVmsResponse
+	25, // 67: blixard.v1.Response.get_task:type_name -> blixard.v1.GetTaskResponse
+	27, // 68: blixard.v1.Response.list_tasks:type_name -> blixard.v1.ListTasksResponse
+	30, // 69: blixard.v1.Response.get_cluster_status:type_name -> blixard.v1.GetClusterStatusResponse
+	32, // 70: blixard.v1.Response.join_cluster:type_name -> blixard.v1.JoinClusterResponse
+	48, // 71: blixard.v1.Response.leave_cluster:type_name -> blixard.v1.LeaveClusterResponse
+	52, // 72: blixard.v1.Response.health_check:type_name -> blixard.v1.HealthCheckResponse
+	50, // 73: blixard.v1.Response.drain_node:type_name -> blixard.v1.DrainNodeResponse
+	36, // 74: blixard.v1.Response.create_token:type_name -> blixard.v1.CreateTokenResponse
+	41, // 75: blixard.v1.Response.revoke_token:type_name -> blixard.v1.RevokeTokenResponse
+	39, // 76: blixard.v1.Response.list_tokens:type_name -> blixard.v1.ListTokensResponse
+	44, // 77: blixard.v1.Response.rotate_ca:type_name -> blixard.v1.RotateCaResponse
+	34, // 78: blixard.v1.Response.list_events:type_name -> blixard.v1.ListEventsResponse
+	1,  // 79: blixard.v1.Response.error:type_name -> blixard.v1.Error
+	80, // [80:80] is the sub-list for method output_type
+	80, // [80:80] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_api_proto_init() }

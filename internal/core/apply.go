@@ -31,7 +31,11 @@ func (n *Node) applyEntry(e *raftpb.Entry) {
 			n.st.ApplyEmpty(index)
 			return
 		}
-		resp, _ := n.st.Apply(index, cmd)
+		mine, placed := n.beforeApply(index, cmd)
+		resp, err := n.st.Apply(index, cmd)
+		if mine {
+			n.afterApply(placed, err)
+		}
 		n.answerWaiters(cmd.GetClientRequestId(), resp)
 	case raftpb.EntryType_EntryConfChange, raftpb.EntryType_EntryConfChangeV2:
 		n.applyConfChange(e)

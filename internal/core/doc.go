@@ -59,6 +59,14 @@
 //		}
 //	}
 //
+// # Observations
+//
+// For its metrics the driver may call TakeObservations after Advance: the
+// proposals this node made that raft dropped or that it applied, and, on
+// the leader, how long each workload it placed waited and which placements
+// were reschedules. They are counted from the core's own times (Tick and
+// the commands' timestamps); taking them or not changes nothing else.
+//
 // # What a request gets
 //
 // Every request gets exactly one Response, never silence:

@@ -110,7 +110,9 @@ func (n *Node) proposeConfChange(id RequestID, key string, cc *raftpb.ConfChange
 		return
 	}
 	cc.Context = data
-	if err := n.rn.ProposeConfChange(cc); err != nil {
+	err = n.rn.ProposeConfChange(cc)
+	n.proposedConfChange(cc, err)
+	if err != nil {
 		n.respond(id, errorResponse(apiv1.ErrorCode_ERROR_CODE_UNAVAILABLE, fmt.Sprintf("membership change not accepted: %v; retry", err)))
 		return
 	}
@@ -143,6 +145,7 @@ func (n *Node) applyConfChange(e *raftpb.Entry) {
 		cc = &v2
 	}
 	v2 := cc.AsV2()
+	n.appliedConfChange(e, v2)
 	ctx := &apiv1.Command{}
 	if len(v2.GetContext()) > 0 {
 		if err := proto.Unmarshal(v2.GetContext(), ctx); err != nil {
@@ -266,7 +269,9 @@ func (n *Node) promote() {
 			Type:   raftpb.ConfChangeType_ConfChangeAddNode.Enum(),
 			NodeId: proto.Uint64(id),
 		}}}
-		if err := n.rn.ProposeConfChange(cc); err != nil {
+		err := n.rn.ProposeConfChange(cc)
+		n.proposedConfChange(cc, err)
+		if err != nil {
 			n.cfg.Logger.Warningf("core: promote learner %d: %v", id, err)
 			return
 		}
@@ -293,6 +298,7 @@ func (n *Node) members() []*apiv1.ClusterMember {
 		m := &apiv1.ClusterMember{Id: id, Voter: voter, MatchIndex: progress[id]}
 		if rec, ok := n.st.Node(id); ok {
 			m.Address, m.Role, m.Status, m.Capacity = rec.GetAddress(), rec.GetRole(), rec.GetStatus(), rec.GetCapacity()
+			m.Allocated = n.st.Allocated(id)
 		}
 		out = append(out, m)
 	}

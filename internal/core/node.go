@@ -155,6 +155,14 @@ type Node struct {
 	// leaderSeenAt is the tick at which this node last came to know a
 	// leader after knowing none.
 	leaderSeenAt uint64
+
+	// Metrics (observe.go): what was counted since the driver last took
+	// it, the membership changes this node proposed, and the commit index
+	// it loaded, at or below which entries were applied (and counted) by
+	// an earlier run and are not counted again.
+	observed       Observations
+	ownConfChanges []ownConfChange
+	countAfter     uint64
 }
 
 type proposal struct {
@@ -276,6 +284,7 @@ func (n *Node) load(p Persisted) error {
 		n.lastSnapshot = st.AppliedIndex()
 	}
 	if p.HardState != nil {
+		n.countAfter = p.HardState.GetCommit()
 		if err := n.log.SetHardState(p.HardState); err != nil {
 			return fmt.Errorf("core: load hard state: %w", err)
 		}

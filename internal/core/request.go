@@ -96,7 +96,9 @@ func (n *Node) propose(cmd *apiv1.Command) error {
 	if err != nil {
 		return fmt.Errorf("marshal command: %w", err)
 	}
-	if err := n.rn.Propose(data); err != nil {
+	err = n.rn.Propose(data)
+	n.proposed(err)
+	if err != nil {
 		return fmt.Errorf("raft dropped the proposal: %w", err)
 	}
 	return nil

@@ -28,7 +28,14 @@ type Metrics struct {
 	ReadyMessages     prometheus.Histogram
 	StoreSaveSeconds  *prometheus.HistogramVec
 	SnapshotsTotal    prometheus.Counter
+	SnapshotBytes     prometheus.Histogram
 	VMBootSeconds     prometheus.Histogram
+
+	ProposalsCommitted prometheus.Counter
+	ProposalsDropped   prometheus.Counter
+	PlacementSeconds   prometheus.Histogram
+	// Reschedules is by kind: "vm" or "task".
+	Reschedules *prometheus.CounterVec
 }
 
 // Stats is what the node's state says at a scrape: workloads by state and
@@ -81,8 +88,33 @@ func New(stats func(ctx context.Context) (Stats, error)) *Metrics {
 		Name: "blixard_vm_boot_seconds", Help: "Time from this node taking a VM's start (an image build included) to its guest agent's ready.",
 		Buckets: prometheus.ExponentialBuckets(0.125, 2, 10),
 	})
+	m.SnapshotBytes = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "blixard_raft_snapshot_bytes", Help: "Size of each Raft snapshot this node persisted (its own or a leader's).",
+		Buckets: prometheus.ExponentialBuckets(1024, 4, 12),
+	})
+	m.ProposalsCommitted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "blixard_raft_proposals_committed_total",
+		Help: "Entries this node proposed (client writes as leader, placements, node verdicts, its own reports, membership changes) that it applied.",
+	})
+	m.ProposalsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "blixard_raft_proposals_dropped_total",
+		Help: "Proposals of this node that Raft refused at once (no leader known, a leadership transfer, too much uncommitted log).",
+	})
+	m.PlacementSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "blixard_placement_seconds",
+		Help:    "On the leader, time from a VM or task starting to wait for a node (created, submitted, started, or its node gone) to the leader applying its assignment; restarts by restart policy left out.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+	})
+	m.Reschedules = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blixard_reschedules_total",
+		Help: "Placements this node made as leader that moved a workload off a node that went down, left or was drained, by kind (vm, task).",
+	}, []string{"kind"})
+	for _, kind := range []string{"vm", "task"} {
+		m.Reschedules.WithLabelValues(kind)
+	}
 	for _, c := range []prometheus.Collector{m.VMBootSeconds, m.apiRequests, m.apiLatency, m.RaftTerm, m.RaftCommitIndex, m.RaftAppliedIndex,
-		m.RaftIsLeader, m.RaftLeaderChanges, m.ReadyEntries, m.ReadyMessages, m.StoreSaveSeconds, m.SnapshotsTotal} {
+		m.RaftIsLeader, m.RaftLeaderChanges, m.ReadyEntries, m.ReadyMessages, m.StoreSaveSeconds, m.SnapshotsTotal,
+		m.SnapshotBytes, m.ProposalsCommitted, m.ProposalsDropped, m.PlacementSeconds, m.Reschedules} {
 		f(c)
 	}
 	f(&stateCollector{stats: stats})

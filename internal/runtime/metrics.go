@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/raft/v3/raftpb"
+
 	"github.com/blixard/blixard/internal/metrics"
 	"github.com/blixard/blixard/internal/server"
 )
@@ -58,8 +60,9 @@ func (n *Node) stats(ctx context.Context) (metrics.Stats, error) {
 
 func enumLabel(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
 
-// observeReady records one Ready's sizes and how long persisting it took.
-func (n *Node) observeReady(entries, messages int, synced, snapshot bool, took time.Duration) {
+// observeReady records one Ready's sizes and how long persisting it took;
+// snapshotBytes is the size of the snapshot it saved, -1 when none.
+func (n *Node) observeReady(entries, messages int, synced bool, snapshotBytes int, took time.Duration) {
 	m := n.metrics
 	if entries > 0 {
 		m.ReadyEntries.Observe(float64(entries))
@@ -72,14 +75,24 @@ func (n *Node) observeReady(entries, messages int, synced, snapshot bool, took t
 		label = "true"
 	}
 	m.StoreSaveSeconds.WithLabelValues(label).Observe(took.Seconds())
-	if snapshot {
+	if snapshotBytes >= 0 {
 		m.SnapshotsTotal.Inc()
+		m.SnapshotBytes.Observe(float64(snapshotBytes))
 	}
 }
 
-// observeRaft records the node's Raft position after an Advance.
+// observeRaft records the node's Raft position after an Advance, and
+// what the core counted (core.Observations).
 func (n *Node) observeRaft() {
 	m := n.metrics
+	o := n.core.TakeObservations()
+	m.ProposalsCommitted.Add(float64(o.ProposalsCommitted))
+	m.ProposalsDropped.Add(float64(o.ProposalsDropped))
+	for _, d := range o.PlacementLatencies {
+		m.PlacementSeconds.Observe(d.Seconds())
+	}
+	m.Reschedules.WithLabelValues("vm").Add(float64(o.VMReschedules))
+	m.Reschedules.WithLabelValues("task").Add(float64(o.TaskReschedules))
 	lead, term := n.core.Leader()
 	m.RaftTerm.Set(float64(term))
 	m.RaftCommitIndex.Set(float64(n.core.BasicStatus().GetCommit()))
@@ -114,4 +127,13 @@ func (n *Node) MetricsAddr() string {
 		return ""
 	}
 	return n.metricsLis.Addr().String()
+}
+
+// snapshotBytes is the size of a Ready's snapshot's data, -1 when it
+// carries none.
+func snapshotBytes(s *raftpb.Snapshot) int {
+	if s == nil || s.GetMetadata().GetIndex() == 0 {
+		return -1
+	}
+	return len(s.GetData())
 }

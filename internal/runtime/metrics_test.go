@@ -47,9 +47,19 @@ func requests(fams map[string]*dto.MetricFamily, method string) float64 {
 	return sum
 }
 
+// counter is the value of the unlabelled counter name; 0 when absent.
+func counter(fams map[string]*dto.MetricFamily, name string) float64 {
+	if ms := fams[name].GetMetric(); len(ms) > 0 {
+		return ms[0].GetCounter().GetValue()
+	}
+	return 0
+}
+
 // TestMetrics: a node with --metrics-listen serves metrics that parse,
 // with the Raft, workload and capacity families; one CreateVm raises the
-// request counter of that method by exactly one.
+// request counter of that method by exactly one and the committed
+// proposals by at least one (the node leads: it proposed the write); the
+// bootstrap snapshot's size is observed.
 func TestMetrics(t *testing.T) {
 	n, conn, stop := startNodeWith(t, t.TempDir(), func(c *Config) { c.MetricsListen = "127.0.0.1:0" })
 	defer stop()
@@ -58,12 +68,14 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("no metrics address")
 	}
 	const method = "/blixard.v1.VmService/CreateVm"
-	before := requests(scrape(t, addr), method)
+	fams := scrape(t, addr)
+	before := requests(fams, method)
+	committedBefore := counter(fams, "blixard_raft_proposals_committed_total")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, _ = apiv1grpc.NewVmServiceClient(conn).CreateVm(ctx, &apiv1.CreateVmRequest{
 		ClientRequestId: "metrics-1", Name: "m1", Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 128}})
-	fams := scrape(t, addr)
+	fams = scrape(t, addr)
 	if got := requests(fams, method); got != before+1 {
 		t.Fatalf("%s requests: %v before one CreateVm, %v after; want one more", method, before, got)
 	}
@@ -71,6 +83,8 @@ func TestMetrics(t *testing.T) {
 		"blixard_raft_term", "blixard_raft_commit_index", "blixard_raft_applied_index", "blixard_raft_is_leader",
 		"blixard_raft_leader_changes_total", "blixard_raft_ready_entries", "blixard_store_save_seconds",
 		"blixard_api_request_duration_seconds", "blixard_node_capacity", "blixard_node_allocated", "go_goroutines",
+		"blixard_raft_proposals_committed_total", "blixard_raft_proposals_dropped_total", "blixard_raft_snapshot_bytes",
+		"blixard_placement_seconds", "blixard_reschedules_total",
 	} {
 		if fams[name] == nil {
 			t.Errorf("no metric %s", name)
@@ -78,5 +92,22 @@ func TestMetrics(t *testing.T) {
 	}
 	if v := fams["blixard_raft_is_leader"].GetMetric()[0].GetGauge().GetValue(); v != 1 {
 		t.Errorf("blixard_raft_is_leader = %v on a one-node cluster, want 1", v)
+	}
+	if got := counter(fams, "blixard_raft_proposals_committed_total"); got < committedBefore+1 {
+		t.Errorf("blixard_raft_proposals_committed_total: %v before one CreateVm, %v after; want at least one more", committedBefore, got)
+	}
+	if h := fams["blixard_raft_snapshot_bytes"].GetMetric(); len(h) != 1 || h[0].GetHistogram().GetSampleCount() < 1 || h[0].GetHistogram().GetSampleSum() <= 0 {
+		t.Errorf("blixard_raft_snapshot_bytes = %v, want the bootstrap snapshot's size observed", h)
+	}
+	kinds := map[string]bool{}
+	for _, m := range fams["blixard_reschedules_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "kind" {
+				kinds[l.GetValue()] = true
+			}
+		}
+	}
+	if !kinds["vm"] || !kinds["task"] {
+		t.Errorf("blixard_reschedules_total has kinds %v, want vm and task", kinds)
 	}
 }

@@ -335,7 +335,7 @@ func (n *Node) drive() error {
 			n.log.Error("store failed; stopping", "err", err)
 			return fmt.Errorf("persist: %w", err)
 		}
-		n.observeReady(len(rd.Entries), len(rd.Messages), rd.MustSync, rd.Snapshot != nil && rd.Snapshot.GetMetadata().GetIndex() > 0, time.Since(saveStart))
+		n.observeReady(len(rd.Entries), len(rd.Messages), rd.MustSync, snapshotBytes(rd.Snapshot), time.Since(saveStart))
 		n.tr.Send(rd.Messages)
 		if !rd.LeaseUntil.IsZero() && n.wl != nil {
 			n.wl.renewLease(rd.LeaseUntil)

@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -94,5 +95,89 @@ func TestEventsAreBounded(t *testing.T) {
 	got := h.s.Events(0, "", 0, 0)
 	if len(got) != state.MaxEvents || !strings.HasSuffix(got[len(got)-1].GetMessage(), "term 1010") {
 		t.Fatalf("%d events, the last %q; want %d ending with term 1010", len(got), got[len(got)-1].GetMessage(), state.MaxEvents)
+	}
+}
+
+// TestReschedulesAreEvents: a workload placed again because its node went
+// down or was drained waits since that moment, is a reschedule from that
+// node, and its assignment records a "reschedule" event saying so; first
+// placements and a user's stop and start on a healthy node are not
+// reschedules, and a failed VM's return is a restart.
+func TestReschedulesAreEvents(t *testing.T) {
+	h := newHarness(t)
+	at := func(nanos int64, cmd *apiv1.Command) *apiv1.Command { cmd.ProposedUnixNano = nanos; return cmd }
+	h.ok(initCluster("c"))
+	for id := uint64(1); id <= 3; id++ {
+		h.ok(registerNode(id, 8, 8192, nil))
+	}
+	h.ok(at(100, createVm("web", vmSpec(1, 512), true)))
+	h.ok(at(110, createVm("db", vmSpec(1, 512), true)))
+	task := h.submit(taskSpec("sh", 1, 128))
+	wantPlacement := func(what string, got state.Placement, ok bool, want state.Placement) {
+		t.Helper()
+		if !ok || got != want {
+			t.Fatalf("%s: placement %+v (waits %v), want %+v", what, got, ok, want)
+		}
+	}
+	p, ok := h.s.VmPlacement("web")
+	wantPlacement("web created", p, ok, state.Placement{WaitingSinceUnixNano: 100})
+	p, ok = h.s.TaskPlacement(task)
+	wantPlacement("task submitted", p, ok, state.Placement{WaitingSinceUnixNano: h.task(task).GetSubmittedUnixNano()})
+	h.ok(h.assign("web", 2))
+	h.ok(h.assign("db", 3))
+	h.ok(assignTask(task, 2))
+	if _, ok := h.s.VmPlacement("web"); ok {
+		t.Fatal("web waits for placement once placed")
+	}
+
+	// Node 3 drained: db stops there and waits again, a move off node 3.
+	h.ok(at(200, &apiv1.Command{Op: &apiv1.Command_DrainNode{DrainNode: &apiv1.DrainNodeCommand{Id: 3, Drain: true}}}))
+	h.ok(at(210, h.report("db", 3, apiv1.VmState_VM_STATE_STOPPED)))
+	p, ok = h.s.VmPlacement("db")
+	wantPlacement("db off its drained node", p, ok, state.Placement{WaitingSinceUnixNano: 210, Reschedule: true, From: 3, Why: "node 3 is drained"})
+
+	// Node 2 down: web lost, the task's attempt lost; both wait since.
+	h.ok(at(300, &apiv1.Command{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{
+		Id: 2, Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Reason: "no heartbeat"}}}))
+	p, ok = h.s.VmPlacement("web")
+	wantPlacement("web lost with node 2", p, ok, state.Placement{WaitingSinceUnixNano: 300, Reschedule: true, From: 2, Why: "node 2 is down"})
+	p, ok = h.s.TaskPlacement(task)
+	wantPlacement("task lost with node 2", p, ok, state.Placement{WaitingSinceUnixNano: 300, Reschedule: true, From: 2, Why: "node 2 is down during attempt 1 of 3"})
+
+	// A user's stop and start on a healthy node, and a failure: neither
+	// is a move.
+	h.ok(at(400, createVm("app", vmSpec(1, 512), true)))
+	h.ok(h.assign("app", 1))
+	h.ok(h.report("app", 1, apiv1.VmState_VM_STATE_RUNNING))
+	h.ok(stopVm("app"))
+	h.ok(startVm("app"))
+	h.ok(at(410, h.report("app", 1, apiv1.VmState_VM_STATE_STOPPED)))
+	p, ok = h.s.VmPlacement("app")
+	wantPlacement("app stopped and started by its user", p, ok, state.Placement{WaitingSinceUnixNano: 410})
+	h.ok(h.assign("app", 1))
+	h.ok(at(420, h.report("app", 1, apiv1.VmState_VM_STATE_FAILED)))
+	p, ok = h.s.VmPlacement("app")
+	wantPlacement("app failed", p, ok, state.Placement{WaitingSinceUnixNano: 420, Restart: true})
+	h.ok(h.assign("app", 1))
+
+	h.ok(h.assign("web", 1))
+	h.ok(h.assign("db", 1))
+	h.ok(assignTask(task, 1))
+	var moves []string
+	for _, e := range h.s.Events(0, "", 0, 0) {
+		if e.GetKind() == "reschedule" {
+			moves = append(moves, e.GetMessage())
+			if e.GetNodeId() != 1 {
+				t.Errorf("reschedule event %v does not name the node it moves to", e)
+			}
+		}
+	}
+	want := []string{
+		"vm web moves from node 2 to node 1: node 2 is down",
+		"vm db moves from node 3 to node 1: node 3 is drained",
+		"task " + strconv.FormatUint(task, 10) + " moves from node 2 to node 1: node 2 is down during attempt 1 of 3",
+	}
+	if strings.Join(moves, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("reschedule events:\n%s\nwant:\n%s", strings.Join(moves, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -112,6 +112,7 @@ func (s *State) checkAssignTask(op *apiv1.AssignTaskCommand) *Error {
 
 func (s *State) assignTask(a at, op *apiv1.AssignTaskCommand) *apiv1.Response {
 	t := s.tasks[op.GetId()]
+	s.noteTaskMove(a, op.GetId(), op.GetNodeId())
 	t.Status = apiv1.TaskStatus_TASK_STATUS_ASSIGNED
 	t.NodeId = op.GetNodeId()
 	t.Attempt++

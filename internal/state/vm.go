@@ -251,6 +251,7 @@ func (s *State) CanPlaceVm(id uint64, name string, reserved *apiv1.Resources) er
 // failed, stopped on its own or was lost is a restart.
 func (s *State) assignVm(a at, op *apiv1.AssignVmCommand) *apiv1.Response {
 	v := s.vms[op.GetName()]
+	s.noteVmMove(a, op.GetName(), op.GetNodeId())
 	if v.GetState() != apiv1.VmState_VM_STATE_PENDING {
 		v.Restarts++
 	}
