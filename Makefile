@@ -4,10 +4,12 @@ GO ?= go
 
 # System packages the build and tests need, as Debian package names: QEMU runs
 # the microVMs, busybox-static and a Debian kernel make the guest image, xz
-# unpacks the kernel, cpio checks the initramfs in a test. `make deps`
+# unpacks the kernel, cpio checks the initramfs in a test; `make test` adds
+# chromium, the headless browser the dashboard's test drives. `make deps`
 # installs only the missing ones (apt-get update once, then apt-get install)
 # and skips apt entirely when none are.
 APT_PACKAGES := qemu-system-x86 busybox-static linux-image-amd64 xz-utils cpio
+TEST_APT_PACKAGES := chromium
 
 # apt-get needs root; use sudo only when not already root.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -20,7 +22,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 # expanded, so only `make proto` pays for the `go env` calls.
 GO_BIN_DIR = $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)
 
-.PHONY: deps build run lint test soak bench proto clean
+.PHONY: deps test-deps build run lint test soak bench proto clean
 
 deps:
 ifneq ($(strip $(APT_PACKAGES)),)
@@ -38,6 +40,9 @@ ifneq ($(strip $(APT_PACKAGES)),)
 	fi
 endif
 	$(GO) mod download
+
+test-deps:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(APT_PACKAGES) $(TEST_APT_PACKAGES)"
 
 # The guest agent is its own small static binary, beside blixard in bin/ where
 # each node finds it to build the default guest image.
@@ -62,9 +67,13 @@ lint:
 	$(GO) vet ./...
 
 # The simulator runs verbose so that every scenario prints its seed line
-# ("sim: seed=… trace-hash=…"); BLIXARD_SIM_SEED=<n> replays one.
-test: deps lint
-	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/sim$$')
+# ("sim: seed=… trace-hash=…"); BLIXARD_SIM_SEED=<n> replays one. Tests'
+# artifacts (the dashboard's screenshots) are kept under test-output/.
+# deps installed chromium, so the dashboard test must find it.
+test: test-deps lint
+	mkdir -p test-output
+	BLIXARD_NEED_CHROMIUM=1 $(GO) test -count=1 -timeout 15m -artifacts -outputdir $(CURDIR)/test-output \
+		$$($(GO) list ./... | grep -v '/sim$$')
 	$(GO) test -count=1 -timeout 15m -v ./sim/
 
 # A longer randomized soak of the simulator (SEEDS runs of 60 s virtual time).

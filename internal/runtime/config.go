@@ -86,6 +86,15 @@ type Config struct {
 	// MetricsListen, if set, is the host:port Prometheus metrics are served
 	// on (plain HTTP, /metrics); empty serves none.
 	MetricsListen string
+	// HTTPListen, if set, is the host:port the web dashboard is served on.
+	// On a loopback address it is plain HTTP and a viewer token is
+	// optional (only needed to read consoles kept on other nodes);
+	// anywhere else it is HTTPS with the node's certificate and every
+	// data request needs a viewer token, so it is refused with Insecure.
+	HTTPListen string
+	// HTTPTLS serves the dashboard over HTTPS with viewer tokens required
+	// even on a loopback address (off loopback it always is).
+	HTTPTLS bool
 	// Limits bound what one API client may ask of this node (requests per
 	// second, burst, open streams); zero fields take server's defaults.
 	Limits server.Limits
@@ -123,6 +132,14 @@ func (c Config) withDefaults() (Config, error) {
 			if a.addr != "" && !loopback(a.addr) {
 				return c, fmt.Errorf("--insecure serves without TLS or authentication, so only on loopback: %s %q is not a loopback address", a.flag, a.addr)
 			}
+		}
+	}
+	if c.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+			return c, fmt.Errorf("--http-listen %q is not host:port: %w", c.HTTPListen, err)
+		}
+		if c.Insecure && c.dashboardTLS() {
+			return c, fmt.Errorf("--http-listen %q with --insecure: off loopback (or with --http-tls) the dashboard needs TLS and viewer tokens, which --insecure has not", c.HTTPListen)
 		}
 	}
 	switch c.Role {

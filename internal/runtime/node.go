@@ -76,6 +76,8 @@ type Node struct {
 	// when Config.MetricsListen is set (metrics.go).
 	metrics    *metrics.Metrics
 	metricsLis net.Listener
+	// httpLis is the web dashboard's listener (Config.HTTPListen), or nil.
+	httpLis net.Listener
 
 	// wl runs the VMs placed on this node; nil with Config.NoWorkloads.
 	wl *workloads
@@ -208,6 +210,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("--metrics-listen %s: %w", cfg.MetricsListen, err)
 		}
 	}
+	if cfg.HTTPListen != "" {
+		if n.httpLis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			if n.metricsLis != nil {
+				_ = n.metricsLis.Close()
+			}
+			_ = lis.Close()
+			_ = st.Close()
+			return nil, fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
+		}
+	}
 	if n.sec != nil {
 		n.sec.refresh(c.State())
 		api = n.sec
@@ -216,6 +228,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	tr, err := transport.New(trCfg)
 	if err != nil {
+		for _, l := range []net.Listener{n.metricsLis, n.httpLis} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
 		_ = lis.Close()
 		_ = st.Close()
 		return nil, fmt.Errorf("start the transport: %w", err)
@@ -248,6 +265,14 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if n.metricsLis != nil {
 		go n.serveMetrics(n.runCtx, n.metricsLis)
 		n.log.Info("serving metrics", "addr", "http://"+n.metricsLis.Addr().String()+"/metrics")
+	}
+	if n.httpLis != nil {
+		go n.serveDashboard(n.runCtx, n.httpLis)
+		scheme := "http"
+		if n.cfg.dashboardTLS() {
+			scheme = "https"
+		}
+		n.log.Info("serving the dashboard", "addr", scheme+"://"+n.httpLis.Addr().String()+"/")
 	}
 	if n.sec != nil {
 		go n.certLoop(n.runCtx)

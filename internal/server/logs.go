@@ -65,19 +65,9 @@ func (s *vmService) StreamVmLogs(r *apiv1.StreamVmLogsRequest, stream grpc.Serve
 		return status.Errorf(codes.Internal, "open the console log: %v", err)
 	}
 	defer f.Close()
-	var from io.Reader = f
-	if tail := r.GetTailBytes(); tail > 0 {
-		if st, err := f.Stat(); err == nil && uint64(st.Size()) > tail {
-			if _, err := f.Seek(st.Size()-int64(tail), io.SeekStart); err != nil {
-				return status.Errorf(codes.Internal, "seek in the console log: %v", err)
-			}
-			// Start at a line: a frame cut in two would show as noise.
-			br := bufio.NewReader(f)
-			if _, err := br.ReadSlice('\n'); err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF) {
-				return status.Errorf(codes.Internal, "read the console log: %v", err)
-			}
-			from = br
-		}
+	from, err := tailFrom(f, r.GetTailBytes())
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
 	}
 	// A followed log ends once the file is gone (the VM was deleted here).
 	gone := func() bool {
@@ -87,6 +77,44 @@ func (s *vmService) StreamVmLogs(r *apiv1.StreamVmLogsRequest, stream grpc.Serve
 	return streamConsole(ctx, from, r.GetFollow(), gone, func(b []byte) error {
 		return stream.Send(&apiv1.VmLogChunk{Data: b})
 	})
+}
+
+// tailFrom positions f at the start of the first whole line of its last
+// tail bytes (all of it with tail 0) and returns the reader to use.
+func tailFrom(f *os.File, tail uint64) (io.Reader, error) {
+	st, err := f.Stat()
+	if err != nil || tail == 0 || uint64(st.Size()) <= tail {
+		return f, nil
+	}
+	if _, err := f.Seek(st.Size()-int64(tail), io.SeekStart); err != nil {
+		return nil, fmt.Errorf("seek in the console log: %w", err)
+	}
+	// Start at a line: a frame cut in two would show as noise.
+	br := bufio.NewReader(f)
+	if _, err := br.ReadSlice('\n'); err != nil && !errors.Is(err, bufio.ErrBufferFull) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read the console log: %w", err)
+	}
+	return br, nil
+}
+
+// ConsoleTail renders the last tail bytes of the console log at path as
+// `vm logs --tail` would. A missing file is fs.ErrNotExist.
+func ConsoleTail(path string, tail uint64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	from, err := tailFrom(f, tail)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	err = streamConsole(context.Background(), from, false, nil, func(b []byte) error {
+		out = append(out, b...)
+		return nil
+	})
+	return out, err
 }
 
 // streamConsole renders the console in f line by line to send, and with

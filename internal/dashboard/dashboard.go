@@ -1,0 +1,383 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// Backend runs one request on the serving node, as its API does.
+type Backend interface {
+	Do(ctx context.Context, req *apiv1.Request) (*apiv1.Response, error)
+}
+
+// Consoles reads a VM's console tail: from this node's disk when the VM
+// runs here, else from the node it runs on, with the signed-in viewer's
+// token ("" when none).
+type Consoles interface {
+	ConsoleTail(ctx context.Context, vm, token string) (string, error)
+}
+
+// Config is what a dashboard serves from and how it lets viewers in.
+type Config struct {
+	Backend  Backend
+	Consoles Consoles
+	// CheckToken checks a viewer's ACL token (any role may view); nil on a
+	// node without security, where there are no tokens.
+	CheckToken func(token string) error
+	// RequireToken: every data request needs a valid token (the listener
+	// is not loopback). Otherwise a token is optional and only needed to
+	// read consoles kept on other nodes, and requests must name a
+	// loopback host (so a web page elsewhere cannot reach it by DNS
+	// rebinding).
+	RequireToken bool
+	// Secure marks the sign-in cookie for HTTPS only.
+	Secure bool
+	// Interval is how often a live page's stream looks for changes
+	// (default 1 s).
+	Interval time.Duration
+	// Now is the node's clock (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+//go:embed web
+var webFS embed.FS
+
+// cookieName holds a signed-in viewer's token (HttpOnly, SameSite=Strict).
+const cookieName = "blixard_token"
+
+// cookieMaxAge bounds how long a browser keeps the sign-in.
+const cookieMaxAge = 12 * time.Hour
+
+// keepAlive is how often an idle stream sends a comment, so proxies and
+// the browser see it is alive.
+const keepAlive = 15 * time.Second
+
+type dashboard struct {
+	cfg    Config
+	static http.Handler
+}
+
+// Handler serves the dashboard: the pages, their assets and the JSON and
+// event stream they read.
+func Handler(cfg Config) http.Handler {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	sub, err := fs.Sub(webFS, "web")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	d := &dashboard{cfg: cfg, static: http.FileServerFS(sub)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", d.page("index.html"))
+	mux.HandleFunc("GET /vm/{name}", d.page("vm.html"))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", d.static))
+	mux.HandleFunc("GET /api/session", d.session)
+	mux.HandleFunc("POST /api/login", d.login)
+	mux.HandleFunc("POST /api/logout", d.logout)
+	mux.HandleFunc("GET /api/overview", d.data(d.overview))
+	mux.HandleFunc("GET /api/stream", d.data(d.stream))
+	mux.HandleFunc("GET /api/events", d.data(d.events))
+	mux.HandleFunc("GET /api/vms/{name}", d.data(d.vm))
+	mux.HandleFunc("GET /api/vms/{name}/console", d.data(d.console))
+	return d.guard(mux)
+}
+
+// guard sets the headers every answer carries and, on a loopback
+// listener, refuses requests for a host that is not loopback.
+func (d *dashboard) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if !d.cfg.RequireToken && !loopbackHost(r.Host) {
+			http.Error(w, "this dashboard listens on loopback and answers only requests for a loopback host (localhost, 127.0.0.1, [::1])", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// page serves one of the two HTML pages; they hold no data (it comes from
+// /api), so they need no token.
+func (d *dashboard) page(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := webFS.ReadFile("web/" + name)
+		if err != nil {
+			http.Error(w, "page missing from the build", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(b)
+	}
+}
+
+// token is the request's viewer token: the sign-in cookie, or an
+// "Authorization: Bearer" header (for scripts).
+func token(r *http.Request) string {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(tok)
+	}
+	if c, err := r.Cookie(cookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+type tokenKey struct{}
+
+// data wraps a data handler with the token check: a token given is
+// always checked; none given is refused only when RequireToken.
+func (d *dashboard) data(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := token(r)
+		switch {
+		case tok != "" && d.cfg.CheckToken != nil:
+			if err := d.cfg.CheckToken(tok); err != nil {
+				writeError(w, http.StatusUnauthorized, "token refused: "+err.Error())
+				return
+			}
+		case d.cfg.RequireToken:
+			writeError(w, http.StatusUnauthorized, "sign in with a viewer token (blixard acl token create --role viewer)")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+	}
+}
+
+type sessionInfo struct {
+	// Required: data needs a token. SignedIn: the browser holds one that
+	// this node accepts. Tokens: the node has tokens at all (is secure).
+	Required bool   `json:"required"`
+	SignedIn bool   `json:"signed_in"`
+	Tokens   bool   `json:"tokens"`
+	Error    string `json:"error,omitempty"`
+}
+
+func (d *dashboard) session(w http.ResponseWriter, r *http.Request) {
+	s := sessionInfo{Required: d.cfg.RequireToken, Tokens: d.cfg.CheckToken != nil}
+	if tok := token(r); tok != "" && d.cfg.CheckToken != nil {
+		if err := d.cfg.CheckToken(tok); err != nil {
+			s.Error = err.Error()
+		} else {
+			s.SignedIn = true
+		}
+	}
+	writeJSON(w, s)
+}
+
+// maxLoginBody bounds a sign-in request.
+const maxLoginBody = 4 << 10
+
+func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
+	if d.cfg.CheckToken == nil {
+		writeError(w, http.StatusBadRequest, "this node runs without security: there are no tokens")
+		return
+	}
+	var in struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBody)).Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, "the body must be {\"token\": \"bxa.…\"}")
+		return
+	}
+	tok := strings.TrimSpace(in.Token)
+	if err := d.cfg.CheckToken(tok); err != nil {
+		writeError(w, http.StatusUnauthorized, "token refused: "+err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: tok, Path: "/", MaxAge: int(cookieMaxAge / time.Second),
+		HttpOnly: true, Secure: d.cfg.Secure, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, sessionInfo{Required: d.cfg.RequireToken, SignedIn: true, Tokens: true})
+}
+
+func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: d.cfg.Secure, SameSite: http.SameSiteStrictMode})
+	writeJSON(w, sessionInfo{Required: d.cfg.RequireToken, Tokens: d.cfg.CheckToken != nil})
+}
+
+func (d *dashboard) nowMs() int64 { return d.cfg.Now().UnixMilli() }
+
+func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
+	o, err := overview(r.Context(), d.cfg.Backend, d.nowMs())
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	writeJSON(w, o)
+}
+
+// stream sends the overview as server-sent events: at once, then each
+// time it changes (looked at every Interval), until the client goes.
+func (d *dashboard) stream(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	ctx := r.Context()
+	tick := time.NewTicker(d.cfg.Interval)
+	defer tick.Stop()
+	var last []byte
+	idle := time.Duration(0)
+	for {
+		o, err := overview(ctx, d.cfg.Backend, 0)
+		var msg []byte
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			msg = fmt.Appendf(nil, "event: problem\ndata: %s\n\n", mustJSON(map[string]string{"error": err.Error()}))
+		} else {
+			body := mustJSON(o)
+			if !bytes.Equal(body, last) {
+				last = body
+				// The clock is stamped after the comparison, so an
+				// unchanged cluster sends nothing.
+				o.NowMs = d.nowMs()
+				msg = fmt.Appendf(nil, "event: overview\ndata: %s\n\n", mustJSON(o))
+			}
+		}
+		if msg == nil && idle >= keepAlive {
+			msg = []byte(": alive\n\n")
+		}
+		if msg != nil {
+			idle = 0
+			if _, err := w.Write(msg); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			idle += d.cfg.Interval
+		}
+	}
+}
+
+func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := defaultEventLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxEventLimit {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to %d", maxEventLimit))
+			return
+		}
+		limit = n
+	}
+	var node uint64
+	if s := q.Get("node"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, http.StatusBadRequest, "node must be a node id")
+			return
+		}
+		node = n
+	}
+	ev, err := events(r.Context(), d.cfg.Backend, q.Get("vm"), node, limit)
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	writeJSON(w, ev)
+}
+
+func (d *dashboard) vm(w http.ResponseWriter, r *http.Request) {
+	v, err := vmDetail(r.Context(), d.cfg.Backend, r.PathValue("name"), d.nowMs())
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (d *dashboard) console(w http.ResponseWriter, r *http.Request) {
+	if d.cfg.Consoles == nil {
+		writeJSON(w, Console{Error: "this node serves no consoles"})
+		return
+	}
+	tok, _ := r.Context().Value(tokenKey{}).(string)
+	text, err := d.cfg.Consoles.ConsoleTail(r.Context(), r.PathValue("name"), tok)
+	if err != nil {
+		// Said on the page, not as a failed request: a VM not yet placed,
+		// or kept on a node this viewer cannot reach, is a normal answer.
+		writeJSON(w, Console{Error: err.Error()})
+		return
+	}
+	writeJSON(w, Console{Text: text})
+}
+
+// fail answers a data request that could not be read.
+func (d *dashboard) fail(w http.ResponseWriter, err error) {
+	if errors.Is(err, errNotFound) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	d.cfg.Logger.Debug("dashboard read failed", "err", err)
+	writeError(w, http.StatusServiceUnavailable, err.Error())
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only the package's own plain structs are marshalled.
+		panic(fmt.Sprintf("dashboard: marshal %T: %v", v, err))
+	}
+	return b
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(mustJSON(v))
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write(mustJSON(map[string]string{"error": msg}))
+}

@@ -1,0 +1,346 @@
+package dashboard
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apiv1 "github.com/blixard/blixard/api/v1"
+)
+
+// fakeBackend answers the reads the dashboard makes from fixed state.
+type fakeBackend struct {
+	mu     sync.Mutex
+	leader uint64
+	term   uint64
+	vms    []*apiv1.Vm
+	events []*apiv1.Event
+	reads  int
+}
+
+func (f *fakeBackend) setLeader(id, term uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leader, f.term = id, term
+}
+
+func (f *fakeBackend) Do(_ context.Context, req *apiv1.Request) (*apiv1.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	switch k := req.GetKind().(type) {
+	case *apiv1.Request_GetClusterStatus:
+		if !k.GetClusterStatus.GetStale() {
+			return nil, errors.New("the dashboard must read its local state")
+		}
+		var nodes []*apiv1.Node
+		var members []*apiv1.ClusterMember
+		for id := uint64(1); id <= 3; id++ {
+			nodes = append(nodes, &apiv1.Node{Id: id, Address: "127.0.0.1:700" + string(rune('0'+id)),
+				Role: apiv1.NodeRole_NODE_ROLE_VOTER, Status: apiv1.NodeStatus_NODE_STATUS_READY,
+				Capacity: &apiv1.Resources{Vcpus: 4, MemoryMib: 4096}, Labels: map[string]string{"zone": "a"}})
+			members = append(members, &apiv1.ClusterMember{Id: id, Voter: true, Allocated: &apiv1.Resources{Vcpus: uint32(id), MemoryMib: 256}})
+		}
+		return &apiv1.Response{Kind: &apiv1.Response_GetClusterStatus{GetClusterStatus: &apiv1.GetClusterStatusResponse{
+			Cluster: &apiv1.Cluster{Id: "c1"}, Nodes: nodes, Members: members, NodeId: 2, LeaderId: f.leader, Term: f.term,
+		}}}, nil
+	case *apiv1.Request_ListVms:
+		return &apiv1.Response{Kind: &apiv1.Response_ListVms{ListVms: &apiv1.ListVmsResponse{Vms: f.vms}}}, nil
+	case *apiv1.Request_ListTasks:
+		return &apiv1.Response{Kind: &apiv1.Response_ListTasks{ListTasks: &apiv1.ListTasksResponse{Tasks: []*apiv1.Task{{
+			Id: 7, Spec: &apiv1.TaskSpec{Command: "echo", Args: []string{"hi"}}, Status: apiv1.TaskStatus_TASK_STATUS_SUCCEEDED,
+			Result: &apiv1.TaskResult{ExitCode: 0}, NodeId: 3, Attempt: 1,
+		}}}}}, nil
+	case *apiv1.Request_ListEvents:
+		var out []*apiv1.Event
+		for _, e := range f.events {
+			if k.ListEvents.GetVmName() == "" || e.GetVmName() == k.ListEvents.GetVmName() {
+				out = append(out, e)
+			}
+		}
+		return &apiv1.Response{Kind: &apiv1.Response_ListEvents{ListEvents: &apiv1.ListEventsResponse{Events: out}}}, nil
+	case *apiv1.Request_GetVm:
+		for _, v := range f.vms {
+			if v.GetName() == k.GetVm.GetName() {
+				return &apiv1.Response{Kind: &apiv1.Response_GetVm{GetVm: &apiv1.GetVmResponse{Vm: v}}}, nil
+			}
+		}
+		return &apiv1.Response{Error: &apiv1.Error{Code: apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, Message: "no such VM"}}, nil
+	}
+	return nil, errors.New("unexpected request")
+}
+
+type fakeConsoles struct{ lastToken string }
+
+func (c *fakeConsoles) ConsoleTail(_ context.Context, vm, token string) (string, error) {
+	c.lastToken = token
+	if token == "" {
+		return "", errors.New("sign in to read it")
+	}
+	return "console of " + vm + "\n", nil
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{leader: 1, term: 3,
+		vms: []*apiv1.Vm{{Name: "web", State: apiv1.VmState_VM_STATE_RUNNING, DesiredState: apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING,
+			NodeId: 3, Spec: &apiv1.VmSpec{Vcpus: 1, MemoryMib: 256}, CreatedUnixNano: 5e9}},
+		events: []*apiv1.Event{
+			{Index: 4, Kind: "leader", NodeId: 1, Message: "node 1 leads term 3"},
+			{Index: 9, Kind: "vm", VmName: "web", NodeId: 3, Message: "running"},
+		},
+	}
+}
+
+const goodToken = "bxa.good.secret"
+
+func checkToken(tok string) error {
+	if tok != goodToken {
+		return errors.New("unknown token")
+	}
+	return nil
+}
+
+func get(t *testing.T, h http.Handler, path string, mod func(*http.Request)) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8081"+path, nil)
+	if mod != nil {
+		mod(r)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func TestOverview(t *testing.T) {
+	f := newFake()
+	h := Handler(Config{Backend: f, Now: func() time.Time { return time.UnixMilli(9000) }})
+	w := get(t, h, "/api/overview", nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	var o Overview
+	if err := json.Unmarshal(w.Body.Bytes(), &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.LeaderID != 1 || o.Term != 3 || o.NodeID != 2 || o.ClusterID != "c1" || o.NowMs != 9000 {
+		t.Errorf("overview header = %+v", o)
+	}
+	if len(o.Nodes) != 3 || !o.Nodes[0].Leader || o.Nodes[1].Leader || o.Nodes[2].VCPUsUsed != 3 || o.Nodes[0].MemoryMiB != 4096 {
+		t.Errorf("nodes = %+v", o.Nodes)
+	}
+	if len(o.VMs) != 1 || o.VMs[0].Name != "web" || o.VMs[0].State != "running" || o.VMs[0].NodeID != 3 || o.VMs[0].CreatedMs != 5000 {
+		t.Errorf("vms = %+v", o.VMs)
+	}
+	if len(o.Tasks) != 1 || o.Tasks[0].Command != "echo hi" || o.Tasks[0].ExitCode == nil || o.Tasks[0].Status != "succeeded" {
+		t.Errorf("tasks = %+v", o.Tasks)
+	}
+	if len(o.Events) != 2 || o.Events[1].VM != "web" {
+		t.Errorf("events = %+v", o.Events)
+	}
+}
+
+func TestPagesAndHeaders(t *testing.T) {
+	h := Handler(Config{Backend: newFake()})
+	for _, path := range []string{"/", "/vm/web", "/static/app.js", "/static/app.css"} {
+		w := get(t, h, path, nil)
+		if w.Code != http.StatusOK {
+			t.Errorf("%s: status %d", path, w.Code)
+		}
+		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("%s: CSP %q", path, csp)
+		}
+	}
+	if w := get(t, h, "/static/nope.js", nil); w.Code != http.StatusNotFound {
+		t.Errorf("missing asset: status %d", w.Code)
+	}
+	if w := get(t, h, "/api/vms/nope", nil); w.Code != http.StatusNotFound {
+		t.Errorf("unknown VM: status %d", w.Code)
+	}
+	w := get(t, h, "/api/vms/web", nil)
+	var d VMDetail
+	if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || d.VM.Name != "web" || len(d.Events) != 1 {
+		t.Errorf("vm detail = %+v, %v (%s)", d, err, w.Body)
+	}
+	for _, q := range []string{"limit=0", "limit=x", "limit=1001", "node=abc", "node=0"} {
+		if w := get(t, h, "/api/events?"+q, nil); w.Code != http.StatusBadRequest {
+			t.Errorf("events?%s: status %d, want 400", q, w.Code)
+		}
+	}
+}
+
+// A loopback dashboard answers only requests for a loopback host, so a
+// page elsewhere cannot reach it through DNS rebinding.
+func TestLoopbackHost(t *testing.T) {
+	h := Handler(Config{Backend: newFake()})
+	for host, want := range map[string]int{
+		"127.0.0.1:8081": http.StatusOK, "localhost:8081": http.StatusOK, "[::1]:8081": http.StatusOK,
+		"evil.example:8081": http.StatusMisdirectedRequest, "10.0.0.5:8081": http.StatusMisdirectedRequest,
+	} {
+		w := get(t, h, "/api/overview", func(r *http.Request) { r.Host = host })
+		if w.Code != want {
+			t.Errorf("host %s: status %d, want %d", host, w.Code, want)
+		}
+	}
+	// With tokens required the host is not checked (the listener is not
+	// loopback; TLS and the token guard it).
+	h = Handler(Config{Backend: newFake(), CheckToken: checkToken, RequireToken: true})
+	w := get(t, h, "/api/overview", func(r *http.Request) { r.Host = "blixard.example"; r.Header.Set("Authorization", "Bearer "+goodToken) })
+	if w.Code != http.StatusOK {
+		t.Errorf("token required, other host: status %d", w.Code)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	cons := &fakeConsoles{}
+	h := Handler(Config{Backend: newFake(), Consoles: cons, CheckToken: checkToken, RequireToken: true, Secure: true})
+	withCookie := func(v string) func(*http.Request) {
+		return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: cookieName, Value: v}) }
+	}
+	cases := []struct {
+		name string
+		path string
+		mod  func(*http.Request)
+		want int
+	}{
+		{"no token", "/api/overview", nil, http.StatusUnauthorized},
+		{"no token, stream", "/api/stream", nil, http.StatusUnauthorized},
+		{"no token, events", "/api/events", nil, http.StatusUnauthorized},
+		{"bad cookie", "/api/overview", withCookie("bxa.bad.x"), http.StatusUnauthorized},
+		{"bad bearer", "/api/overview", func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, http.StatusUnauthorized},
+		{"good cookie", "/api/overview", withCookie(goodToken), http.StatusOK},
+		{"good bearer", "/api/vms/web", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+goodToken) }, http.StatusOK},
+		{"page needs none", "/", nil, http.StatusOK},
+		{"session needs none", "/api/session", nil, http.StatusOK},
+	}
+	for _, c := range cases {
+		if w := get(t, h, c.path, c.mod); w.Code != c.want {
+			t.Errorf("%s: %s status %d, want %d", c.name, c.path, w.Code, c.want)
+		}
+	}
+
+	// Sign in: a bad token sets nothing; a good one sets an HttpOnly,
+	// Secure, SameSite=Strict cookie.
+	post := func(path, body string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:8081"+path, strings.NewReader(body))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	if w := post("/api/login", `{"token":"bxa.bad.x"}`); w.Code != http.StatusUnauthorized || len(w.Result().Cookies()) != 0 {
+		t.Errorf("bad login: status %d, cookies %v", w.Code, w.Result().Cookies())
+	}
+	if w := post("/api/login", `not json`); w.Code != http.StatusBadRequest {
+		t.Errorf("malformed login: status %d", w.Code)
+	}
+	w := post("/api/login", `{"token":"`+goodToken+`"}`)
+	cs := w.Result().Cookies()
+	if w.Code != http.StatusOK || len(cs) != 1 || cs[0].Value != goodToken || !cs[0].HttpOnly || !cs[0].Secure || cs[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login: status %d, cookies %+v", w.Code, cs)
+	}
+	if w := post("/api/logout", ``); len(w.Result().Cookies()) != 1 || w.Result().Cookies()[0].MaxAge >= 0 {
+		t.Errorf("logout did not clear the cookie: %+v", w.Result().Cookies())
+	}
+
+	// The console reader gets the viewer's token, to ask another node.
+	w = get(t, h, "/api/vms/web/console", withCookie(goodToken))
+	var c Console
+	if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil || c.Text != "console of web\n" || cons.lastToken != goodToken {
+		t.Errorf("console = %+v, %v, token %q", c, err, cons.lastToken)
+	}
+}
+
+// Without RequireToken a token is optional, but one given is still
+// checked, and a console elsewhere says why it cannot be read.
+func TestOptionalToken(t *testing.T) {
+	cons := &fakeConsoles{}
+	h := Handler(Config{Backend: newFake(), Consoles: cons, CheckToken: checkToken})
+	if w := get(t, h, "/api/overview", nil); w.Code != http.StatusOK {
+		t.Errorf("no token: status %d", w.Code)
+	}
+	if w := get(t, h, "/api/overview", func(r *http.Request) { r.Header.Set("Authorization", "Bearer bxa.bad.x") }); w.Code != http.StatusUnauthorized {
+		t.Errorf("bad token: status %d", w.Code)
+	}
+	w := get(t, h, "/api/vms/web/console", nil)
+	var c Console
+	if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil || c.Error == "" || c.Text != "" {
+		t.Errorf("console without a token = %+v, %v", c, err)
+	}
+}
+
+// The live stream sends the overview at once, again when it changes, and
+// not when it does not.
+func TestStream(t *testing.T) {
+	f := newFake()
+	srv := httptest.NewServer(Handler(Config{Backend: f, Interval: 5 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	br := bufio.NewReader(resp.Body)
+	next := func() Overview {
+		t.Helper()
+		var event, data string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("stream ended: %v", err)
+			}
+			line = strings.TrimRight(line, "\n")
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				data = strings.TrimPrefix(line, "data: ")
+			case line == "" && event != "":
+				if event != "overview" {
+					t.Fatalf("event %q: %s", event, data)
+				}
+				var o Overview
+				if err := json.Unmarshal([]byte(data), &o); err != nil {
+					t.Fatal(err)
+				}
+				return o
+			}
+		}
+	}
+	if o := next(); o.LeaderID != 1 || o.Term != 3 {
+		t.Fatalf("first overview: leader %d term %d", o.LeaderID, o.Term)
+	}
+	// Let the stream look a few more times at an unchanged cluster, then
+	// change it: the next event must be the change.
+	f.mu.Lock()
+	seen := f.reads
+	f.mu.Unlock()
+	for {
+		f.mu.Lock()
+		r := f.reads
+		f.mu.Unlock()
+		if r >= seen+12 { // three more looks (four reads each)
+			break
+		}
+		runtime.Gosched()
+	}
+	f.setLeader(3, 4)
+	if o := next(); o.LeaderID != 3 || o.Term != 4 || !o.Nodes[2].Leader {
+		t.Fatalf("after the change: leader %d term %d", o.LeaderID, o.Term)
+	}
+	cancel()
+	_, _ = io.Copy(io.Discard, resp.Body)
+}
