@@ -17,6 +17,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
+	"github.com/blixard/blixard/internal/image"
 	"github.com/blixard/blixard/internal/vmm"
 )
 
@@ -73,7 +74,10 @@ fails, dev prints why and the end of its console, and the cluster keeps
 running. With --no-demo it prints the cluster's status at once.
 
 Node i serves Prometheus metrics on http://<host>:<metrics-base-port + i - 1>/metrics
-(--metrics-base-port 0: none).
+(--metrics-base-port 0: none) and the web dashboard on
+http://<host>:<http-base-port + i - 1>/ (--http-base-port 0: none); sign in
+there with the admin token, or a viewer token, to read consoles kept on
+other nodes.
 
 dev runs until Ctrl-C, which stops every node. Run it again with the same
 --data-dir (and the same --insecure or not) and the cluster comes back from
@@ -101,8 +105,11 @@ its disks: nodes that hold their certificates need no join token.`,
 			if cfg.metricsPort < 0 || cfg.metricsPort+cfg.count > 65535 {
 				return usageErrorf("--metrics-base-port: %d leaves no room for %d nodes", cfg.metricsPort, cfg.count)
 			}
+			if cfg.httpPort < 0 || cfg.httpPort+cfg.count > 65535 {
+				return usageErrorf("--http-base-port: %d leaves no room for %d nodes", cfg.httpPort, cfg.count)
+			}
 			cfg.demo = !noDemo
-			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), progressFor(cmd), cfg)
 		},
 	}
 	f := cmd.Flags()
@@ -113,6 +120,7 @@ its disks: nodes that hold their certificates need no join token.`,
 	f.BoolVar(&noDemo, "no-demo", false, "do not create and boot the demo VM")
 	f.BoolVar(&cfg.insecure, "insecure", false, "run every node with --insecure: plaintext, no TLS, no tokens")
 	f.IntVar(&cfg.metricsPort, "metrics-base-port", 9101, "node i serves Prometheus metrics on host:metrics-base-port + i - 1 (0: none)")
+	f.IntVar(&cfg.httpPort, "http-base-port", 8081, "node i serves the web dashboard on host:http-base-port + i - 1 (0: none)")
 	return cmd
 }
 
@@ -126,17 +134,23 @@ type devConfig struct {
 	insecure bool
 	// metricsPort is node 1's metrics port; 0 serves none.
 	metricsPort int
+	// httpPort is node 1's dashboard port; 0 serves none.
+	httpPort int
 }
 
 type devNode struct {
 	id   uint64
 	addr string
+	dir  string // its data directory
 	cmd  *exec.Cmd
 	log  *os.File
 	done chan error
 }
 
-func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
+// runDev runs the dev cluster: its results (the export lines, the
+// cluster's status) go to out, its progress and notes to pc.
+func runDev(ctx context.Context, out io.Writer, pc progressConfig, cfg devConfig) error {
+	errOut := pc.w
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the blixard binary: %w", err)
@@ -167,16 +181,24 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 			metrics = fmt.Sprintf("%s:%d", cfg.host, cfg.metricsPort+i-1)
 			args = append(args, "--metrics-listen", metrics)
 		}
+		web := ""
+		if cfg.httpPort > 0 {
+			web = fmt.Sprintf("%s:%d", cfg.host, cfg.httpPort+i-1)
+			args = append(args, "--http-listen", web)
+		}
 		n, err := startDevNode(exe, uint64(i), addrs[i-1], dirs[i-1], append(args, extra...), devNodeEnv(joinToken))
 		if err != nil {
 			return err
 		}
 		all = append(all, n)
+		served := []string{"log: " + n.log.Name()}
 		if metrics != "" {
-			fmt.Fprintf(errOut, "started node %d on %s (log: %s; metrics: http://%s/metrics)\n", i, addrs[i-1], n.log.Name(), metrics)
-		} else {
-			fmt.Fprintf(errOut, "started node %d on %s (log: %s)\n", i, addrs[i-1], n.log.Name())
+			served = append(served, "metrics: http://"+metrics+"/metrics")
 		}
+		if web != "" {
+			served = append(served, "dashboard: http://"+web+"/")
+		}
+		fmt.Fprintf(errOut, "started node %d on %s (%s)\n", i, addrs[i-1], strings.Join(served, "; "))
 		return nil
 	}
 
@@ -191,7 +213,7 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 			}
 		}
 	} else {
-		if access, err = waitForBootstrap(ctx, errOut, all[0], cfg.dataDir, addrs); err != nil {
+		if access, err = waitForBootstrap(ctx, pc, all[0], cfg.dataDir, addrs); err != nil {
 			return err
 		}
 		c, err := access.client(ctx)
@@ -200,7 +222,7 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 		}
 		var joinToken string
 		if devNeedJoin(dirs[1:]) {
-			joinToken, err = createDevJoinToken(ctx, errOut, c, all[0])
+			joinToken, err = createDevJoinToken(ctx, pc, c, all[0])
 		}
 		c.Close()
 		if err != nil {
@@ -228,7 +250,7 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 		return err
 	}
 	defer c.Close()
-	status, err := waitForVoters(ctx, errOut, c, all, cfg.count)
+	status, err := waitForVoters(ctx, pc, c, all, cfg.count)
 	if err != nil {
 		return err
 	}
@@ -240,7 +262,7 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 		}
 	} else {
 		fmt.Fprintf(errOut, "cluster formed: leader %d, %d voters\n", status.GetLeaderId(), cfg.count)
-		if show, running := runDevDemo(ctx, errOut, c, all); show {
+		if show, running := runDevDemo(ctx, pc, c, all); show {
 			// As "cluster status" and "vm list" print them.
 			for _, args := range [][]string{{"cluster", "status"}, {"vm", "list"}} {
 				if !devShow(ctx, out, errOut, access, args...) {
@@ -257,12 +279,14 @@ func runDev(ctx context.Context, out, errOut io.Writer, cfg devConfig) error {
 }
 
 // runDevDemo creates the demo VM (or finds it from an earlier run) and waits
-// until it runs, printing each change of its state, until it fails, stops,
-// devDemoTimeout passes, a node exits or ctx ends. What went wrong is
-// printed, not returned: the cluster runs on either way. It reports whether
-// the cluster's state is worth showing (not after ctx ended or a node
-// exited: waitDev says which) and whether the VM runs.
-func runDevDemo(ctx context.Context, errOut io.Writer, c *client.Client, all []*devNode) (show, running bool) {
+// until it runs, showing its state as progress (and the build of the
+// default image on its node, which its first boot waits for), until it
+// fails, stops, devDemoTimeout passes, a node exits or ctx ends. What went
+// wrong is printed, not returned: the cluster runs on either way. It
+// reports whether the cluster's state is worth showing (not after ctx
+// ended or a node exited: waitDev says which) and whether the VM runs.
+func runDevDemo(ctx context.Context, pc progressConfig, c *client.Client, all []*devNode) (show, running bool) {
+	errOut := pc.w
 	ctx, cancel := context.WithTimeout(ctx, devDemoTimeout)
 	defer cancel()
 	fmt.Fprintf(errOut, "creating VM %s (%d vCPU, %d MiB, restart on-failure; --no-demo skips this)\n",
@@ -287,11 +311,15 @@ func runDevDemo(ctx context.Context, errOut io.Writer, c *client.Client, all []*
 	case err != nil:
 		return devDemoGaveUp(ctx, errOut, fmt.Errorf("create VM %s: %w", devDemoName, err)), false
 	}
-	last := ""
+	p := pc.start("vm " + devDemoName)
+	defer p.Done()
+	var building uint64 // the node seen building the default image; 0: none
 	for {
-		if line := withReason(enumText(v.GetState()), v.GetReason()); line != last {
-			fmt.Fprintf(errOut, "vm %s: %s\n", devDemoName, line)
-			last = line
+		p.Update(enumText(v.GetState()), v.GetReason())
+		building = noteDevImage(p, all, v, building)
+		switch v.GetState() {
+		case apiv1.VmState_VM_STATE_RUNNING, apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_STOPPED:
+			p.Done() // before the lines that say how it ended
 		}
 		switch v.GetState() {
 		case apiv1.VmState_VM_STATE_RUNNING:
@@ -318,6 +346,7 @@ func runDevDemo(ctx context.Context, errOut io.Writer, c *client.Client, all []*
 		}
 		select {
 		case <-ctx.Done():
+			p.Done()
 			return devDemoGaveUp(ctx, errOut, fmt.Errorf("VM %s is still %s", devDemoName, withReason(enumText(v.GetState()), v.GetReason()))), false
 		case <-time.After(devDemoPoll):
 		}
@@ -327,11 +356,48 @@ func runDevDemo(ctx context.Context, errOut io.Writer, c *client.Client, all []*
 		if err == nil {
 			v = got.GetVm()
 		} else if ctx.Err() == nil && client.ErrorOf(err).GetCode() == apiv1.ErrorCode_ERROR_CODE_NOT_FOUND {
+			p.Done()
 			fmt.Fprintf(errOut, "VM %s was deleted\n", devDemoName)
 			return true, false
 		}
 		// Other errors: a leader change, a slow node; ask again.
 	}
+}
+
+// devImageBuilt reports whether the node whose data directory is nodeDir
+// holds the default image (a variable for tests).
+var devImageBuilt = func(nodeDir string) bool {
+	_, err := image.Load(nodeDir, image.DefaultName)
+	return err == nil
+}
+
+// noteDevImage notes, as progress of the demo VM v, that its node builds
+// the default image (the VM stays scheduled meanwhile: a node builds it
+// before the VM's first boot) and when the image is there. building is the
+// node already noted as building it (0: none); it returns the new one.
+func noteDevImage(p *progress, all []*devNode, v *apiv1.Vm, building uint64) uint64 {
+	scheduled := v.GetState() == apiv1.VmState_VM_STATE_SCHEDULED
+	if img := v.GetSpec().GetImage(); (img != "" && img != image.DefaultName) || (!scheduled && building == 0) {
+		return building
+	}
+	var dir string
+	for _, n := range all {
+		if n.id == v.GetNodeId() {
+			dir = n.dir
+		}
+	}
+	if dir == "" {
+		return building
+	}
+	switch built := devImageBuilt(dir); {
+	case !built && scheduled && building != v.GetNodeId():
+		p.Note("node %d is building image %s for the VM's first boot", v.GetNodeId(), image.DefaultName)
+		return v.GetNodeId()
+	case built && building == v.GetNodeId():
+		p.Note("image %s built on node %d", image.DefaultName, building)
+		return 0
+	}
+	return building
 }
 
 // devDemoGaveUp prints why the demo wait ended early, unless the user
@@ -388,17 +454,19 @@ func startDevNode(exe string, id uint64, addr, dir string, args, env []string) (
 		logf.Close()
 		return nil, fmt.Errorf("start node %d: %w", id, err)
 	}
-	n := &devNode{id: id, addr: addr, cmd: cmd, log: logf, done: make(chan error, 1)}
+	n := &devNode{id: id, addr: addr, dir: dir, cmd: cmd, log: logf, done: make(chan error, 1)}
 	go func() { n.done <- cmd.Wait() }()
 	return n, nil
 }
 
 // waitForVoters polls the cluster until it has a leader and count voters,
 // showing progress, or a node dies, or the wait times out.
-func waitForVoters(ctx context.Context, errOut io.Writer, c *client.Client, all []*devNode, count int) (*apiv1.GetClusterStatusResponse, error) {
+func waitForVoters(ctx context.Context, pc progressConfig, c *client.Client, all []*devNode, count int) (*apiv1.GetClusterStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, devFormTimeout)
 	defer cancel()
-	last := ""
+	// The caller says how it ended: "cluster formed", or the error.
+	p := pc.start(fmt.Sprintf("waiting for a leader and %d voters", count))
+	defer p.Clear()
 	for {
 		for _, n := range all {
 			select {
@@ -417,26 +485,23 @@ func waitForVoters(ctx context.Context, errOut io.Writer, c *client.Client, all 
 				voters++
 			}
 		}
-		progress := fmt.Sprintf("waiting for a leader and %d voters: ", count)
+		var seen string
 		switch {
 		case err != nil:
-			progress += "no answer yet"
+			seen = "no answer yet"
 		case st.GetLeaderId() == 0:
-			progress += "no leader yet"
+			seen = "no leader yet"
 		default:
 			if voters == count {
 				return st, nil
 			}
-			progress += fmt.Sprintf("leader %d, %d voters so far", st.GetLeaderId(), voters)
+			seen = fmt.Sprintf("leader %d, %d voters so far", st.GetLeaderId(), voters)
 		}
-		if progress != last {
-			fmt.Fprintln(errOut, progress)
-			last = progress
-		}
+		p.Update(seen, "")
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("the cluster did not form within %s (%s); see the node logs", devFormTimeout, progress)
+				return nil, fmt.Errorf("the cluster did not form within %s (%s); see the node logs", devFormTimeout, seen)
 			}
 			return nil, ctx.Err()
 		case <-time.After(300 * time.Millisecond):

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,21 +84,18 @@ func shellQuote(s string) string {
 // back whole; then it copies both into dataDir (ca.crt mode 0644,
 // admin.token 0600) and returns the cluster's access through them. It
 // fails if node 1 exits first.
-func waitForBootstrap(ctx context.Context, errOut io.Writer, node1 *devNode, dataDir string, addrs []string) (devAccess, error) {
+func waitForBootstrap(ctx context.Context, pc progressConfig, node1 *devNode, dataDir string, addrs []string) (devAccess, error) {
 	ctx, cancel := context.WithTimeout(ctx, devFormTimeout)
 	defer cancel()
 	dir1 := filepath.Join(dataDir, "n1")
-	last := ""
+	p := pc.start("waiting for node 1 to write its CA and admin token")
+	defer p.Clear() // what comes next says it is done
 	for {
 		access, caPEM, err := readDevBootstrap(dir1, addrs)
 		if err == nil {
 			return access, saveDevAccess(dataDir, &access, caPEM)
 		}
-		progress := fmt.Sprintf("waiting for node 1 to write its CA and admin token: %v", err)
-		if progress != last {
-			fmt.Fprintln(errOut, progress)
-			last = progress
-		}
+		p.Update(err.Error(), "")
 		select {
 		case err := <-node1.done:
 			node1.done <- err
@@ -215,9 +211,11 @@ func devNodeEnv(joinToken string) []string {
 // cluster cannot take it yet: the admin token works only once the cluster
 // has applied its first entries, and there may be no leader yet. It fails
 // if node 1 exits first.
-func createDevJoinToken(ctx context.Context, errOut io.Writer, c *client.Client, node1 *devNode) (string, error) {
+func createDevJoinToken(ctx context.Context, pc progressConfig, c *client.Client, node1 *devNode) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, devFormTimeout)
 	defer cancel()
+	p := pc.start("waiting for the cluster to take the admin token")
+	defer p.Clear()
 	// Each call gets a request id of its own, so each makes its own token
 	// and secret: one whose answer was lost just expires unused.
 	req := &apiv1.CreateTokenRequest{
@@ -231,7 +229,8 @@ func createDevJoinToken(ctx context.Context, errOut io.Writer, c *client.Client,
 		resp, err := c.CreateToken(actx, req)
 		acancel()
 		if err == nil && resp.GetSecret() != "" {
-			fmt.Fprintf(errOut, "created join token %s for the other nodes (expires %s)\n",
+			p.Clear()
+			fmt.Fprintf(pc.w, "created join token %s for the other nodes (expires %s)\n",
 				resp.GetToken().GetId(), timeText(resp.GetToken().GetExpiresUnixNano()))
 			return resp.GetSecret(), nil
 		}
@@ -248,10 +247,8 @@ func createDevJoinToken(ctx context.Context, errOut io.Writer, c *client.Client,
 		case !devJoinTokenRetryable(err):
 			return "", fmt.Errorf("make a join token: %w", err)
 		}
-		if r := devErrorText(err); r != reason {
-			reason = r
-			fmt.Fprintln(errOut, "waiting for the cluster to take the admin token: "+reason)
-		}
+		reason = devErrorText(err)
+		p.Update(reason, "")
 		select {
 		case err := <-node1.done:
 			node1.done <- err

@@ -87,7 +87,7 @@ func TestWaitForBootstrap(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		a, err := waitForBootstrap(context.Background(), errOut, node1, dataDir, []string{"127.0.0.1:7001"})
+		a, err := waitForBootstrap(context.Background(), progressTo(errOut), node1, dataDir, []string{"127.0.0.1:7001"})
 		done <- result{a, err}
 	}()
 	seen := func(lines int) {
@@ -147,13 +147,13 @@ func TestWaitForBootstrapNodeExits(t *testing.T) {
 	dataDir := t.TempDir()
 	node1 := fakeDevNode(t, 1)
 	node1.done <- errors.New("exit status 1")
-	_, err := waitForBootstrap(context.Background(), &bytes.Buffer{}, node1, dataDir, []string{"127.0.0.1:7001"})
+	_, err := waitForBootstrap(context.Background(), progressTo(&bytes.Buffer{}), node1, dataDir, []string{"127.0.0.1:7001"})
 	if err == nil || !strings.Contains(err.Error(), "node 1 exited before it wrote its CA and admin token (exit status 1)") {
 		t.Errorf("waitForBootstrap with node 1 gone: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := waitForBootstrap(ctx, &bytes.Buffer{}, fakeDevNode(t, 1), dataDir, nil); !errors.Is(err, context.Canceled) {
+	if _, err := waitForBootstrap(ctx, progressTo(&bytes.Buffer{}), fakeDevNode(t, 1), dataDir, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("waitForBootstrap interrupted: %v, want context.Canceled", err)
 	}
 }
@@ -172,7 +172,7 @@ func TestCreateDevJoinToken(t *testing.T) {
 		return next()
 	})
 	var errOut bytes.Buffer
-	secret, err := createDevJoinToken(context.Background(), &errOut, newTestClient(t, n), fakeDevNode(t, 1))
+	secret, err := createDevJoinToken(context.Background(), progressTo(&errOut), newTestClient(t, n), fakeDevNode(t, 1))
 	if err != nil {
 		t.Fatalf("createDevJoinToken: %v", err)
 	}
@@ -211,7 +211,7 @@ func TestCreateDevJoinTokenGivesUp(t *testing.T) {
 	n.SetHook(func(context.Context, string, proto.Message, func() (proto.Message, error)) (proto.Message, error) {
 		return nil, clienttest.PermissionDenied("a viewer may not make tokens")
 	})
-	_, err := createDevJoinToken(context.Background(), &bytes.Buffer{}, newTestClient(t, n), fakeDevNode(t, 1))
+	_, err := createDevJoinToken(context.Background(), progressTo(&bytes.Buffer{}), newTestClient(t, n), fakeDevNode(t, 1))
 	if err == nil || !strings.Contains(errorLine(NewRootCommand(), err), "a viewer may not make tokens") {
 		t.Errorf("createDevJoinToken refused: %v, want the refusal at once", err)
 	}
@@ -224,7 +224,7 @@ func TestCreateDevJoinTokenGivesUp(t *testing.T) {
 	})
 	node1 := fakeDevNode(t, 1)
 	node1.done <- errors.New("signal: killed")
-	_, err = createDevJoinToken(context.Background(), &bytes.Buffer{}, newTestClient(t, n), node1)
+	_, err = createDevJoinToken(context.Background(), progressTo(&bytes.Buffer{}), newTestClient(t, n), node1)
 	if err == nil || !strings.Contains(err.Error(), "node 1 exited while dev made a join token (signal: killed)") {
 		t.Errorf("createDevJoinToken with node 1 gone: %v", err)
 	}

@@ -137,7 +137,7 @@ VM demo is running on node 1
 				stepDemo(n, tc.steps...)
 			}
 			var errOut bytes.Buffer
-			show, running := runDevDemo(context.Background(), &errOut, newTestClient(t, n), nil)
+			show, running := runDevDemo(context.Background(), progressTo(&errOut), newTestClient(t, n), nil)
 			if !show || running != tc.running {
 				t.Errorf("runDevDemo = show %v, running %v; want show true, running %v", show, running, tc.running)
 			}
@@ -158,6 +158,47 @@ VM demo is running on node 1
 	}
 }
 
+// TestDevDemoNotesImageBuild checks that dev says when the demo VM's node
+// builds the default image, which the VM's first boot waits for, and when
+// it is built.
+func TestDevDemoNotesImageBuild(t *testing.T) {
+	fastDemoPolls(t)
+	var looks atomic.Int32
+	old := devImageBuilt
+	devImageBuilt = func(dir string) bool {
+		if dir != "data/n1" {
+			t.Errorf("looked for the image in %q, want node 1's data directory", dir)
+		}
+		return looks.Add(1) > 2
+	}
+	t.Cleanup(func() { devImageBuilt = old })
+	n := clienttest.Start(t, 1)
+	stepDemo(n,
+		demoStep{state: apiv1.VmState_VM_STATE_SCHEDULED, reason: "placed on node 1"},
+		demoStep{state: apiv1.VmState_VM_STATE_SCHEDULED, reason: "placed on node 1"},
+		demoStep{state: apiv1.VmState_VM_STATE_SCHEDULED, reason: "placed on node 1"},
+		demoStep{state: apiv1.VmState_VM_STATE_STARTING, reason: "booting (tcg)"},
+		demoStep{state: apiv1.VmState_VM_STATE_RUNNING, reason: "ready"},
+	)
+	var errOut bytes.Buffer
+	all := []*devNode{{id: 1, dir: "data/n1"}}
+	if show, running := runDevDemo(context.Background(), progressTo(&errOut), newTestClient(t, n), all); !show || !running {
+		t.Errorf("runDevDemo = show %v, running %v; want both", show, running)
+	}
+	want := `creating VM demo (1 vCPU, 128 MiB, restart on-failure; --no-demo skips this)
+vm demo: pending (created; waiting for placement)
+vm demo: scheduled (placed on node 1)
+node 1 is building image default for the VM's first boot
+image default built on node 1
+vm demo: starting (booting (tcg))
+vm demo: running (ready)
+VM demo is running on node 1
+`
+	if errOut.String() != want {
+		t.Errorf("stderr\n%s\nwant\n%s", errOut.String(), want)
+	}
+}
+
 func TestDevDemoInterrupted(t *testing.T) {
 	fastDemoPolls(t)
 	n := clienttest.Start(t, 1)
@@ -170,7 +211,7 @@ func TestDevDemoInterrupted(t *testing.T) {
 		return next()
 	})
 	var errOut bytes.Buffer
-	if show, _ := runDevDemo(ctx, &errOut, newTestClient(t, n), nil); show {
+	if show, _ := runDevDemo(ctx, progressTo(&errOut), newTestClient(t, n), nil); show {
 		t.Error("runDevDemo after Ctrl-C: want nothing shown")
 	}
 	if strings.Contains(errOut.String(), "\ndemo:") {

@@ -25,7 +25,11 @@
 //     are aligned with text/tabwriter and show enums short and lower-case
 //     (output.go).
 //   - Results go to stdout, progress and notes to stderr ("token create"
-//     prints the token alone on stdout). A failure is one line on stderr,
+//     prints the token alone on stdout). A long wait (--wait of vm create,
+//     start, stop, delete and task submit; image build; dev's start-up)
+//     shows its progress through progress.go: on a terminal one line
+//     rewritten in place, with a spinner and the seconds waited; elsewhere
+//     one plain line per change of state. -q/--quiet hides it. A failure is one line on stderr,
 //     "error: ...", printed by Execute (errors.go); refused credentials get
 //     a hint of what to do. main turns it into the exit status ExitCode
 //     gives: the one an ExitCodeError asks for (a task's own exit code with

@@ -45,8 +45,11 @@ and image.json. The same inputs give the same files and digest.
 The kernel is --kernel, else the newest /boot/vmlinuz-*-amd64, else the one
 Debian's linux-image-amd64 package depends on, fetched with apt-get download.
 The agent is --agent, else $BLIXARD_AGENT, else blixard-agent beside this
-blixard binary, else blixard-agent in PATH. It prints the image's name,
-digest, files and the least memory it boots with.`,
+blixard binary, else blixard-agent in PATH. It shows each step on stderr as
+it is done (agent found, kernel found, kernel unpacked, initramfs packed,
+image written: one line rewritten in place on a terminal, else a line per
+step; nothing with -q), then prints the image's name, digest, files and the
+least memory it boots with.`,
 		Example: `  blixard image build
   blixard image build --out /tmp/img --kernel /boot/vmlinuz-6.1.0-56-amd64 --agent ./bin/blixard-agent`,
 		Args: exactArgs(),
@@ -54,7 +57,10 @@ digest, files and the least memory it boots with.`,
 			if out == "" {
 				return usageErrorf("--out: give a directory")
 			}
+			p := progressFor(cmd).start("image build")
+			opts.Progress = p.Update
 			img, err := image.Build(cmd.Context(), out, opts)
+			p.Done()
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,12 +17,25 @@ import (
 func TestImageBuildAndList(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "img")
 	stdout, stderr, err := run(t, "image", "build", "--out", dir, "--agent", image.DefaultBusybox)
-	if err != nil || stderr != "" {
+	if err != nil {
 		t.Fatalf("image build: err %v, stderr %q", err, stderr)
+	}
+	// Its steps on stderr, one line each (no terminal here), in order.
+	var steps []string
+	for _, line := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		step, _, _ := strings.Cut(strings.TrimPrefix(line, "image build: "), " (")
+		steps = append(steps, step)
+	}
+	if want := []string{"agent found", "kernel found", "kernel unpacked", "initramfs packed", "image written"}; !slices.Equal(steps, want) ||
+		!strings.HasPrefix(stderr, "image build: agent found ("+image.DefaultBusybox+")\n") {
+		t.Errorf("image build stderr\n%s\nwant a line for each step of %q", stderr, want)
 	}
 	img, err := image.Build(context.Background(), t.TempDir(), image.BuildOptions{Kernel: filepath.Join(dir, image.KernelFile), Agent: image.DefaultBusybox})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.HasSuffix(stderr, "image build: image written ("+img.Digest+")\n") {
+		t.Errorf("image build stderr\n%s\nwant it to end with the image's digest", stderr)
 	}
 	for _, want := range []string{
 		"name:        default\n",

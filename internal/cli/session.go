@@ -34,6 +34,9 @@ type globalFlags struct {
 	token    string
 	ca       string
 	insecure bool
+	// quiet hides progress lines; commands without globalFlags (dev,
+	// image build) read it with quietFlag.
+	quiet bool
 }
 
 func (g *globalFlags) register(root *cobra.Command) {
@@ -44,6 +47,7 @@ func (g *globalFlags) register(root *cobra.Command) {
 	f.StringVar(&g.token, "token", "", "ACL `token` sent with every request (overrides $"+tokenEnv+")")
 	f.StringVar(&g.ca, "ca", "", "PEM `file` of the cluster CA that nodes' certificates must chain to (overrides $"+caEnv+"; default ./"+devCAFile+" if it exists)")
 	f.BoolVar(&g.insecure, "insecure", false, "talk plaintext without a token, to nodes started with --insecure (overrides $"+insecureEnv+"=1)")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "show no progress lines on stderr while a command waits (--wait, image build, dev); results and errors still print")
 }
 
 // addrs returns the node addresses: --addr if given, else $BLIXARD_ADDR if
@@ -134,6 +138,8 @@ type session struct {
 	json   bool
 	out    io.Writer // results
 	errOut io.Writer // progress and notes
+	// progress shows the waits of --wait on errOut.
+	progress progressConfig
 }
 
 // open checks the global flags and makes a client. It sends nothing.
@@ -158,7 +164,8 @@ func (g *globalFlags) open(cmd *cobra.Command) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &session{ctx: cmd.Context(), client: c, json: asJSON, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}, nil
+	return &session{ctx: cmd.Context(), client: c, json: asJSON, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(),
+		progress: progressFor(cmd)}, nil
 }
 
 func (s *session) close() { _ = s.client.Close() }

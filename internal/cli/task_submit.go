@@ -53,8 +53,9 @@ task that fails on its own (a non-zero exit, a timeout) is not retried.
 
 Without --wait the command prints the task's id and returns at once.
 
-With --wait it polls the task until it ends, printing each change of status
-on stderr, then writes the task's output to stdout as it came and exits as
+With --wait it polls the task until it ends, showing its status on stderr
+(one line rewritten in place on a terminal, else a line per change; none
+with -q), then writes the task's output to stdout as it came and exits as
 the task did: 0 if it succeeded, the task's own exit code if it exited with
 one, else 1 with a one-line error naming why (timeout, cancelled, the VM
 failed). If the task does not end within --wait-timeout, or on Ctrl-C, the
@@ -118,7 +119,6 @@ same exit status).`,
 					fmt.Fprintf(w, "task %d submitted: %s\n", t.GetId(), withReason(enumText(t.GetStatus()), t.GetReason()))
 				})
 			}
-			fmt.Fprintf(s.errOut, "task %d submitted\n", t.GetId())
 			t, err = waitForTask(s, t, waitTimeout)
 			if err != nil {
 				return err
@@ -151,7 +151,7 @@ same exit status).`,
 }
 
 // waitForTask polls the task until it ends, limit passes (0: no limit) or the
-// command is interrupted, printing each change of status on stderr.
+// command is interrupted, showing its status as progress on stderr.
 func waitForTask(s *session, t *apiv1.Task, limit time.Duration) (*apiv1.Task, error) {
 	ctx := s.ctx
 	var deadline <-chan time.Time
@@ -162,12 +162,11 @@ func waitForTask(s *session, t *apiv1.Task, limit time.Duration) (*apiv1.Task, e
 	}
 	tick := time.NewTicker(taskPollInterval)
 	defer tick.Stop()
-	last := apiv1.TaskStatus_TASK_STATUS_UNSPECIFIED
+	p := s.progress.start(fmt.Sprintf("task %d", t.GetId()))
+	defer p.Done()
+	p.Note("task %d submitted", t.GetId())
 	for {
-		if st := t.GetStatus(); st != last {
-			fmt.Fprintf(s.errOut, "task %d: %s\n", t.GetId(), withReason(enumText(st), t.GetReason()))
-			last = st
-		}
+		p.Update(enumText(t.GetStatus()), t.GetReason())
 		if t.GetStatus().Ended() {
 			return t, nil
 		}

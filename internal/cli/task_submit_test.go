@@ -271,3 +271,36 @@ func TestTaskSubmitWaitInterrupted(t *testing.T) {
 		t.Errorf("interrupted --wait: err %v, stderr %q", err, stderr)
 	}
 }
+
+// TestTaskSubmitWaitQuiet checks that -q leaves only the result on stdout
+// and the error on stderr.
+func TestTaskSubmitWaitQuiet(t *testing.T) {
+	fastPolls(t)
+	n := clienttest.Start(t, 1)
+	finishTask(n, apiv1.TaskStatus_TASK_STATUS_FAILED, &apiv1.TaskResult{ExitCode: 3, OutputTail: []byte("hello\n"), Error: "exit code 3"}, "exit code 3")
+	stdout, stderr, err := runAt(t, n, "-q", "task", "submit", "--wait", "--", "sh", "-c", "echo hello; exit 3")
+	if exitCodeOf(err) != 3 || stdout != "hello\n" || stderr != "error: task 1 exited with code 3\n" {
+		t.Errorf("exit status %d, stdout %q, stderr %q; want 3, the output, and the error alone", exitCodeOf(err), stdout, stderr)
+	}
+}
+
+// TestTaskSubmitWaitOnTerminal checks --wait with stderr a terminal: the
+// note, then one line drawn in place and finished with a newline, then the
+// error; stdout is the task's output as anywhere else.
+func TestTaskSubmitWaitOnTerminal(t *testing.T) {
+	fastPolls(t)
+	fakeTerminal(t)
+	n := clienttest.Start(t, 1)
+	finishTask(n, apiv1.TaskStatus_TASK_STATUS_FAILED, &apiv1.TaskResult{ExitCode: 3, OutputTail: []byte("hello\n"), Error: "exit code 3"}, "exit code 3")
+	stdout, stderr, err := runAt(t, n, "task", "submit", "--wait", "--", "sh", "-c", "echo hello; exit 3")
+	const erase = "\r\x1b[K"
+	want := "task 1 submitted\n" +
+		erase + "| task 1: pending (submitted; waiting for placement) [1s]" +
+		erase + "/ task 1: pending → running (running on node 2) [2s]" +
+		erase + "- task 1: running → failed (exit code 3) [3s]" +
+		erase + "task 1: failed (exit code 3) [4s]\n" +
+		"error: task 1 exited with code 3\n"
+	if exitCodeOf(err) != 3 || stdout != "hello\n" || stderr != want {
+		t.Errorf("exit status %d, stdout %q, stderr\n%q\nwant\n%q", exitCodeOf(err), stdout, stderr, want)
+	}
+}

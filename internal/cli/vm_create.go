@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"io"
-
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
@@ -34,13 +32,14 @@ func newVMCreateCommand(g *globalFlags) *cobra.Command {
 		affinityMode string
 		features     []string
 		placement    string
+		wait         vmWaitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME --vcpus N --memory MiB",
 		Short: "Create a VM, and start it unless --no-start",
 		Long: `Create the VM NAME (1-63 of a-z, 0-9 and '-'), wanted running unless
 --no-start. Its spec cannot change later. The command returns once the
-cluster has recorded the VM; it does not wait for the VM to boot.
+cluster has recorded the VM, unless --wait.
 
 The leader places a VM that should run on a node that fits it: ready and
 not drained, offering --image, carrying every --constraint label and every
@@ -62,6 +61,13 @@ NAME' (pending, scheduled, starting, running) and read its console with
 always restarts it either way, on-failure only after a failure, never
 leaves it be.
 
+With --wait the command polls the VM until it runs (with --no-start, it is
+stopped at once), showing its state on stderr as it changes: one line
+rewritten in place on a terminal, else a line per change, none with -q.
+Then it prints the VM as it is then, and fails (exit status 1) if the VM
+failed, stopped or was lost instead. If --wait-timeout passes or Ctrl-C
+comes first, it prints nothing and fails; the VM goes on in the cluster.
+
 With -o json it prints the VM.`,
 		Example: `  # A VM with 2 vCPUs and 512 MiB, started at once
   blixard vm create web --vcpus 2 --memory 512
@@ -72,7 +78,10 @@ With -o json it prints the VM.`,
 
   # On nodes with KVM, spread out, its group's VMs apart where possible
   blixard vm create api-1 --vcpus 2 --memory 1024 --feature kvm \
-      --placement spread --anti-affinity api --anti-affinity-mode soft`,
+      --placement spread --anti-affinity api --anti-affinity-mode soft
+
+  # Return once it runs, showing its progress (or fail if it does not boot)
+  blixard vm create web --vcpus 1 --memory 256 --wait`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &apiv1.CreateVmRequest{Name: args[0], Start: !noStart, Spec: &apiv1.VmSpec{
@@ -107,6 +116,9 @@ With -o json it prints the VM.`,
 				return usageErrorf("--placement %q is not binpack or spread", placement)
 			}
 			req.Spec.Features = sortedUnique(features)
+			if err := wait.check(); err != nil {
+				return err
+			}
 			s, err := g.open(cmd)
 			if err != nil {
 				return err
@@ -116,7 +128,11 @@ With -o json it prints the VM.`,
 			if err != nil {
 				return err
 			}
-			return s.emit(resp.GetVm(), func(w io.Writer) { io.WriteString(w, vmSummary("created", resp.GetVm())) })
+			goal := vmGoalRunning
+			if noStart {
+				goal = vmGoalStopped
+			}
+			return emitVM(s, "created", resp.GetVm(), wait, goal)
 		},
 	}
 	f := cmd.Flags()
@@ -133,6 +149,7 @@ With -o json it prints the VM.`,
 	f.StringArrayVar(&features, "feature", nil, "`NAME` of a feature the hosting node must have, such as kvm (repeatable)")
 	f.StringVar(&placement, "placement", "binpack",
 		"`STRATEGY` among the nodes that fit: binpack (the fullest first) or spread (the emptiest first)")
+	wait.register(cmd, "runs (with --no-start: is stopped)")
 	_ = cmd.MarkFlagRequired("vcpus")
 	_ = cmd.MarkFlagRequired("memory")
 	return cmd

@@ -46,6 +46,20 @@ type BuildOptions struct {
 	Busybox string
 	// Logger may be nil.
 	Logger *slog.Logger
+	// Progress, if set, is told of each step of the build as it happens:
+	// step is a few words ("kernel found", "initramfs packed") and detail
+	// what the step found or made (a path, a release, a size). Build calls
+	// it on its own goroutine, and the build waits for it to return. It
+	// has no part in what the build makes: Ensure ignores it when it
+	// decides whether an image is out of date.
+	Progress func(step, detail string)
+}
+
+// progress passes a build step to opts.Progress, if it is set.
+func (opts BuildOptions) progress(step, detail string) {
+	if opts.Progress != nil {
+		opts.Progress(step, detail)
+	}
 }
 
 // LocateAgent finds the blixard-agent binary: $BLIXARD_AGENT, else
@@ -121,15 +135,17 @@ func build(ctx context.Context, outDir string, opts BuildOptions, log *slog.Logg
 	if err := checkStatic(busybox); err != nil {
 		return nil, fmt.Errorf("busybox: %w (Debian's busybox-static package has a static one)", err)
 	}
+	opts.progress("agent found", agent)
 	tmp, err := os.MkdirTemp("", "blixard-image-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	kernelSrc, err := findKernel(ctx, opts.Kernel, tmp, log)
+	kernelSrc, err := findKernel(ctx, opts.Kernel, tmp, log, opts.progress)
 	if err != nil {
 		return nil, err
 	}
+	opts.progress("kernel found", kernelSrc)
 	dir, err := filepath.Abs(outDir)
 	if err != nil {
 		return nil, err
@@ -150,6 +166,7 @@ func build(ctx context.Context, outDir string, opts BuildOptions, log *slog.Logg
 		return nil, err
 	}
 	img.KernelRelease = kernel.release
+	opts.progress("kernel unpacked", kernelDetail(kernel.release, img.Kernel))
 	applets, err := busyboxApplets(ctx, busybox)
 	if err != nil {
 		return nil, err
@@ -165,6 +182,7 @@ func build(ctx context.Context, outDir string, opts BuildOptions, log *slog.Logg
 	if err := writeInitramfs(img.Initrd, initramfsEntries(agentData, busyboxData, applets)); err != nil {
 		return nil, err
 	}
+	opts.progress("initramfs packed", fmt.Sprintf("%s, busybox with %d applets", sizeText(img.Initrd), len(applets)))
 	if img.Digest, err = digestFiles(img.Kernel, img.Initrd); err != nil {
 		return nil, err
 	}
@@ -201,7 +219,27 @@ func build(ctx context.Context, outDir string, opts BuildOptions, log *slog.Logg
 	}); err != nil {
 		return nil, err
 	}
+	opts.progress("image written", img.Digest)
 	return img, nil
+}
+
+// kernelDetail describes the unpacked kernel at path for a progress step:
+// its release, if known, and its size.
+func kernelDetail(release, path string) string {
+	if release == "" {
+		return sizeText(path)
+	}
+	return release + ", " + sizeText(path)
+}
+
+// sizeText is the size of the file at path in MiB, to one decimal ("" if
+// it cannot be read).
+func sizeText(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%.1f MiB", float64(fi.Size())/(1<<20))
 }
 
 // sourcesOf records the inputs of a build. A kernel fetched with apt (under

@@ -214,8 +214,9 @@ func kernelRelease(vmlinux []byte) string {
 }
 
 // findKernel resolves BuildOptions.Kernel: the given path, else the newest
-// Debian kernel in /boot, else one fetched with apt (into tmpDir).
-func findKernel(ctx context.Context, given, tmpDir string, log *slog.Logger) (string, error) {
+// Debian kernel in /boot, else one fetched with apt (into tmpDir), which it
+// tells progress before it starts.
+func findKernel(ctx context.Context, given, tmpDir string, log *slog.Logger, progress func(step, detail string)) (string, error) {
 	if given != "" {
 		if _, err := os.Stat(given); err != nil {
 			return "", fmt.Errorf("kernel: %w", err)
@@ -226,6 +227,7 @@ func findKernel(ctx context.Context, given, tmpDir string, log *slog.Logger) (st
 		return k, nil
 	} else {
 		log.Info("no kernel in /boot; fetching one with apt", "package", kernelMetaPackage, "reason", err)
+		progress("fetching a kernel", "no kernel in /boot; apt-get download of "+kernelMetaPackage+"'s kernel")
 	}
 	k, err := aptKernel(ctx, tmpDir)
 	if err != nil {
