@@ -15,7 +15,11 @@ var blixardBin string
 // healthProbeBin is where TestMain installed it.
 const healthProbeModule = "github.com/grpc-ecosystem/grpc-health-probe@v0.4.62"
 
-var healthProbeBin string
+// grpcurlModule is grpcurl at the version the tests use; grpcurlBin is
+// where TestMain installed it.
+const grpcurlModule = "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4"
+
+var healthProbeBin, grpcurlBin string
 
 // TestMain builds the blixard binary once, into a temporary directory that
 // it removes after the tests.
@@ -50,15 +54,19 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "processtest: go build ./cmd/blixard-agent:", err)
 		return 1
 	}
-	// The standard health probe, as operators and Kubernetes run it,
-	// fetched through the module proxy at a pinned version.
-	probe := exec.Command(goTool, "install", healthProbeModule)
-	probe.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
-	probe.Stdout, probe.Stderr = os.Stderr, os.Stderr
-	if err := probe.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "processtest: go install "+healthProbeModule+":", err)
-		return 1
+	// The standard health probe, as operators and Kubernetes run it, and
+	// grpcurl, fetched through the module proxy at pinned versions (one
+	// module per go install).
+	for _, mod := range []string{healthProbeModule, grpcurlModule} {
+		install := exec.Command(goTool, "install", mod)
+		install.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+		install.Stdout, install.Stderr = os.Stderr, os.Stderr
+		if err := install.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "processtest: go install "+mod+":", err)
+			return 1
+		}
 	}
 	healthProbeBin = filepath.Join(dir, "grpc-health-probe")
+	grpcurlBin = filepath.Join(dir, "grpcurl")
 	return m.Run()
 }

@@ -218,6 +218,34 @@ func TestClientAccess(t *testing.T) {
 		}
 	}
 
+	// grpcurl, through reflection and with the CA only, lists the
+	// services and a service's methods; calling a method still needs a
+	// token.
+	for _, tc := range []struct {
+		flags, call []string // grpcurl [flags] address [call]
+		ok          bool
+		want        []string
+	}{
+		{nil, []string{"list"}, true, []string{"blixard.v1.ClusterService", "blixard.v1.VmService", "blixard.v1.TaskService",
+			"blixard.v1.TokenService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"}},
+		{nil, []string{"list", "blixard.v1.VmService"}, true, []string{"blixard.v1.VmService.CreateVm", "blixard.v1.VmService.StreamVmLogs"}},
+		{[]string{"-d", `{"service":"blixard.v1.VmService"}`}, []string{"grpc.health.v1.Health/Check"}, true, []string{"SERVING"}},
+		{[]string{"-d", `{}`}, []string{"blixard.v1.VmService/ListVms"}, false, []string{"Unauthenticated"}},
+		{[]string{"-H", "authorization: Bearer " + c.adminToken, "-d", `{}`}, []string{"blixard.v1.VmService/ListVms"}, true, nil},
+	} {
+		args := slices.Concat([]string{"-cacert", c.caFile, "-max-time", "10"}, tc.flags, []string{c.node(1).addr}, tc.call)
+		out, err := exec.Command(grpcurlBin, args...).CombinedOutput()
+		t.Logf("$ grpcurl %s → %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		if (err == nil) != tc.ok {
+			t.Errorf("grpcurl %s: err %v, want success %v", strings.Join(args, " "), err, tc.ok)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("grpcurl %s: output lacks %q", strings.Join(args, " "), w)
+			}
+		}
+	}
+
 	// Roles.
 	viewer := c.createToken(&apiv1.CreateTokenRequest{Kind: apiv1.TokenKind_TOKEN_KIND_ACL, AccessRole: apiv1.AccessRole_ACCESS_ROLE_VIEWER})
 	operator := c.createToken(&apiv1.CreateTokenRequest{Kind: apiv1.TokenKind_TOKEN_KIND_ACL, AccessRole: apiv1.AccessRole_ACCESS_ROLE_OPERATOR})
