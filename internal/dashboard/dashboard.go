@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -11,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	apiv1 "github.com/blixard/blixard/api/v1"
@@ -45,6 +47,10 @@ type Config struct {
 	RequireToken bool
 	// Secure marks the sign-in cookie for HTTPS only.
 	Secure bool
+	// CookieName names the sign-in cookie (default "blixard_token").
+	// Browsers send a cookie to every port of a host, so each dashboard
+	// on one host wants its own name.
+	CookieName string
 	// Interval is how often a live page's stream looks for changes
 	// (default 1 s).
 	Interval time.Duration
@@ -56,8 +62,9 @@ type Config struct {
 //go:embed web
 var webFS embed.FS
 
-// cookieName holds a signed-in viewer's token (HttpOnly, SameSite=Strict).
-const cookieName = "blixard_token"
+// defaultCookieName holds a signed-in viewer's token (HttpOnly,
+// SameSite=Strict) unless Config.CookieName says otherwise.
+const defaultCookieName = "blixard_token"
 
 // cookieMaxAge bounds how long a browser keeps the sign-in.
 const cookieMaxAge = 12 * time.Hour
@@ -66,9 +73,29 @@ const cookieMaxAge = 12 * time.Hour
 // the browser see it is alive.
 const keepAlive = 15 * time.Second
 
+// maxStreams bounds the live streams one dashboard serves at once; the
+// overview they send is read once per Interval whatever their number.
+const maxStreams = 64
+
+// writeTimeout bounds one write to a client: a stream whose reader
+// stopped reading is dropped, not kept.
+const writeTimeout = 10 * time.Second
+
+// readTimeout bounds one read of the whole overview from the node.
+const readTimeout = 10 * time.Second
+
 type dashboard struct {
-	cfg    Config
-	static http.Handler
+	cfg     Config
+	streams atomic.Int32
+
+	// mu guards the overview last read, shared by every request and
+	// stream: the node is asked at most once per Interval, and only for
+	// its status when the status says nothing changed.
+	mu      sync.Mutex
+	readAt  time.Time
+	key     string
+	current *Overview
+	readErr error
 }
 
 // Handler serves the dashboard: the pages, their assets and the JSON and
@@ -83,15 +110,18 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = defaultCookieName
+	}
 	sub, err := fs.Sub(webFS, "web")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	d := &dashboard{cfg: cfg, static: http.FileServerFS(sub)}
+	d := &dashboard{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.page("index.html"))
 	mux.HandleFunc("GET /vm/{name}", d.page("vm.html"))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", d.static))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(sub)))
 	mux.HandleFunc("GET /api/session", d.session)
 	mux.HandleFunc("POST /api/login", d.login)
 	mux.HandleFunc("POST /api/logout", d.logout)
@@ -149,12 +179,16 @@ func (d *dashboard) page(name string) http.HandlerFunc {
 }
 
 // token is the request's viewer token: the sign-in cookie, or an
-// "Authorization: Bearer" header (for scripts).
-func token(r *http.Request) string {
+// "Authorization: Bearer" header (for scripts). A node without tokens
+// takes none: a stray cookie of another cluster is not passed on.
+func (d *dashboard) token(r *http.Request) string {
+	if d.cfg.CheckToken == nil {
+		return ""
+	}
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		return strings.TrimSpace(tok)
 	}
-	if c, err := r.Cookie(cookieName); err == nil {
+	if c, err := r.Cookie(d.cfg.CookieName); err == nil {
 		return c.Value
 	}
 	return ""
@@ -166,9 +200,9 @@ type tokenKey struct{}
 // always checked; none given is refused only when RequireToken.
 func (d *dashboard) data(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := token(r)
+		tok := d.token(r)
 		switch {
-		case tok != "" && d.cfg.CheckToken != nil:
+		case tok != "":
 			if err := d.cfg.CheckToken(tok); err != nil {
 				writeError(w, http.StatusUnauthorized, "token refused: "+err.Error())
 				return
@@ -192,7 +226,7 @@ type sessionInfo struct {
 
 func (d *dashboard) session(w http.ResponseWriter, r *http.Request) {
 	s := sessionInfo{Required: d.cfg.RequireToken, Tokens: d.cfg.CheckToken != nil}
-	if tok := token(r); tok != "" && d.cfg.CheckToken != nil {
+	if tok := d.token(r); tok != "" {
 		if err := d.cfg.CheckToken(tok); err != nil {
 			s.Error = err.Error()
 		} else {
@@ -205,7 +239,31 @@ func (d *dashboard) session(w http.ResponseWriter, r *http.Request) {
 // maxLoginBody bounds a sign-in request.
 const maxLoginBody = 4 << 10
 
+// sameOrigin refuses a state-changing request that another site's page
+// could have sent: it must be JSON (which a form cannot send without a
+// preflight), and the browser's Sec-Fetch-Site and Origin, when given,
+// must say it came from this origin.
+func sameOrigin(r *http.Request) error {
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
+		return errors.New("the request must be JSON (Content-Type: application/json)")
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return fmt.Errorf("refused a %s request", site)
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+			return fmt.Errorf("refused a request from origin %q", origin)
+		}
+	}
+	return nil
+}
+
 func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
+	if err := sameOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	if d.cfg.CheckToken == nil {
 		writeError(w, http.StatusBadRequest, "this node runs without security: there are no tokens")
 		return
@@ -222,31 +280,83 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "token refused: "+err.Error())
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: tok, Path: "/", MaxAge: int(cookieMaxAge / time.Second),
+	http.SetCookie(w, &http.Cookie{Name: d.cfg.CookieName, Value: tok, Path: "/", MaxAge: int(cookieMaxAge / time.Second),
 		HttpOnly: true, Secure: d.cfg.Secure, SameSite: http.SameSiteStrictMode})
 	writeJSON(w, sessionInfo{Required: d.cfg.RequireToken, SignedIn: true, Tokens: true})
 }
 
 func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1,
+	if err := sameOrigin(r); err != nil {
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: d.cfg.CookieName, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: d.cfg.Secure, SameSite: http.SameSiteStrictMode})
 	writeJSON(w, sessionInfo{Required: d.cfg.RequireToken, Tokens: d.cfg.CheckToken != nil})
 }
 
 func (d *dashboard) nowMs() int64 { return d.cfg.Now().UnixMilli() }
 
+// read returns the overview as of at most Interval ago, asking the node
+// only if it is older, and then only for its status unless that changed.
+// Requests and streams share it, so their number does not add load on the
+// node's event loop.
+func (d *dashboard) read(ctx context.Context) (*Overview, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.readAt.IsZero() && time.Since(d.readAt) < d.cfg.Interval {
+		return d.current, d.readErr
+	}
+	d.readAt = time.Now()
+	// Not the asking request's to cancel: others share the answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+	defer cancel()
+	cs, err := status(ctx, d.cfg.Backend)
+	if err != nil {
+		d.current, d.key, d.readErr = nil, "", err
+		return nil, err
+	}
+	if key := statusKey(cs); key != d.key || d.current == nil {
+		o, err := overview(ctx, d.cfg.Backend, cs)
+		if err != nil {
+			d.current, d.key, d.readErr = nil, "", err
+			return nil, err
+		}
+		d.current, d.key = o, key
+	}
+	d.readErr = nil
+	return d.current, nil
+}
+
+// stamped is o as sent: with the node's clock, for the page's ages.
+func (d *dashboard) stamped(o *Overview) []byte {
+	c := *o
+	c.NowMs = d.nowMs()
+	return mustJSON(&c)
+}
+
 func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
-	o, err := overview(r.Context(), d.cfg.Backend, d.nowMs())
+	o, err := d.read(r.Context())
 	if err != nil {
 		d.fail(w, err)
 		return
 	}
-	writeJSON(w, o)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(d.stamped(o))
 }
 
 // stream sends the overview as server-sent events: at once, then each
-// time it changes (looked at every Interval), until the client goes.
+// time it changes (looked at every Interval), until the client goes, the
+// node stops, or the viewer's token stops being good.
 func (d *dashboard) stream(w http.ResponseWriter, r *http.Request) {
+	if d.streams.Add(1) > maxStreams {
+		d.streams.Add(-1)
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("this node already serves %d live dashboards; close some", maxStreams))
+		return
+	}
+	defer d.streams.Add(-1)
+	tok, _ := r.Context().Value(tokenKey{}).(string)
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -256,37 +366,47 @@ func (d *dashboard) stream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tick := time.NewTicker(d.cfg.Interval)
 	defer tick.Stop()
-	var last []byte
-	idle := time.Duration(0)
+	var (
+		last    *Overview // the overview last sent (read's answers are shared, never changed)
+		problem string    // the problem last sent
+		idle    time.Duration
+	)
+	send := func(msg []byte) bool {
+		idle = 0
+		if err := rc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return false
+		}
+		if _, err := w.Write(msg); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
 	for {
-		o, err := overview(ctx, d.cfg.Backend, 0)
-		var msg []byte
-		if err != nil {
-			if ctx.Err() != nil {
+		if tok != "" {
+			if err := d.cfg.CheckToken(tok); err != nil {
+				send(fmt.Appendf(nil, "event: signedout\ndata: %s\n\n", mustJSON(map[string]string{"error": "token refused: " + err.Error()})))
 				return
 			}
-			msg = fmt.Appendf(nil, "event: problem\ndata: %s\n\n", mustJSON(map[string]string{"error": err.Error()}))
-		} else {
-			body := mustJSON(o)
-			if !bytes.Equal(body, last) {
-				last = body
-				// The clock is stamped after the comparison, so an
-				// unchanged cluster sends nothing.
-				o.NowMs = d.nowMs()
-				msg = fmt.Appendf(nil, "event: overview\ndata: %s\n\n", mustJSON(o))
-			}
 		}
-		if msg == nil && idle >= keepAlive {
+		o, err := d.read(ctx)
+		var msg []byte
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			last = nil // whatever comes next is news
+			if err.Error() != problem {
+				problem = err.Error()
+				msg = fmt.Appendf(nil, "event: problem\ndata: %s\n\n", mustJSON(map[string]string{"error": problem}))
+			}
+		case o != last:
+			last, problem = o, ""
+			msg = fmt.Appendf(nil, "event: overview\ndata: %s\n\n", d.stamped(o))
+		case idle >= keepAlive:
 			msg = []byte(": alive\n\n")
 		}
-		if msg != nil {
-			idle = 0
-			if _, err := w.Write(msg); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
-				return
-			}
+		if msg != nil && !send(msg) {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -340,6 +460,12 @@ func (d *dashboard) console(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, _ := r.Context().Value(tokenKey{}).(string)
+	if d.cfg.CheckToken != nil && tok == "" {
+		// Consoles may hold what the guests print, secrets included: as
+		// through the API, reading them takes a token, on loopback too.
+		writeJSON(w, Console{Error: "sign in with a viewer token to read VM consoles"})
+		return
+	}
 	text, err := d.cfg.Consoles.ConsoleTail(r.Context(), r.PathValue("name"), tok)
 	if err != nil {
 		// Said on the page, not as a failed request: a VM not yet placed,

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,12 +18,17 @@ import (
 
 // fakeBackend answers the reads the dashboard makes from fixed state.
 type fakeBackend struct {
-	mu     sync.Mutex
-	leader uint64
-	term   uint64
-	vms    []*apiv1.Vm
-	events []*apiv1.Event
-	reads  int
+	mu      sync.Mutex
+	leader  uint64
+	term    uint64
+	applied uint64
+	vms     []*apiv1.Vm
+	events  []*apiv1.Event
+	// fail makes every read fail; statusReads is poked at each status
+	// read, and lists counts the list reads.
+	fail        error
+	statusReads chan struct{}
+	lists       int
 }
 
 func (f *fakeBackend) setLeader(id, term uint64) {
@@ -33,12 +37,26 @@ func (f *fakeBackend) setLeader(id, term uint64) {
 	f.leader, f.term = id, term
 }
 
+func (f *fakeBackend) setFail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = err
+}
+
 func (f *fakeBackend) Do(_ context.Context, req *apiv1.Request) (*apiv1.Response, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reads++
+	if f.fail != nil {
+		return nil, f.fail
+	}
 	switch k := req.GetKind().(type) {
 	case *apiv1.Request_GetClusterStatus:
+		if f.statusReads != nil {
+			select {
+			case f.statusReads <- struct{}{}:
+			default:
+			}
+		}
 		if !k.GetClusterStatus.GetStale() {
 			return nil, errors.New("the dashboard must read its local state")
 		}
@@ -52,8 +70,10 @@ func (f *fakeBackend) Do(_ context.Context, req *apiv1.Request) (*apiv1.Response
 		}
 		return &apiv1.Response{Kind: &apiv1.Response_GetClusterStatus{GetClusterStatus: &apiv1.GetClusterStatusResponse{
 			Cluster: &apiv1.Cluster{Id: "c1"}, Nodes: nodes, Members: members, NodeId: 2, LeaderId: f.leader, Term: f.term,
+			AppliedIndex: f.applied,
 		}}}, nil
 	case *apiv1.Request_ListVms:
+		f.lists++
 		return &apiv1.Response{Kind: &apiv1.Response_ListVms{ListVms: &apiv1.ListVmsResponse{Vms: f.vms}}}, nil
 	case *apiv1.Request_ListTasks:
 		return &apiv1.Response{Kind: &apiv1.Response_ListTasks{ListTasks: &apiv1.ListTasksResponse{Tasks: []*apiv1.Task{{
@@ -203,7 +223,7 @@ func TestTokens(t *testing.T) {
 	cons := &fakeConsoles{}
 	h := Handler(Config{Backend: newFake(), Consoles: cons, CheckToken: checkToken, RequireToken: true, Secure: true})
 	withCookie := func(v string) func(*http.Request) {
-		return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: cookieName, Value: v}) }
+		return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: defaultCookieName, Value: v}) }
 	}
 	cases := []struct {
 		name string
@@ -231,6 +251,7 @@ func TestTokens(t *testing.T) {
 	// Secure, SameSite=Strict cookie.
 	post := func(path, body string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:8081"+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
 		return w
@@ -276,71 +297,192 @@ func TestOptionalToken(t *testing.T) {
 	}
 }
 
-// The live stream sends the overview at once, again when it changes, and
-// not when it does not.
-func TestStream(t *testing.T) {
-	f := newFake()
-	srv := httptest.NewServer(Handler(Config{Backend: f, Interval: 5 * time.Millisecond}))
-	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithCancel(context.Background())
+// sseReader reads server-sent events.
+type sseReader struct {
+	t  *testing.T
+	br *bufio.Reader
+}
+
+// next returns the next event's name and data.
+func (r sseReader) next() (string, string) {
+	r.t.Helper()
+	var event, data string
+	for {
+		line, err := r.br.ReadString('\n')
+		if err != nil {
+			r.t.Fatalf("stream ended: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		case line == "" && event != "":
+			return event, data
+		}
+	}
+}
+
+func (r sseReader) overview() Overview {
+	r.t.Helper()
+	event, data := r.next()
+	if event != "overview" {
+		r.t.Fatalf("event %q (%s), want an overview", event, data)
+	}
+	var o Overview
+	if err := json.Unmarshal([]byte(data), &o); err != nil {
+		r.t.Fatal(err)
+	}
+	return o
+}
+
+// openStream opens /api/stream on srv; the stream ends with the test.
+func openStream(t *testing.T, srv *httptest.Server, mod func(*http.Request)) sseReader {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/stream", nil)
+	if mod != nil {
+		mod(req)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("content type %q", ct)
+	t.Cleanup(func() { cancel(); _, _ = io.Copy(io.Discard, resp.Body); resp.Body.Close() })
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("stream: status %d, content type %q", resp.StatusCode, ct)
 	}
-	br := bufio.NewReader(resp.Body)
-	next := func() Overview {
-		t.Helper()
-		var event, data string
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("stream ended: %v", err)
-			}
-			line = strings.TrimRight(line, "\n")
-			switch {
-			case strings.HasPrefix(line, "event: "):
-				event = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				data = strings.TrimPrefix(line, "data: ")
-			case line == "" && event != "":
-				if event != "overview" {
-					t.Fatalf("event %q: %s", event, data)
-				}
-				var o Overview
-				if err := json.Unmarshal([]byte(data), &o); err != nil {
-					t.Fatal(err)
-				}
-				return o
-			}
+	return sseReader{t: t, br: bufio.NewReader(resp.Body)}
+}
+
+// awaitReads waits until the backend has been asked for its status n
+// more times.
+func awaitReads(t *testing.T, f *fakeBackend, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-f.statusReads:
+		case <-time.After(time.Minute):
+			t.Fatal("the stream stopped reading the node")
 		}
 	}
-	if o := next(); o.LeaderID != 1 || o.Term != 3 {
-		t.Fatalf("first overview: leader %d term %d", o.LeaderID, o.Term)
+}
+
+// The live stream sends the overview at once, again when it changes, and
+// not when it does not; it reads the lists only when the status moved;
+// it says when the node cannot be read, and recovers.
+func TestStream(t *testing.T) {
+	f := newFake()
+	f.statusReads = make(chan struct{}, 1)
+	srv := httptest.NewServer(Handler(Config{Backend: f, Interval: 5 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	s := openStream(t, srv, nil)
+	if o := s.overview(); o.LeaderID != 1 || o.Term != 3 || o.VMsTotal != 1 || o.VMsRunning != 1 || o.TasksTotal != 1 {
+		t.Fatalf("first overview: %+v", o)
 	}
 	// Let the stream look a few more times at an unchanged cluster, then
 	// change it: the next event must be the change.
+	awaitReads(t, f, 3)
 	f.mu.Lock()
-	seen := f.reads
+	lists := f.lists
 	f.mu.Unlock()
-	for {
-		f.mu.Lock()
-		r := f.reads
-		f.mu.Unlock()
-		if r >= seen+12 { // three more looks (four reads each)
-			break
-		}
-		runtime.Gosched()
+	if lists != 1 {
+		t.Errorf("the VMs were listed %d times for an unchanged status, want once", lists)
 	}
 	f.setLeader(3, 4)
-	if o := next(); o.LeaderID != 3 || o.Term != 4 || !o.Nodes[2].Leader {
+	if o := s.overview(); o.LeaderID != 3 || o.Term != 4 || !o.Nodes[2].Leader {
 		t.Fatalf("after the change: leader %d term %d", o.LeaderID, o.Term)
 	}
-	cancel()
-	_, _ = io.Copy(io.Discard, resp.Body)
+	f.setFail(errors.New("node is shutting down"))
+	if event, data := s.next(); event != "problem" || !strings.Contains(data, "shutting down") {
+		t.Fatalf("while the node fails: %s %s", event, data)
+	}
+	f.setFail(nil)
+	if o := s.overview(); o.LeaderID != 3 {
+		t.Fatalf("after recovery: %+v", o)
+	}
+}
+
+// A stream ends when its viewer's token stops being good.
+func TestStreamEndsWhenTokenRevoked(t *testing.T) {
+	var mu sync.Mutex
+	revoked := false
+	check := func(tok string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if tok != goodToken || revoked {
+			return errors.New("token revoked")
+		}
+		return nil
+	}
+	srv := httptest.NewServer(Handler(Config{Backend: newFake(), CheckToken: check, RequireToken: true, Interval: 5 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	s := openStream(t, srv, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+goodToken) })
+	s.overview()
+	mu.Lock()
+	revoked = true
+	mu.Unlock()
+	if event, data := s.next(); event != "signedout" || !strings.Contains(data, "revoked") {
+		t.Fatalf("after the revocation: %s %s", event, data)
+	}
+	if _, err := s.br.ReadString('\n'); err == nil {
+		t.Fatal("the stream goes on after the token was revoked")
+	}
+}
+
+// Sign-in and sign-out refuse what another site's page could send.
+func TestSignInSameOrigin(t *testing.T) {
+	h := Handler(Config{Backend: newFake(), CheckToken: checkToken, RequireToken: true})
+	body := `{"token":"` + goodToken + `"}`
+	for _, c := range []struct {
+		name    string
+		headers map[string]string
+		want    int
+	}{
+		{"json, same origin", map[string]string{"Content-Type": "application/json", "Origin": "http://127.0.0.1:8081", "Sec-Fetch-Site": "same-origin"}, http.StatusOK},
+		{"form", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, http.StatusForbidden},
+		{"text/plain", map[string]string{"Content-Type": "text/plain"}, http.StatusForbidden},
+		{"cross-site", map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"same-site other port", map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"other origin", map[string]string{"Content-Type": "application/json", "Origin": "http://127.0.0.1:9999"}, http.StatusForbidden},
+	} {
+		for _, path := range []string{"/api/login", "/api/logout"} {
+			r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:8081"+path, strings.NewReader(body))
+			for k, v := range c.headers {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != c.want {
+				t.Errorf("%s: %s status %d, want %d", c.name, path, w.Code, c.want)
+			}
+		}
+	}
+}
+
+// A node without tokens ignores a stray cookie (another cluster's), and
+// a secure node's consoles need a token even on loopback.
+func TestTokenlessNodeAndConsoles(t *testing.T) {
+	cons := &fakeConsoles{}
+	h := Handler(Config{Backend: newFake(), Consoles: cons})
+	w := get(t, h, "/api/overview", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: defaultCookieName, Value: "bxa.other.cluster"}) })
+	if w.Code != http.StatusOK {
+		t.Errorf("stray cookie on a tokenless node: status %d", w.Code)
+	}
+	get(t, h, "/api/vms/web/console", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: defaultCookieName, Value: "bxa.other.cluster"}) })
+	if cons.lastToken != "" {
+		t.Errorf("a tokenless node passed on the token %q", cons.lastToken)
+	}
+	h = Handler(Config{Backend: newFake(), Consoles: &fakeConsoles{}, CheckToken: checkToken, CookieName: "blixard_8081"})
+	var c Console
+	w = get(t, h, "/api/vms/web/console", nil)
+	if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil || !strings.Contains(c.Error, "sign in") || c.Text != "" {
+		t.Errorf("console without a token on a secure node = %+v, %v", c, err)
+	}
+	w = get(t, h, "/api/vms/web/console", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "blixard_8081", Value: goodToken}) })
+	if err := json.Unmarshal(w.Body.Bytes(), &c); err != nil || c.Text != "console of web\n" {
+		t.Errorf("console with the node's own cookie = %+v, %v", c, err)
+	}
 }

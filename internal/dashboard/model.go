@@ -10,7 +10,7 @@ import (
 )
 
 // Limits on what one overview carries: a big cluster's page shows the
-// first of its VMs and tasks (by name, by id) and says how many there are.
+// first of its VMs (by name) and the newest of its tasks, and counts all.
 const (
 	maxListed         = 500
 	overviewEvents    = 15
@@ -34,9 +34,11 @@ type Overview struct {
 	VMs    []VMView   `json:"vms"`
 	Tasks  []TaskView `json:"tasks"`
 	Events []Event    `json:"events"`
-	// VMsTruncated / TasksTruncated: more exist than are listed.
-	VMsTruncated   bool `json:"vms_truncated"`
-	TasksTruncated bool `json:"tasks_truncated"`
+	// Counts over all VMs and tasks, listed or not.
+	VMsTotal    int `json:"vms_total"`
+	VMsRunning  int `json:"vms_running"`
+	TasksTotal  int `json:"tasks_total"`
+	TasksActive int `json:"tasks_active"`
 }
 
 // NodeView is one node of the overview.
@@ -131,17 +133,28 @@ func call(ctx context.Context, b Backend, req *apiv1.Request) (*apiv1.Response, 
 	return resp, nil
 }
 
-// overview reads the serving node's view of the cluster: its local state
-// (stale reads), so a follower cut off from its leader still answers.
-func overview(ctx context.Context, b Backend, nowMs int64) (*Overview, error) {
+// status reads the serving node's cluster status from its local state.
+func status(ctx context.Context, b Backend) (*apiv1.GetClusterStatusResponse, error) {
 	resp, err := call(ctx, b, &apiv1.Request{Kind: &apiv1.Request_GetClusterStatus{GetClusterStatus: &apiv1.GetClusterStatusRequest{Stale: true}}})
 	if err != nil {
 		return nil, fmt.Errorf("read the cluster status: %w", err)
 	}
-	cs := resp.GetGetClusterStatus()
+	return resp.GetGetClusterStatus(), nil
+}
+
+// statusKey changes whenever anything the overview shows may have: all of
+// it is in the applied state, but for the leader and term.
+func statusKey(cs *apiv1.GetClusterStatusResponse) string {
+	return fmt.Sprintf("%d/%d/%d", cs.GetAppliedIndex(), cs.GetTerm(), cs.GetLeaderId())
+}
+
+// overview reads the serving node's view of the cluster, from status on:
+// its local state (stale reads), so a follower cut off from its leader
+// still answers.
+func overview(ctx context.Context, b Backend, cs *apiv1.GetClusterStatusResponse) (*Overview, error) {
 	o := &Overview{
 		ClusterID: cs.GetCluster().GetId(), NodeID: cs.GetNodeId(), LeaderID: cs.GetLeaderId(), Term: cs.GetTerm(),
-		CommitIndex: cs.GetCommitIndex(), AppliedIndex: cs.GetAppliedIndex(), NowMs: nowMs,
+		CommitIndex: cs.GetCommitIndex(), AppliedIndex: cs.GetAppliedIndex(),
 		Nodes: []NodeView{}, VMs: []VMView{}, Tasks: []TaskView{}, Events: []Event{},
 	}
 	members := map[uint64]*apiv1.ClusterMember{}
@@ -161,27 +174,36 @@ func overview(ctx context.Context, b Backend, nowMs int64) (*Overview, error) {
 		}
 		o.Nodes = append(o.Nodes, v)
 	}
-	resp, err = call(ctx, b, &apiv1.Request{Kind: &apiv1.Request_ListVms{ListVms: &apiv1.ListVmsRequest{Stale: true, Limit: maxListed + 1}}})
+	resp, err := call(ctx, b, &apiv1.Request{Kind: &apiv1.Request_ListVms{ListVms: &apiv1.ListVmsRequest{Stale: true}}})
 	if err != nil {
 		return nil, fmt.Errorf("list the VMs: %w", err)
 	}
 	vms := resp.GetListVms().GetVms()
-	if len(vms) > maxListed {
-		vms, o.VMsTruncated = vms[:maxListed], true
+	o.VMsTotal = len(vms)
+	for i, v := range vms {
+		if v.GetState() == apiv1.VmState_VM_STATE_RUNNING {
+			o.VMsRunning++
+		}
+		if i < maxListed {
+			o.VMs = append(o.VMs, vmView(v))
+		}
 	}
-	for _, v := range vms {
-		o.VMs = append(o.VMs, vmView(v))
-	}
-	resp, err = call(ctx, b, &apiv1.Request{Kind: &apiv1.Request_ListTasks{ListTasks: &apiv1.ListTasksRequest{Stale: true, Limit: maxListed + 1}}})
+	resp, err = call(ctx, b, &apiv1.Request{Kind: &apiv1.Request_ListTasks{ListTasks: &apiv1.ListTasksRequest{Stale: true}}})
 	if err != nil {
 		return nil, fmt.Errorf("list the tasks: %w", err)
 	}
 	tasks := resp.GetListTasks().GetTasks()
-	if len(tasks) > maxListed {
-		tasks, o.TasksTruncated = tasks[:maxListed], true
-	}
-	for _, t := range tasks {
-		o.Tasks = append(o.Tasks, taskView(t))
+	o.TasksTotal = len(tasks)
+	// Tasks are kept for good: the newest are the ones to show.
+	for i := len(tasks) - 1; i >= 0; i-- {
+		t := tasks[i]
+		switch t.GetStatus() {
+		case apiv1.TaskStatus_TASK_STATUS_PENDING, apiv1.TaskStatus_TASK_STATUS_ASSIGNED, apiv1.TaskStatus_TASK_STATUS_RUNNING:
+			o.TasksActive++
+		}
+		if len(o.Tasks) < maxListed {
+			o.Tasks = append(o.Tasks, taskView(t))
+		}
 	}
 	if o.Events, err = events(ctx, b, "", 0, overviewEvents); err != nil {
 		return nil, err

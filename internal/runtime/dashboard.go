@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -36,6 +37,14 @@ func (c Config) dashboardTLS() bool { return c.HTTPTLS || !loopback(c.HTTPListen
 func (n *Node) serveDashboard(ctx context.Context, lis net.Listener) {
 	secure := n.cfg.dashboardTLS()
 	cfg := dashboard.Config{Backend: n, Consoles: n, RequireToken: secure, Secure: secure, Logger: n.log}
+	// Browsers send cookies to every port of a host: each node's dashboard
+	// keeps its sign-in under its own name (__Host-: HTTPS, this host only).
+	if _, port, err := net.SplitHostPort(lis.Addr().String()); err == nil {
+		cfg.CookieName = "blixard_token_" + port
+		if secure {
+			cfg.CookieName = "__Host-" + cfg.CookieName
+		}
+	}
 	if n.sec != nil {
 		cfg.CheckToken = func(tok string) error {
 			role, err := n.sec.ACLRole(tok)
@@ -48,14 +57,21 @@ func (n *Node) serveDashboard(ctx context.Context, lis net.Listener) {
 	srv := &http.Server{
 		Handler:           dashboard.Handler(cfg),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       60 * time.Second,
 		// Requests, the live streams too, end with the node.
 		BaseContext: func(net.Listener) context.Context { return ctx },
+		// Failed handshakes of browsers that do not trust the CA yet are
+		// not the node's news.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
 	}()
 	var err error
 	if secure {
@@ -162,7 +178,25 @@ func (n *Node) remoteConsoleTail(ctx context.Context, name string, owner uint64,
 		if err != nil {
 			return "", err
 		}
-		creds = credentials.NewTLS(pki.ClientOnlyTLS(bundle.Pool()))
+		// The viewer's token goes only to the node that keeps the console,
+		// and only while it is a member.
+		tlsCfg := pki.ClientOnlyTLS(bundle.Pool())
+		verify := tlsCfg.VerifyConnection
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return err
+			}
+			// verify checked the chain and usage of this very leaf.
+			id, err := pki.NodeIDFromCert(cs.PeerCertificates[0])
+			switch {
+			case err != nil:
+				return err
+			case id != owner:
+				return fmt.Errorf("the server at %s is node %d, not node %d", addr, id, owner)
+			}
+			return n.sec.PeerAllowed(id)
+		}
+		creds = credentials.NewTLS(tlsCfg)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -171,7 +205,7 @@ func (n *Node) remoteConsoleTail(ctx context.Context, name string, owner uint64,
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if token != "" {
+	if token != "" && n.sec != nil {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	}
 	stream, err := apiv1grpc.NewVmServiceClient(conn).StreamVmLogs(ctx, &apiv1.StreamVmLogsRequest{Name: name, TailBytes: dashboardConsoleBytes})

@@ -100,7 +100,10 @@
     if (s.signed_in) {
       const out = el("button", { type: "button" }, "Sign out");
       out.addEventListener("click", async () => {
-        await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
+        await fetch("/api/logout", {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json" }, body: "{}",
+        });
         location.reload();
       });
       box.append(out);
@@ -126,10 +129,8 @@
       $("login-error").textContent = msg;
       return;
     }
-    $("token").value = "";
-    $("login").hidden = true;
-    await session();
-    start();
+    // Start afresh, signed in: a stream refused before is closed for good.
+    location.reload();
   });
 
   // ---- the cluster page ----
@@ -154,8 +155,8 @@
     $("term").textContent = String(o.term);
     $("applied").textContent = String(o.applied_index);
     $("served-by").textContent = "node " + o.node_id;
-    $("vms-running").textContent = o.vms.filter((v) => v.state === "running").length + " / " + o.vms.length;
-    $("tasks-active").textContent = String(o.tasks.filter((t) => ["pending", "assigned", "running"].includes(t.status)).length);
+    $("vms-running").textContent = o.vms_running + " / " + o.vms_total;
+    $("tasks-active").textContent = String(o.tasks_active);
 
     fill("nodes", o.nodes.map((n) => el("tr", { "data-node": n.id, class: n.leader ? "leader" : null },
       el("td", {}, "node " + n.id, n.leader ? el("span", { class: "badge leader" }, "leader") : null),
@@ -167,7 +168,7 @@
       el("td", {}, ...Object.keys(n.labels || {}).sort().map((k) => el("span", { class: "label-chip" }, k + "=" + n.labels[k]))),
     )), 7, "no nodes");
 
-    $("vm-count").textContent = "(" + o.vms.length + (o.vms_truncated ? "+" : "") + ")";
+    $("vm-count").textContent = o.vms.length < o.vms_total ? "(first " + o.vms.length + " of " + o.vms_total + ")" : "(" + o.vms_total + ")";
     fill("vms", o.vms.map((v) => el("tr", { "data-vm": v.name, "data-state": v.state },
       el("td", {}, el("a", { href: "/vm/" + encodeURIComponent(v.name) }, v.name)),
       el("td", {}, badge(v.state)),
@@ -178,7 +179,7 @@
       el("td", { class: "muted" }, v.reason || ""),
     )), 7, "no VMs");
 
-    $("task-count").textContent = "(" + o.tasks.length + (o.tasks_truncated ? "+" : "") + ")";
+    $("task-count").textContent = o.tasks.length < o.tasks_total ? "(newest " + o.tasks.length + " of " + o.tasks_total + ")" : "(" + o.tasks_total + ")";
     fill("tasks", o.tasks.map((t) => el("tr", { "data-task": t.id },
       el("td", {}, String(t.id)),
       el("td", {}, badge(t.status)),
@@ -201,6 +202,11 @@
     });
     es.addEventListener("problem", (m) => {
       setProblem("This node cannot read the cluster: " + JSON.parse(m.data).error);
+    });
+    es.addEventListener("signedout", (m) => {
+      es.close();
+      setLive(false, "signed out");
+      showLogin(JSON.parse(m.data).error);
     });
     es.onopen = () => setLive(true, "live");
     es.onerror = () => {
@@ -262,13 +268,21 @@
     }
   }
 
+  // every runs f now and again ms after each run ends, so slow answers
+  // never pile up.
+  function every(ms, f) {
+    const run = async () => {
+      await f();
+      setTimeout(run, ms);
+    };
+    run();
+  }
+
   function startVM() {
     $("vm-name").textContent = vmName();
     document.title = "VM " + vmName() + " — Blixard";
-    refreshVM();
-    refreshConsole();
-    setInterval(refreshVM, 2000);
-    setInterval(refreshConsole, 3000);
+    every(2000, refreshVM);
+    every(3000, refreshConsole);
   }
 
   // ---- start ----
