@@ -72,7 +72,7 @@ func TestClusterDrainJSONIsTheNodeRecord(t *testing.T) {
 	mustRunAt(t, n, "cluster", "drain", "3")
 	mustRunAt(t, n, "cluster", "drain", "3")
 	out := mustRunAt(t, n, "cluster", "status")
-	if want := "3 10.0.0.3:7001 worker - - 0 0 MiB yes ready"; !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+	if want := "3 10.0.0.3:7001 worker - - -/0 -/0 MiB yes ready"; !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
 		t.Errorf("cluster status after drain lacks the row %q:\n%s", want, out)
 	}
 }

@@ -20,7 +20,8 @@ fingerprint of its CA (the one that signs node certificates; none for a
 cluster run with --insecure) and the CA rotation under way if any
 ('blixard cluster ca'), the leader, the Raft term and commit index, and
 each member with its role, whether it votes, how far its log matches the
-leader's (known only when the leader answers), its capacity, whether it is
+leader's (known only when the leader answers), its vCPUs and memory as
+used/capacity (what the VMs and tasks placed on it take), whether it is
 drained ('blixard cluster drain') and its status with the reason it last
 changed. Nodes that left the cluster follow the members.
 
@@ -31,7 +32,7 @@ and are placed elsewhere); left once it left the cluster.
 
 With -o json it prints the GetClusterStatusResponse: leader_id, term,
 commit_index, members[] (id, address, role, voter, match_index, status,
-capacity), the nodes' records (with status, status_reason, drain, the
+capacity, allocated), the nodes' records (with status, status_reason, drain, the
 overcommit ratios and lease_millis) and the cluster record.`,
 		Example: `  blixard cluster status
   blixard cluster status --addr 10.0.0.1:7001,10.0.0.2:7001 -o json`,
@@ -95,7 +96,8 @@ func clusterStatusTable(w io.Writer, resp *apiv1.GetClusterStatusResponse) {
 		delete(records, m.GetId())
 		status := withReason(enumText(m.GetStatus()), rec.GetStatusReason())
 		row(w, m.GetId(), orDash(m.GetAddress()), enumText(m.GetRole()), voter, match,
-			m.GetCapacity().GetVcpus(), mibText(m.GetCapacity().GetMemoryMib()), drainText(rec), status)
+			fmt.Sprintf("%d/%d", m.GetAllocated().GetVcpus(), m.GetCapacity().GetVcpus()),
+			fmt.Sprintf("%d/%s", m.GetAllocated().GetMemoryMib(), mibText(m.GetCapacity().GetMemoryMib())), drainText(rec), status)
 	}
 	// Records of nodes that are not members: those that left.
 	for _, n := range resp.GetNodes() {
@@ -103,7 +105,7 @@ func clusterStatusTable(w io.Writer, resp *apiv1.GetClusterStatusResponse) {
 			continue
 		}
 		row(w, n.GetId(), orDash(n.GetAddress()), enumText(n.GetRole()), "-", "-",
-			n.GetCapacity().GetVcpus(), mibText(n.GetCapacity().GetMemoryMib()), drainText(n),
+			fmt.Sprintf("-/%d", n.GetCapacity().GetVcpus()), "-/"+mibText(n.GetCapacity().GetMemoryMib()), drainText(n),
 			withReason(enumText(n.GetStatus()), n.GetStatusReason()))
 	}
 }

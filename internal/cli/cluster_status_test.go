@@ -20,7 +20,8 @@ func threeMembers(n *clienttest.Node) {
 		voter, worker := apiv1.NodeRole_NODE_ROLE_VOTER, apiv1.NodeRole_NODE_ROLE_WORKER
 		ready, disconnected := apiv1.NodeStatus_NODE_STATUS_READY, apiv1.NodeStatus_NODE_STATUS_DISCONNECTED
 		r.Members = []*apiv1.ClusterMember{
-			{Id: 1, Address: "10.0.0.1:7001", Role: voter, Voter: true, Status: ready, Capacity: res},
+			{Id: 1, Address: "10.0.0.1:7001", Role: voter, Voter: true, Status: ready, Capacity: res,
+				Allocated: &apiv1.Resources{Vcpus: 3, MemoryMib: 2048}},
 			{Id: 2, Address: "10.0.0.2:7001", Role: voter, Voter: true, Status: ready, Capacity: res},
 			{Id: 14, Address: "10.0.0.14:7001", Role: worker, Voter: false, Status: disconnected, Capacity: small},
 		}
@@ -46,11 +47,11 @@ Commit index:   0
 Applied index:  0
 Answered by:    node 1
 
-ID  ADDRESS         ROLE    VOTER  MATCH  VCPUS  MEMORY     DRAIN  STATUS
-1   10.0.0.1:7001   voter   yes    -      8      16384 MiB  no     ready
-2   10.0.0.2:7001   voter   yes    -      8      16384 MiB  yes    ready (heartbeats resumed)
-14  10.0.0.14:7001  worker  no     -      2      1024 MiB   no     disconnected (no heartbeat for 2s)
-9   10.0.0.9:7001   worker  -      -      2      1024 MiB   no     left
+ID  ADDRESS         ROLE    VOTER  MATCH  VCPUS  MEMORY          DRAIN  STATUS
+1   10.0.0.1:7001   voter   yes    -      3/8    2048/16384 MiB  no     ready
+2   10.0.0.2:7001   voter   yes    -      0/8    0/16384 MiB     yes    ready (heartbeats resumed)
+14  10.0.0.14:7001  worker  no     -      0/2    0/1024 MiB      no     disconnected (no heartbeat for 2s)
+9   10.0.0.9:7001   worker  -      -      -/2    -/1024 MiB      no     left
 `
 	if got != want {
 		t.Errorf("cluster status printed\n%s\nwant\n%s", got, want)
@@ -71,8 +72,8 @@ Commit index:   0
 Applied index:  0
 Answered by:    node 1
 
-ID  ADDRESS        ROLE   VOTER  MATCH  VCPUS  MEMORY    DRAIN  STATUS
-1   10.0.0.1:7001  voter  yes    42     4      8192 MiB  no     ready
+ID  ADDRESS        ROLE   VOTER  MATCH  VCPUS  MEMORY      DRAIN  STATUS
+1   10.0.0.1:7001  voter  yes    42     0/4    0/8192 MiB  no     ready
 `
 	if got != want {
 		t.Errorf("cluster status printed\n%s\nwant\n%s", got, want)
