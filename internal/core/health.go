@@ -153,6 +153,10 @@ func (n *Node) fenced() bool {
 	return n.leaseHeld && !n.leaseValid()
 }
 
+// Fenced reports whether this node's fencing lease has lapsed since it
+// last held one: its agent stops every VM it runs, and starts none.
+func (n *Node) Fenced() bool { return n.fenced() }
+
 // heard notes, on the leader, that peer from is alive. It reports false
 // for a message the leader must not take: a ReadIndex from a node removed
 // from the cluster (raft would answer it, and so renew the lease of a node

@@ -248,6 +248,11 @@ func (n *Node) answerWaiters(key string, resp *apiv1.Response) {
 // says voter is promoted once its log is within PromoteWithinEntries of the
 // leader's. One change at a time; workers stay learners.
 func (n *Node) promote() {
+	for _, id := range sortedKeys(n.promoteErrs) {
+		if !n.isLeader || !slices.Contains(n.confState.GetLearners(), id) {
+			delete(n.promoteErrs, id)
+		}
+	}
 	if !n.isLeader || len(n.confState.GetLearners()) == 0 {
 		return
 	}
@@ -272,9 +277,19 @@ func (n *Node) promote() {
 		err := n.rn.ProposeConfChange(cc)
 		n.proposedConfChange(cc, err)
 		if err != nil {
-			n.cfg.Logger.Warningf("core: promote learner %d: %v", id, err)
+			// Tried again every RegisterEveryTicks: warned once per error.
+			if text := err.Error(); n.promoteErrs[id] != text {
+				if n.promoteErrs == nil {
+					n.promoteErrs = map[uint64]string{}
+				}
+				n.promoteErrs[id] = text
+				n.cfg.Logger.Warningf("core: promote learner %d: %v", id, err)
+			} else {
+				n.cfg.Logger.Debugf("core: promote learner %d: %v", id, err)
+			}
 			return
 		}
+		delete(n.promoteErrs, id)
 		n.confPending = n.ticks + uint64(n.cfg.RequestTimeoutTicks)
 		return
 	}

@@ -100,6 +100,10 @@ type Node struct {
 	// change it will not take into an empty entry, which is why this is a
 	// deadline and not a flag).
 	confPending uint64
+	// promoteErrs: per learner this leader failed to promote, the error
+	// it last warned of; the same error again is logged at debug. Only
+	// learners of the current configuration, while this node leads.
+	promoteErrs map[uint64]string
 	// incarnation tells this run's read contexts from an earlier run's.
 	incarnation uint64
 

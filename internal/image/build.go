@@ -159,7 +159,8 @@ func build(ctx context.Context, outDir string, opts BuildOptions, log *slog.Logg
 		Kernel: filepath.Join(dir, KernelFile),
 		Initrd: filepath.Join(dir, InitrdFile),
 	}
-	log.Info("building guest image", "kernel", kernelSrc, "agent", agent, "busybox", busybox, "dir", dir)
+	// Ensure (store.go) says why it builds; the sources are detail.
+	log.Debug("building guest image", "kernel", kernelSrc, "agent", agent, "busybox", busybox, "dir", dir)
 
 	kernel, err := writeVMLinux(ctx, kernelSrc, img.Kernel)
 	if err != nil {

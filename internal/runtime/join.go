@@ -57,6 +57,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 	}
 	targets := slices.Clone(n.cfg.Join)
 	backoff := 200 * time.Millisecond
+	failures := 0
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		target := targets[attempt%len(targets)]
 		resp, err := n.callJoin(ctx, target, req)
@@ -103,7 +104,12 @@ func (n *Node) joinLoop(ctx context.Context) {
 			n.postWait(func() { n.fatal = errors.New("join refused: " + e.GetMessage()) })
 			return
 		}
-		n.log.Info("join attempt failed; retrying", "via", target, "err", err)
+		failures++
+		if failures == 1 {
+			n.log.Warn("join attempt failed; retrying", "via", target, "err", err)
+		} else {
+			n.log.Debug("join attempt failed; retrying", "via", target, "attempts", failures, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -171,7 +177,8 @@ func (n *Node) removalWatch(ctx context.Context) {
 			continue
 		}
 		next++
-		if n.removedPer(ctx, addrs[next%len(addrs)]) {
+		if addr := addrs[next%len(addrs)]; n.removedPer(ctx, addr) {
+			n.log.Info("removed from the cluster (a peer reports it); stopping", "peer", addr)
 			n.postWait(func() { n.fatal = ErrRemoved })
 			return
 		}

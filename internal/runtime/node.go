@@ -64,6 +64,11 @@ type Node struct {
 	nextReq   core.RequestID
 	waiting   map[core.RequestID]chan *apiv1.Response
 	peers     map[uint64]string
+	// notes are what the drive loop last logged of the node's changes of
+	// state (statelog.go).
+	notes changeNotes
+	// caPhase is the CA rotation phase certLoop last saw; owned by it.
+	caPhase apiv1.CARotationPhase
 
 	// sec is the node's TLS credentials and access checks; nil with
 	// --insecure. joining is set while a secure new node waits for its
@@ -189,6 +194,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.core = c
 	n.applied = c.State().AppliedIndex()
+	// What the log holds up to its commit index was applied, and logged,
+	// by an earlier run.
+	n.notes = changeNotes{events: max(n.applied, loaded.HardState.GetCommit()), bootstrap: len(peers) > 0}
+	_, n.notes.learner = c.Status().Config.Learners[cfg.ID]
 	trCfg := transport.Config{
 		ID:             cfg.ID,
 		Address:        addr,
@@ -318,6 +327,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		if err := n.drive(); err != nil {
 			return err
 		}
+		n.logFence()
 	}
 }
 
@@ -383,6 +393,7 @@ func (n *Node) drive() error {
 			return err
 		}
 		n.publishApplied(n.core.State().AppliedIndex())
+		n.logReady(rd)
 		n.observeRaft()
 		if n.sec != nil {
 			n.sec.refresh(n.core.State())

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -63,15 +65,24 @@ func planCerts(leaf, next *x509.Certificate, signing *x509.Certificate, phase ap
 // certLoop keeps the node's credentials current: it adopts a rotated CA
 // (voters), the cluster's trusted CAs, and renews the node's certificate
 // as planCerts says, whenever the CA trust changes and every
-// certCheckEvery.
+// certCheckEvery. The log says when its rounds start failing (or fail
+// otherwise), and when they work again.
 func (n *Node) certLoop(ctx context.Context) {
+	var upkeep streak
 	for {
 		wait := certCheckEvery
-		if err := n.checkCerts(ctx); err != nil && ctx.Err() == nil {
+		err := n.checkCerts(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
 			// Soon again: a voter may not have adopted a new CA yet, and a
 			// rotation's phase may be short.
-			n.log.Warn("certificate upkeep failed; trying again", "err", err, "in", certRetryEvery)
+			_, changed := upkeep.fail(err)
+			n.log.Log(ctx, levelIf(changed, slog.LevelWarn), "certificate upkeep failed; trying again",
+				"err", err, "in", certRetryEvery, "failures", upkeep.failures)
 			wait = certRetryEvery
+		case upkeep.ok():
+			n.log.Info("certificate upkeep works again")
 		}
 		select {
 		case <-ctx.Done():
@@ -90,6 +101,10 @@ func (n *Node) checkCerts(ctx context.Context) error {
 		return nil // still joining
 	}
 	trust := sec.view.Load().trust
+	if trust.Phase != n.caPhase {
+		n.log.Info("CA rotation phase changed", "phase", phaseName(trust.Phase), "was", phaseName(n.caPhase))
+		n.caPhase = trust.Phase
+	}
 	var cas []*x509.Certificate
 	for _, der := range trust.Certificates {
 		c, err := x509.ParseCertificate(der)
@@ -238,6 +253,11 @@ func (n *Node) renewCert(ctx context.Context, node *pki.NodeCert, signing *x509.
 		return nc, nil
 	}
 	return nil, fmt.Errorf("renew the node certificate: no voter signed it: %w", errors.Join(errs...))
+}
+
+// phaseName is a rotation phase as the CLI names it: none, trust, serve.
+func phaseName(p apiv1.CARotationPhase) string {
+	return strings.ToLower(strings.TrimPrefix(p.String(), "CA_ROTATION_PHASE_"))
 }
 
 func sameCerts(a, b []*x509.Certificate) bool {

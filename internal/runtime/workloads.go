@@ -56,12 +56,16 @@ type workloads struct {
 	// starting marks when this node took each VM's start, by name, for
 	// the boot-time metric.
 	starting map[string]startMark
-	wg       sync.WaitGroup
+	// notes are what the log last said of each VM, by name (vmlog.go); an
+	// entry lives until the VM's files are removed.
+	notes map[string]*vmNote
+	wg    sync.WaitGroup
 }
 
 func newWorkloads(n *Node) (*workloads, error) {
 	return &workloads{n: n, log: n.log, opts: image.BuildOptions{Agent: n.cfg.Agent, Logger: n.log},
-		queues: map[string][]core.VMAction{}, checked: map[string]*image.Image{}, leaseKick: make(chan struct{}, 1)}, nil
+		queues: map[string][]core.VMAction{}, checked: map[string]*image.Image{}, leaseKick: make(chan struct{}, 1),
+		notes: map[string]*vmNote{}}, nil
 }
 
 // decideAccel settles KVM or TCG before the node registers, so that its
@@ -77,17 +81,16 @@ func (wl *workloads) decideAccel(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("build the default image to probe KVM: %w", err)
 			}
+			// Probe logs its verdict.
 			accel, err := vmm.Probe(ctx, cfg.QEMU, img.Kernel, img.Initrd, wl.log)
 			if err != nil {
 				return fmt.Errorf("probe KVM: %w", err)
 			}
 			cfg.Accel = accel
-			if accel != vmm.AccelKVM {
-				wl.log.Warn("/dev/kvm is there but a probe VM does not boot with it: VMs run under TCG, QEMU's software emulation (slower)")
-			}
 		}
+	} else {
+		wl.log.Info("VMs will run", "accel", cfg.Accel)
 	}
-	wl.log.Info("VMs will run", "accel", cfg.Accel)
 	if cfg.Accel == vmm.AccelKVM && !slices.Contains(cfg.Capacity.GetFeatures(), "kvm") {
 		cfg.Capacity.Features = append(slices.Clone(cfg.Capacity.GetFeatures()), "kvm")
 		slices.Sort(cfg.Capacity.Features)
@@ -138,7 +141,14 @@ func (wl *workloads) recover(ctx context.Context) []core.VMReport {
 	}
 	var out []core.VMReport
 	for _, st := range statuses {
-		wl.log.Info("found a VM from before the restart", "vm", st.Name, "generation", st.Generation, "state", st.State, "qemu_pid", st.QEMUPid)
+		if st.State.Final() {
+			// Ended while the node was down: watch logs how, as it
+			// would have had the node been up.
+			wl.log.Debug("found a VM from before the restart", "vm", st.Name, "generation", st.Generation, "state", st.State)
+		} else {
+			wl.log.Info("found a VM from before the restart", "vm", st.Name, "generation", st.Generation, "state", st.State, "qemu_pid", st.QEMUPid)
+			wl.fateChanged(st) // said now: watch does not say it again
+		}
 		out = append(out, reportOf(st))
 	}
 	return out
@@ -161,8 +171,14 @@ func (wl *workloads) renewLease(until time.Time) {
 
 // renewer pushes the latest lease to the supervisors until ctx ends. A
 // supervisor it cannot reach keeps its older lease, and is tried again
-// with the next one (the core renews every fifth of a lease).
+// with the next one (the core renews every fifth of a lease). The log
+// says when a VM's renewals start failing and when they work again.
 func (wl *workloads) renewer(ctx context.Context) {
+	failing := renewals{}
+	live := func(name string) bool {
+		st, ok := wl.mgr.Status(name)
+		return ok && !st.State.Final()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -172,9 +188,11 @@ func (wl *workloads) renewer(ctx context.Context) {
 		wl.leaseMu.Lock()
 		until := wl.lease
 		wl.leaseMu.Unlock()
-		if err := wl.mgr.Renew(ctx, until); err != nil && ctx.Err() == nil {
-			wl.log.Warn("renewing the VMs' fencing lease", "err", err)
+		err := wl.mgr.Renew(ctx, until)
+		if ctx.Err() != nil {
+			return
 		}
+		failing.take(wl.log, renewFailures(err), live)
 	}
 }
 
@@ -222,6 +240,10 @@ func (wl *workloads) watch(ctx context.Context) {
 				return
 			}
 			wl.observeBoot(st)
+			if wl.fateChanged(st) && st.State != vmm.StateStarting {
+				// Starting is what "starting VM" and vmm's "vm started" say.
+				wl.log.Info("VM state changed", fateAttrs(st)...)
+			}
 			r := reportOf(st)
 			wl.n.postWait(func() { wl.n.core.ReportVM(r) })
 		}
@@ -322,7 +344,10 @@ func (wl *workloads) do(ctx context.Context, a core.VMAction) {
 			wl.n.postWait(func() { wl.n.core.ReportVM(r) })
 		}
 	case core.StopVM:
-		log.Info("stopping VM")
+		// The agent asks again until the VM has stopped: the log says so
+		// once per generation.
+		first := wl.noteStop(a.Name, a.Generation, false)
+		log.Log(ctx, levelIf(first, slog.LevelInfo), "stopping VM")
 		err := wl.mgr.Stop(ctx, a.Name)
 		if errors.Is(err, vmm.ErrNotFound) {
 			r := core.VMReport{Name: a.Name, Generation: a.Generation, State: apiv1.VmState_VM_STATE_STOPPED, Reason: "not running on this node"}
@@ -330,7 +355,8 @@ func (wl *workloads) do(ctx context.Context, a core.VMAction) {
 			return
 		}
 		if err != nil {
-			log.Error("VM did not stop", "err", err)
+			first := wl.noteStop(a.Name, a.Generation, true)
+			log.Log(ctx, levelIf(first, slog.LevelError), "VM did not stop", "err", err)
 		}
 	case core.RemoveVM:
 		// The agent has forgotten the VM: a removal that fails (its
@@ -340,6 +366,7 @@ func (wl *workloads) do(ctx context.Context, a core.VMAction) {
 			err := wl.mgr.Remove(a.Name)
 			if err == nil || errors.Is(err, vmm.ErrNotFound) {
 				log.Info("removed the VM's files")
+				wl.forget(a.Name)
 				return
 			}
 			if attempt == 4 || wl.queued(a.Name) {

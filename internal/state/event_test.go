@@ -181,3 +181,27 @@ func TestReschedulesAreEvents(t *testing.T) {
 		t.Fatalf("reschedule events:\n%s\nwant:\n%s", strings.Join(moves, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestDrainsAreNodeEvents: draining a node and undraining it are "node"
+// events about it; asking for what already holds records nothing.
+func TestDrainsAreNodeEvents(t *testing.T) {
+	h := newHarness(t)
+	h.ok(initCluster("c"))
+	h.ok(registerNode(1, 4, 4096, nil))
+	h.ok(registerNode(2, 4, 4096, nil))
+	before := h.idx
+	h.ok(drainCmd(2, true))
+	h.ok(drainCmd(2, true))
+	h.ok(drainCmd(2, false))
+	h.ok(drainCmd(2, false))
+	var got []string
+	for _, e := range h.s.Events(before, "", 0, 0) {
+		if e.GetKind() != "node" || e.GetNodeId() != 2 {
+			t.Errorf("event %v: want a node event about node 2", e)
+		}
+		got = append(got, e.GetMessage())
+	}
+	if want := []string{"node 2 is drained", "node 2 is undrained"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events after the drains:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

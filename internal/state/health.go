@@ -184,6 +184,11 @@ func (s *State) drainNode(a at, op *apiv1.DrainNodeCommand) *apiv1.Response {
 	if n.GetDrain() != op.GetDrain() {
 		n.Drain = op.GetDrain()
 		n.UpdatedIndex = a.index
+		word := "undrained"
+		if op.GetDrain() {
+			word = "drained"
+		}
+		s.event(a, "node", n.GetId(), "", 0, "node "+strconv.FormatUint(n.GetId(), 10)+" is "+word)
 	}
 	if op.GetDrain() {
 		why := "moving off node " + strconv.FormatUint(n.GetId(), 10) + " (drained)"

@@ -39,7 +39,8 @@
 //
 // Register installs the service on the node's gRPC server. The Stream
 // handler decodes each message of each batch and drops (logging once per
-// stream) any that does not decode, does not come from the stream's
+// stream, a warning once per sender until one of its streams is clean)
+// any that does not decode, does not come from the stream's
 // sender, or that CheckMessage refuses: addressed to another node, or one
 // of the malformed messages on which etcd raft, trusting its peers, would
 // panic. It calls Config.Learned with the sender's advertised address from

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"go.etcd.io/raft/v3/confchange"
 	"go.etcd.io/raft/v3/raftpb"
@@ -73,7 +74,15 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 
 	in := pump(stream.Context(), stream.Recv)
 	first := true
-	dropped := 0
+	// A sender's streams are warned of once (streamWarned), until one of
+	// them delivers without a message dropped.
+	var streamFrom uint64
+	dropped, delivered := 0, 0
+	defer func() {
+		if dropped == 0 && delivered > 0 {
+			t.streamWarned.clear(streamFrom)
+		}
+	}()
 	for {
 		var next received[transportpb.Batch]
 		select {
@@ -95,11 +104,14 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 			}
 		}
 		if sender != 0 && from != sender {
-			t.log.Warn("refusing a stream whose batches claim another sender", "node", sender, "claims", from)
+			dropped++
+			t.log.Log(stream.Context(), levelIf(t.streamWarned.first(sender), slog.LevelWarn),
+				"refusing a stream whose batches claim another sender", "node", sender, "claims", from)
 			return status.Errorf(codes.PermissionDenied, "node %d sent a batch from %d", sender, from)
 		}
 		if first {
 			first = false
+			streamFrom = from
 			if addr := batch.GetFromAddress(); addr != "" && from != 0 && from != t.cfg.ID {
 				t.cfg.Learned(from, addr)
 			}
@@ -118,14 +130,16 @@ func (r receiver) Stream(stream grpc.ClientStreamingServer[transportpb.Batch, tr
 				}
 			}
 			if reason != "" {
-				// Logged once per stream: a misaddressed peer sends at tick rate.
+				// Logged once per stream, a warning once per sender: a
+				// misaddressed peer sends at tick rate, and reconnects.
 				if dropped == 0 {
-					t.log.Warn("dropping received message", "from", from, "to", m.GetTo(),
-						"type", m.GetType(), "reason", reason)
+					t.log.Log(stream.Context(), levelIf(t.streamWarned.first(from), slog.LevelWarn),
+						"dropping received message", "from", from, "to", m.GetTo(), "type", m.GetType(), "reason", reason)
 				}
 				dropped++
 				continue
 			}
+			delivered++
 			t.cfg.Deliver(m)
 		}
 	}
@@ -186,7 +200,9 @@ func (r receiver) Snapshot(stream grpc.ClientStreamingServer[transportpb.Snapsho
 				return status.Errorf(codes.PermissionDenied, "node %d sent a snapshot from %d", sender, chunk.GetFrom())
 			}
 			if m, err = t.snapshotHeader(chunk); err != nil {
-				t.log.Warn("refusing snapshot", "from", chunk.GetFrom(), "err", err)
+				// The sender tries again at every heartbeat.
+				t.log.Log(stream.Context(), levelIf(t.snapshotRefused.first(chunk.GetFrom()), slog.LevelWarn),
+					"refusing snapshot", "from", chunk.GetFrom(), "err", err)
 				return err
 			}
 			total = chunk.GetTotalBytes()
@@ -212,6 +228,7 @@ func (r receiver) Snapshot(stream grpc.ClientStreamingServer[transportpb.Snapsho
 		m.Snapshot = &raftpb.Snapshot{}
 	}
 	m.Snapshot.Data = data
+	t.snapshotRefused.clear(m.GetFrom())
 	t.cfg.Deliver(m)
 	return stream.SendAndClose(&transportpb.Ack{})
 }

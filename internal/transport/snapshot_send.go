@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -30,8 +31,11 @@ func (t *Transport) runSnapshotSender(p *peer, m *raftpb.Message) {
 	}
 	meta := m.GetSnapshot().GetMetadata()
 	if err != nil {
-		t.log.Warn("snapshot failed", "peer", p.id, "index", meta.GetIndex(), "err", err)
+		// Raft sends it again at every heartbeat while it fails.
+		t.log.Log(t.ctx, levelIf(t.snapshotFailing.first(p.id), slog.LevelWarn), "snapshot failed",
+			"peer", p.id, "index", meta.GetIndex(), "err", err)
 	} else {
+		t.snapshotFailing.clear(p.id)
 		t.log.Info("snapshot sent", "peer", p.id, "index", meta.GetIndex(),
 			"bytes", len(m.GetSnapshot().GetData()), "took", time.Since(started))
 	}

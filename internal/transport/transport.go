@@ -35,6 +35,12 @@ type Transport struct {
 	closed bool
 	// peers holds one entry per known peer; never this node's own ID.
 	peers map[uint64]*peer
+
+	// What was warned of, so that a condition that lasts is logged once
+	// per peer (then at debug): snapshots to a peer failing, snapshots
+	// from a peer refused, and a peer's streams carrying messages that
+	// are dropped.
+	snapshotFailing, snapshotRefused, streamWarned noteSet
 }
 
 // New returns a Transport with no peers. Call Register to receive, SetPeer

@@ -58,7 +58,9 @@
 // and its VMs stop within the lease even though their supervisors outlive
 // the node. Lease deadlines travel as CLOCK_MONOTONIC instants, so a node
 // paused between computing a deadline and sending it cannot extend a lease
-// beyond what it was granted.
+// beyond what it was granted. A VM starts with the latest lease in its
+// launch file; Renew skips it until its supervisor has answered, and Start
+// then hands it any lease granted meanwhile.
 //
 // # Limits
 //

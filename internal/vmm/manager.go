@@ -114,6 +114,11 @@ type vmEntry struct {
 	status Status
 	// done is closed when status is final.
 	done chan struct{}
+	// answered: its supervisor has answered once (guarded by Manager.mu).
+	// Until then its control socket may not exist yet, so Renew leaves it
+	// alone: it runs on the lease its launch file carries, and Start hands
+	// it any newer lease once it answers.
+	answered bool
 }
 
 // NewManager returns a Manager for the node whose data directory is
@@ -378,13 +383,32 @@ func (m *Manager) Start(ctx context.Context, spec Spec) error {
 		m.update(e, st)
 		return fmt.Errorf("start vm %s: %w", spec.Name, err)
 	}
+	m.mu.Lock()
+	e.answered = true
+	lease := m.leaseUntil
+	m.mu.Unlock()
 	m.update(e, st)
-	m.log.Info("vm started", "vm", spec.Name, "generation", spec.Generation, "qemu_pid", st.QEMUPid, "supervisor_pid", st.SupervisorPid, "accel", accel)
 	m.startWatch(e)
 	if st.State.Final() {
 		return fmt.Errorf("start vm %s: %s", spec.Name, st.Reason)
 	}
+	if m.cfg.Lease > 0 && lease > l.LeaseUntilMonoNs {
+		// Renewals made while the supervisor was starting passed it by.
+		m.renewOne(ctx, e, lease)
+	}
+	m.log.Info("vm started", "vm", spec.Name, "generation", spec.Generation, "qemu_pid", st.QEMUPid, "supervisor_pid", st.SupervisorPid, "accel", accel)
 	return nil
+}
+
+// renewOne hands the lease a VM's supervisor missed while it was starting;
+// a failure is left to the next Renew, which comes within a fifth of a
+// lease.
+func (m *Manager) renewOne(ctx context.Context, e *vmEntry, until int64) {
+	callCtx, cancel := context.WithTimeout(ctx, renewTimeout)
+	defer cancel()
+	if _, err := ctlCall(callCtx, e.dir, ctlRequest{Op: opRenew, LeaseUntilMonoNs: until}); err != nil {
+		m.log.Debug("a new VM's first lease renewal failed; the next renewal tries again", "vm", e.name, "err", err)
+	}
 }
 
 // spawn starts the supervisor of the VM in dir and returns its pid. The
@@ -650,7 +674,10 @@ func (m *Manager) SetLease(expires time.Time) {
 // expires (a local time; it travels as a CLOCK_MONOTONIC instant), and
 // VMs started from now on start with it (until then, with Config.Lease
 // from their start). A lease never shrinks. It does nothing without
-// Config.Lease. The error joins the VMs that could not be reached.
+// Config.Lease. A VM whose supervisor has not answered yet is skipped: its
+// launch file holds the lease it starts with, and Start passes it a newer
+// one once it answers. The error joins a *RenewError per VM that could not
+// be reached, in the order of their names.
 func (m *Manager) Renew(ctx context.Context, expires time.Time) error {
 	if m.cfg.Lease <= 0 {
 		return nil
@@ -659,8 +686,8 @@ func (m *Manager) Renew(ctx context.Context, expires time.Time) error {
 	m.mu.Lock()
 	m.leaseUntil = max(m.leaseUntil, until)
 	var live []*vmEntry
-	for _, e := range m.vms {
-		if !e.status.State.Final() {
+	for _, name := range slices.Sorted(maps.Keys(m.vms)) {
+		if e := m.vms[name]; e.answered && !e.status.State.Final() {
 			live = append(live, e)
 		}
 	}
@@ -674,13 +701,22 @@ func (m *Manager) Renew(ctx context.Context, expires time.Time) error {
 			callCtx, cancel := context.WithTimeout(ctx, renewTimeout)
 			defer cancel()
 			if _, err := ctlCall(callCtx, e.dir, ctlRequest{Op: opRenew, LeaseUntilMonoNs: until}); err != nil {
-				errs[i] = fmt.Errorf("renew lease of vm %s: %w", e.name, err)
+				errs[i] = &RenewError{VM: e.name, Err: err}
 			}
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// RenewError is one VM's failed lease renewal.
+type RenewError struct {
+	VM  string
+	Err error
+}
+
+func (e *RenewError) Error() string { return "renew lease of vm " + e.VM + ": " + e.Err.Error() }
+func (e *RenewError) Unwrap() error { return e.Err }
 
 // renewTimeout bounds one supervisor's answer to a lease renewal; the node
 // renews every fifth of a lease, so a missed one is soon made up.

@@ -80,7 +80,9 @@ func (m *Manager) recoverOne(ctx context.Context, name string) (Status, bool, er
 		// Neither handle nor status: a directory without a VM.
 		return Status{}, false, nil
 	}
-	e := &vmEntry{name: name, dir: dir, done: make(chan struct{})}
+	// A recovered VM's supervisor, if it runs, is past its start: Renew
+	// may call it at once.
+	e := &vmEntry{name: name, dir: dir, done: make(chan struct{}), answered: true}
 	e.status = disk
 	if serr != nil {
 		e.status = Status{Name: name, Generation: h.Generation, State: StateStarting, QEMUPid: h.QEMUPid, SupervisorPid: h.SupervisorPid, Accel: h.Accel, Limits: h.Limits, StartedAt: h.StartedAt}
@@ -99,7 +101,8 @@ func (m *Manager) recoverOne(ctx context.Context, name string) (Status, bool, er
 		} else if serr == nil {
 			m.update(e, disk)
 		}
-		m.log.Info("vm adopted", "vm", name, "qemu_pid", h.QEMUPid, "supervisor_pid", h.SupervisorPid)
+		// The node logs what it found (runtime's recover): debug here.
+		m.log.Debug("vm adopted", "vm", name, "qemu_pid", h.QEMUPid, "supervisor_pid", h.SupervisorPid)
 		m.startWatch(e)
 		st, _ = m.Status(name)
 		return st, true, nil
