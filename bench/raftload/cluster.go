@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,14 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
+	"github.com/blixard/blixard/internal/pki"
+	"github.com/blixard/blixard/internal/runtime"
 )
+
+// joinTokenEnv is the environment variable `blixard node` reads the join
+// token from when --join-token is not given (internal/cli: it keeps the
+// token off the command line, which other users can read in /proc).
+const joinTokenEnv = "BLIXARD_JOIN_TOKEN"
 
 // stopGrace is how long a node gets to stop after SIGTERM before SIGKILL.
 const stopGrace = 10 * time.Second
@@ -28,6 +36,19 @@ type cluster struct {
 	dataDir string
 	addrs   []string
 	nodes   []*node
+	// secure: the nodes run as operators run them (TLS 1.3, ACL tokens,
+	// join tokens); otherwise with --insecure.
+	secure bool
+	// The cluster's CA as a client's TLS config, and node 1's admin token:
+	// set by start when secure.
+	tls   *tls.Config
+	token string
+}
+
+// clientOptions adds the cluster's credentials, if it has any, to o.
+func (c *cluster) clientOptions(o client.Options) client.Options {
+	o.TLS, o.Token = c.tls, c.token
+	return o
 }
 
 type node struct {
@@ -105,44 +126,145 @@ func nodeAddrs(host string, basePort int) ([]string, error) {
 }
 
 // start starts node 1, which bootstraps, then nodes 2 and 3, which join it.
-func (c *cluster) start(ctx context.Context) error {
+// Insecure, all three start at once, with --insecure. Secure, node 1 starts
+// without --insecure and makes the cluster's CA and admin token; start reads
+// them, makes a join token through the API with the admin token, and starts
+// nodes 2 and 3 with it.
+func (c *cluster) start(ctx context.Context, timeout time.Duration) error {
+	var joinToken string
 	for i, addr := range c.addrs {
 		id := i + 1
 		dir := filepath.Join(c.dataDir, fmt.Sprintf("n%d", id))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		// --insecure: the benchmark measures Raft and the disk, on loopback;
-		// TLS and token checks are left out of the figures (BENCHMARKS.md).
-		args := []string{"node", "--id", strconv.Itoa(id), "--listen", addr, "--data-dir", dir, "--insecure"}
+		args := []string{"node", "--id", strconv.Itoa(id), "--listen", addr, "--data-dir", dir}
+		var env []string
+		if id == 1 {
+			// Node 1 bootstraps and stays the leader unless an election
+			// moves it; it runs no VMs. Nodes 2 and 3 offer the default
+			// image, so the state accepts the tasks, and drainAll keeps
+			// them from being placed there: the leader's placement pass
+			// records once per task why it fits nowhere (PlacementFailed).
+			args = append(args, "--no-workloads")
+		}
+		if !c.secure {
+			// --insecure: the benchmark measures Raft and the disk, on
+			// loopback; TLS and token checks are left out of the figures
+			// (--secure puts them in: BENCHMARKS.md).
+			args = append(args, "--insecure")
+		}
 		if id > 1 {
 			args = append(args, "--join", c.addrs[0])
+			if c.secure {
+				env = append(os.Environ(), joinTokenEnv+"="+joinToken)
+			}
 		}
-		logf, err := os.Create(filepath.Join(dir, "node.log"))
-		if err != nil {
+		if err := c.startNode(id, addr, dir, args, env); err != nil {
 			return err
 		}
-		cmd := exec.Command(c.bin, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{
-			// Its own process group, so that a terminal's Ctrl-C reaches
-			// raftload only, which stops the nodes in order.
-			Setpgid: true,
-			// A backstop if raftload itself is killed.
-			Pdeathsig: syscall.SIGTERM,
-		}
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			return fmt.Errorf("start node %d: %w", id, err)
-		}
-		n := &node{id: id, addr: addr, cmd: cmd, log: logf, done: make(chan error, 1)}
-		go func() { n.done <- cmd.Wait() }()
-		c.nodes = append(c.nodes, n)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if c.secure && id == 1 {
+			var err error
+			if joinToken, err = c.credentials(ctx, dir, timeout); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// startNode starts one node process with args (and env, if not nil).
+func (c *cluster) startNode(id int, addr, dir string, args, env []string) error {
+	logf, err := os.Create(filepath.Join(dir, "node.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group, so that a terminal's Ctrl-C reaches
+		// raftload only, which stops the nodes in order.
+		Setpgid: true,
+		// A backstop if raftload itself is killed.
+		Pdeathsig: syscall.SIGTERM,
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start node %d: %w", id, err)
+	}
+	n := &node{id: id, addr: addr, cmd: cmd, log: logf, done: make(chan error, 1)}
+	go func() { n.done <- cmd.Wait() }()
+	c.nodes = append(c.nodes, n)
+	return nil
+}
+
+// credentials waits for the bootstrap node (data directory dir) to write
+// its CA certificate and admin token, sets c.tls and c.token from them, and
+// returns a new voter join token made with the admin token, as an operator
+// does with `blixard cluster token create`.
+func (c *cluster) credentials(ctx context.Context, dir string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tokFile := filepath.Join(dir, runtime.AdminTokenFile)
+	var lastErr error
+	for {
+		if err := c.checkAlive(); err != nil {
+			return "", err
+		}
+		lastErr = nil
+		if b, err := os.ReadFile(tokFile); err != nil {
+			lastErr = err
+		} else if c.token = strings.TrimSpace(string(b)); c.token == "" {
+			lastErr = fmt.Errorf("%s is empty", tokFile)
+		} else if bundle, err := pki.LoadBundle(dir); err != nil {
+			lastErr = err
+		} else {
+			c.tls = pki.ClientOnlyTLS(bundle.Pool())
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("node 1's CA and admin token within %s: %v", timeout, lastErr)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if fi, err := os.Stat(tokFile); err == nil && fi.Mode().Perm() != 0o600 {
+		fmt.Printf("warning: %s has mode %v, not 0600\n", tokFile, fi.Mode().Perm())
+	}
+
+	cl, err := client.New(ctx, c.clientOptions(client.Options{Addrs: c.addrs[:1], Timeout: time.Second, MaxAttempts: 3, BackoffInitial: 50 * time.Millisecond}))
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	// The admin token works once the cluster has applied its first entry.
+	for {
+		if err := c.checkAlive(); err != nil {
+			return "", err
+		}
+		actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := cl.CreateToken(actx, &apiv1.CreateTokenRequest{
+			Kind:        apiv1.TokenKind_TOKEN_KIND_JOIN,
+			TtlSeconds:  3600,
+			Description: "raftload",
+		})
+		acancel()
+		if err == nil && resp.GetSecret() != "" {
+			return resp.GetSecret(), nil
+		}
+		if err == nil {
+			err = errors.New("empty secret")
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("a join token made with the admin token within %s: %v", timeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // checkAlive returns an error if a node has exited.
@@ -159,7 +281,7 @@ func (c *cluster) checkAlive() error {
 func (c *cluster) waitForVoters(ctx context.Context, timeout time.Duration) (*apiv1.GetClusterStatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cl, err := client.New(ctx, client.Options{Addrs: c.addrs, Timeout: time.Second, MaxAttempts: 3, BackoffInitial: 50 * time.Millisecond})
+	cl, err := client.New(ctx, c.clientOptions(client.Options{Addrs: c.addrs, Timeout: time.Second, MaxAttempts: 3, BackoffInitial: 50 * time.Millisecond}))
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +300,26 @@ func (c *cluster) waitForVoters(ctx context.Context, timeout time.Duration) (*ap
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// drainAll drains every node, so that no leader places any of the tasks the
+// load submits, should leadership move from node 1 (which places nothing:
+// --no-workloads) to node 2 or 3: the tasks stay pending in the replicated
+// state, and no node builds an image or boots a VM for them.
+func (c *cluster) drainAll(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cl, err := client.New(ctx, c.clientOptions(client.Options{Addrs: c.addrs}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for _, n := range c.nodes {
+		if _, err := cl.DrainNode(ctx, &apiv1.DrainNodeRequest{NodeId: uint64(n.id), Drain: true}); err != nil {
+			return fmt.Errorf("drain node %d: %w", n.id, err)
+		}
+	}
+	return nil
 }
 
 func (c *cluster) status(ctx context.Context, cl *client.Client) (*apiv1.GetClusterStatusResponse, error) {

@@ -16,6 +16,7 @@ import (
 
 	apiv1 "github.com/blixard/blixard/api/v1"
 	"github.com/blixard/blixard/client"
+	"github.com/blixard/blixard/internal/image"
 )
 
 // callTimeout bounds one SubmitTask call, its retries included.
@@ -52,12 +53,14 @@ func (r result) percentile(p float64) time.Duration {
 }
 
 // taskSpec is the spec every write submits: /bin/echo with one argument of
-// payload bytes.
+// payload bytes, and the least memory the default image boots with (the
+// state refuses a task with less). The tasks are accepted but never placed
+// (see cluster.start and cluster.drainAll).
 func taskSpec(payload int) *apiv1.TaskSpec {
 	return &apiv1.TaskSpec{
 		Command:   "/bin/echo",
 		Args:      []string{strings.Repeat("x", payload)},
-		Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64},
+		Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: image.DefaultMinMemoryMiB},
 	}
 }
 
@@ -81,7 +84,7 @@ func runLevel(ctx context.Context, c *cluster, o options, n int) (result, error)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	cl, err := client.New(ctx, client.Options{Addrs: c.addrs})
+	cl, err := client.New(ctx, c.clientOptions(client.Options{Addrs: c.addrs}))
 	if err != nil {
 		return r, err
 	}

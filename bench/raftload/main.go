@@ -15,11 +15,27 @@
 // raftload itself used during the measured window (in cores; the machine's
 // core count bounds their sum) and how far the leader's applied index moved.
 //
-// The tasks stay in the replicated state (nothing places or runs them in this
-// build), so the state grows by one task per write, and every node snapshots
-// its whole state every 10,000 applied entries (the default
-// --snapshot-entries), synchronously on its core goroutine. Those snapshots
-// are part of what the figures cost.
+// Nodes run what the leader places on them, in microVMs; raftload keeps the
+// tasks from being placed. Node 1, which bootstraps and so leads, runs with
+// --no-workloads (it boots nothing). Nodes 2 and 3 offer the default image (so
+// the state accepts the tasks, which ask for its 96 MiB minimum), and
+// raftload drains all three before the load, so nothing is placed even if
+// leadership moves: the leader records once per task why it fits nowhere (a
+// PlacementFailed entry). The tasks stay pending in the replicated state, so the
+// state grows by one task per write, and every node snapshots its whole state
+// every 10,000 applied entries (the default --snapshot-entries),
+// synchronously on its core goroutine. Those snapshots are part of what the
+// figures cost.
+//
+// By default the nodes run with --insecure (plaintext, no tokens), so the
+// figures measure Raft and the disk. With --secure they run as operators run
+// them: node 1 bootstraps without --insecure and writes the cluster's CA
+// (ca.crt) and admin token (admin.token) into its data directory; raftload
+// makes a voter join token with the admin token (CreateToken, as `blixard
+// cluster token create` does) and starts nodes 2 and 3 with --join and that
+// token (in BLIXARD_JOIN_TOKEN). Peers then talk TLS 1.3 with node
+// certificates, and the load clients TLS 1.3 (verifying the nodes against
+// ca.crt) with the admin token on every call.
 //
 // The cluster is stopped at the end with SIGTERM (SIGKILL after 10 s), also
 // on Ctrl-C or SIGTERM. The exit status is non-zero if more than --max-errors
@@ -27,6 +43,7 @@
 //
 //	go run ./bench/raftload
 //	go run ./bench/raftload --clients 1,16,256 --duration 10s --warmup 2s --payload 256
+//	go run ./bench/raftload --secure --clients 1,16,256 --duration 10s
 //	go run ./bench/raftload --blixard ./bin/blixard --data-dir /tmp/raftload --keep
 package main
 
@@ -59,6 +76,7 @@ type options struct {
 	maxErrors   float64
 	maxLoad     float64
 	maxLoadWait time.Duration
+	secure      bool
 }
 
 func main() {
@@ -80,6 +98,7 @@ func run() int {
 	flag.Float64Var(&o.maxErrors, "max-errors", 0.001, "tolerated failed writes, as a `fraction` of the writes attempted in a level")
 	flag.Float64Var(&o.maxLoad, "max-load", 0, "wait until the 1-minute load average is below this before starting (0: do not wait)")
 	flag.DurationVar(&o.maxLoadWait, "max-load-wait", 10*time.Minute, "give up waiting for --max-load after this `time`, and run anyway")
+	flag.BoolVar(&o.secure, "secure", false, "run the nodes secure, as by default outside raftload (TLS 1.3, ACL and join tokens) instead of --insecure")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/raftload [flags]\n\n"+
 			"Starts a 3-node Blixard cluster on loopback and measures SubmitTask write\n"+
@@ -157,6 +176,11 @@ func bench(ctx context.Context, o options) (err error) {
 		}
 	}
 	fmt.Printf("data:    %s (%s)\n", dataDir, fsType(dataDir))
+	if o.secure {
+		fmt.Println("mode:    secure (--secure): TLS 1.3 between peers and for clients, the admin token on every call, nodes 2 and 3 joined with a join token")
+	} else {
+		fmt.Println("mode:    insecure (nodes run --insecure): plaintext, no tokens; --secure measures TLS and token checks")
+	}
 
 	bin := o.blixard
 	if bin == "" {
@@ -177,7 +201,7 @@ func bench(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	c := &cluster{bin: bin, dataDir: dataDir, addrs: addrs}
+	c := &cluster{bin: bin, dataDir: dataDir, addrs: addrs, secure: o.secure}
 	defer func() {
 		c.stop(os.Stderr)
 		if err != nil && ctx.Err() == nil { // a failure, not an interruption
@@ -187,14 +211,17 @@ func bench(ctx context.Context, o options) (err error) {
 			fmt.Fprintf(os.Stderr, "kept %s (node logs: n*/node.log)\n", dataDir)
 		}
 	}()
-	if err := c.start(ctx); err != nil {
+	if err := c.start(ctx, 90*time.Second); err != nil {
 		return err
 	}
 	status, err := c.waitForVoters(ctx, 90*time.Second)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("cluster: 3 voters on %s, leader %d, term %d\n", strings.Join(addrs, ","), status.GetLeaderId(), status.GetTerm())
+	if err := c.drainAll(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("cluster: 3 voters on %s, leader %d, term %d; all 3 drained, so no task is placed\n", strings.Join(addrs, ","), status.GetLeaderId(), status.GetTerm())
 	fmt.Printf("load:    SubmitTask, /bin/echo with one %d-byte argument (%d bytes per request on the wire), warmup %s + %s per level\n",
 		o.payload, requestSize(o.payload), o.warmup, o.duration)
 	fmt.Printf("load avg before: %s\n", hostinfo.LoadAvg())
