@@ -94,7 +94,7 @@ type dashboard struct {
 	mu      sync.Mutex
 	readAt  time.Time
 	key     string
-	current *Overview
+	current *view
 	readErr error
 }
 
@@ -121,6 +121,7 @@ func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.page("index.html"))
 	mux.HandleFunc("GET /vm/{name}", d.page("vm.html"))
+	mux.HandleFunc("GET /node/{id}", d.page("node.html"))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(sub)))
 	mux.HandleFunc("GET /api/session", d.session)
 	mux.HandleFunc("POST /api/login", d.login)
@@ -129,6 +130,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/stream", d.data(d.stream))
 	mux.HandleFunc("GET /api/events", d.data(d.events))
 	mux.HandleFunc("GET /api/vms/{name}", d.data(d.vm))
+	mux.HandleFunc("GET /api/nodes/{id}", d.data(d.node))
 	mux.HandleFunc("GET /api/vms/{name}/console", d.data(d.console))
 	return d.guard(mux)
 }
@@ -301,7 +303,7 @@ func (d *dashboard) nowMs() int64 { return d.cfg.Now().UnixMilli() }
 // only if it is older, and then only for its status unless that changed.
 // Requests and streams share it, so their number does not add load on the
 // node's event loop.
-func (d *dashboard) read(ctx context.Context) (*Overview, error) {
+func (d *dashboard) read(ctx context.Context) (*view, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.readAt.IsZero() && time.Since(d.readAt) < d.cfg.Interval {
@@ -317,12 +319,12 @@ func (d *dashboard) read(ctx context.Context) (*Overview, error) {
 		return nil, err
 	}
 	if key := statusKey(cs); key != d.key || d.current == nil {
-		o, err := overview(ctx, d.cfg.Backend, cs)
+		v, err := readView(ctx, d.cfg.Backend, cs)
 		if err != nil {
 			d.current, d.key, d.readErr = nil, "", err
 			return nil, err
 		}
-		d.current, d.key = o, key
+		d.current, d.key = v, key
 	}
 	d.readErr = nil
 	return d.current, nil
@@ -336,14 +338,33 @@ func (d *dashboard) stamped(o *Overview) []byte {
 }
 
 func (d *dashboard) overview(w http.ResponseWriter, r *http.Request) {
-	o, err := d.read(r.Context())
+	v, err := d.read(r.Context())
 	if err != nil {
 		d.fail(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(d.stamped(o))
+	_, _ = w.Write(d.stamped(v.overview))
+}
+
+func (d *dashboard) node(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeError(w, http.StatusBadRequest, "a node id is a positive number")
+		return
+	}
+	v, err := d.read(r.Context())
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	nd, err := nodeDetail(r.Context(), d.cfg.Backend, v, id, d.nowMs())
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
+	writeJSON(w, nd)
 }
 
 // stream sends the overview as server-sent events: at once, then each
@@ -367,8 +388,8 @@ func (d *dashboard) stream(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(d.cfg.Interval)
 	defer tick.Stop()
 	var (
-		last    *Overview // the overview last sent (read's answers are shared, never changed)
-		problem string    // the problem last sent
+		last    *view  // the view last sent (read's answers are shared, never changed)
+		problem string // the problem last sent
 		idle    time.Duration
 	)
 	send := func(msg []byte) bool {
@@ -388,7 +409,7 @@ func (d *dashboard) stream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		o, err := d.read(ctx)
+		v, err := d.read(ctx)
 		var msg []byte
 		switch {
 		case ctx.Err() != nil:
@@ -399,9 +420,9 @@ func (d *dashboard) stream(w http.ResponseWriter, r *http.Request) {
 				problem = err.Error()
 				msg = fmt.Appendf(nil, "event: problem\ndata: %s\n\n", mustJSON(map[string]string{"error": problem}))
 			}
-		case o != last:
-			last, problem = o, ""
-			msg = fmt.Appendf(nil, "event: overview\ndata: %s\n\n", d.stamped(o))
+		case v != last:
+			last, problem = v, ""
+			msg = fmt.Appendf(nil, "event: overview\ndata: %s\n\n", d.stamped(v.overview))
 		case idle >= keepAlive:
 			msg = []byte(": alive\n\n")
 		}

@@ -170,7 +170,7 @@ func TestOverview(t *testing.T) {
 
 func TestPagesAndHeaders(t *testing.T) {
 	h := Handler(Config{Backend: newFake()})
-	for _, path := range []string{"/", "/vm/web", "/static/app.js", "/static/app.css"} {
+	for _, path := range []string{"/", "/vm/web", "/node/3", "/static/app.js", "/static/app.css"} {
 		w := get(t, h, path, nil)
 		if w.Code != http.StatusOK {
 			t.Errorf("%s: status %d", path, w.Code)
@@ -193,6 +193,31 @@ func TestPagesAndHeaders(t *testing.T) {
 	for _, q := range []string{"limit=0", "limit=x", "limit=1001", "node=abc", "node=0"} {
 		if w := get(t, h, "/api/events?"+q, nil); w.Code != http.StatusBadRequest {
 			t.Errorf("events?%s: status %d, want 400", q, w.Code)
+		}
+	}
+}
+
+// A node's page: its record, the VMs and tasks placed on it, its events.
+func TestNodeDetail(t *testing.T) {
+	h := Handler(Config{Backend: newFake(), Now: func() time.Time { return time.UnixMilli(9000) }})
+	w := get(t, h, "/api/nodes/3", nil)
+	var d NodeDetail
+	if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("node 3: status %d, %v (%s)", w.Code, err, w.Body)
+	}
+	if d.Node.ID != 3 || d.Node.VCPUsUsed != 3 || d.Node.Labels["zone"] != "a" || d.NowMs != 9000 {
+		t.Errorf("node 3's record = %+v", d.Node)
+	}
+	if d.VMsTotal != 1 || len(d.VMs) != 1 || d.VMs[0].Name != "web" || d.TasksTotal != 1 || d.Tasks[0].ID != 7 {
+		t.Errorf("node 3's workloads: %d VMs %+v, %d tasks %+v", d.VMsTotal, d.VMs, d.TasksTotal, d.Tasks)
+	}
+	w = get(t, h, "/api/nodes/1", nil)
+	if err := json.Unmarshal(w.Body.Bytes(), &d); err != nil || d.VMsTotal != 0 || d.TasksTotal != 0 || !d.Node.Leader {
+		t.Errorf("node 1 = %+v, %v", d, err)
+	}
+	for path, want := range map[string]int{"/api/nodes/9": http.StatusNotFound, "/api/nodes/x": http.StatusBadRequest, "/api/nodes/0": http.StatusBadRequest} {
+		if w := get(t, h, path, nil); w.Code != want {
+			t.Errorf("%s: status %d, want %d", path, w.Code, want)
 		}
 	}
 }

@@ -148,10 +148,19 @@ func statusKey(cs *apiv1.GetClusterStatusResponse) string {
 	return fmt.Sprintf("%d/%d/%d", cs.GetAppliedIndex(), cs.GetTerm(), cs.GetLeaderId())
 }
 
-// overview reads the serving node's view of the cluster, from status on:
+// view is one read of the serving node's state: the overview, and the
+// status and lists it was made from (for the node pages).
+type view struct {
+	overview *Overview
+	status   *apiv1.GetClusterStatusResponse
+	vms      []*apiv1.Vm
+	tasks    []*apiv1.Task
+}
+
+// readView reads the serving node's view of the cluster, from status on:
 // its local state (stale reads), so a follower cut off from its leader
 // still answers.
-func overview(ctx context.Context, b Backend, cs *apiv1.GetClusterStatusResponse) (*Overview, error) {
+func readView(ctx context.Context, b Backend, cs *apiv1.GetClusterStatusResponse) (*view, error) {
 	o := &Overview{
 		ClusterID: cs.GetCluster().GetId(), NodeID: cs.GetNodeId(), LeaderID: cs.GetLeaderId(), Term: cs.GetTerm(),
 		CommitIndex: cs.GetCommitIndex(), AppliedIndex: cs.GetAppliedIndex(),
@@ -179,13 +188,14 @@ func overview(ctx context.Context, b Backend, cs *apiv1.GetClusterStatusResponse
 		return nil, fmt.Errorf("list the VMs: %w", err)
 	}
 	vms := resp.GetListVms().GetVms()
+	v := &view{overview: o, status: cs, vms: vms}
 	o.VMsTotal = len(vms)
-	for i, v := range vms {
-		if v.GetState() == apiv1.VmState_VM_STATE_RUNNING {
+	for i, vm := range vms {
+		if vm.GetState() == apiv1.VmState_VM_STATE_RUNNING {
 			o.VMsRunning++
 		}
 		if i < maxListed {
-			o.VMs = append(o.VMs, vmView(v))
+			o.VMs = append(o.VMs, vmView(vm))
 		}
 	}
 	resp, err = call(ctx, b, &apiv1.Request{Kind: &apiv1.Request_ListTasks{ListTasks: &apiv1.ListTasksRequest{Stale: true}}})
@@ -193,6 +203,7 @@ func overview(ctx context.Context, b Backend, cs *apiv1.GetClusterStatusResponse
 		return nil, fmt.Errorf("list the tasks: %w", err)
 	}
 	tasks := resp.GetListTasks().GetTasks()
+	v.tasks = tasks
 	o.TasksTotal = len(tasks)
 	// Tasks are kept for good: the newest are the ones to show.
 	for i := len(tasks) - 1; i >= 0; i-- {
@@ -208,7 +219,77 @@ func overview(ctx context.Context, b Backend, cs *apiv1.GetClusterStatusResponse
 	if o.Events, err = events(ctx, b, "", 0, overviewEvents); err != nil {
 		return nil, err
 	}
-	return o, nil
+	return v, nil
+}
+
+// NodeDetail is what a node's page shows.
+type NodeDetail struct {
+	NowMs            int64      `json:"now_ms"`
+	Node             NodeView   `json:"node"`
+	LeaseMillis      uint32     `json:"lease_millis"`
+	VCPUOvercommit   float64    `json:"vcpu_overcommit"`
+	MemoryOvercommit float64    `json:"memory_overcommit"`
+	Images           []string   `json:"images"`
+	VMs              []VMView   `json:"vms"`
+	Tasks            []TaskView `json:"tasks"`
+	// VMsTotal, TasksTotal: all on the node, listed or not.
+	VMsTotal   int     `json:"vms_total"`
+	TasksTotal int     `json:"tasks_total"`
+	Events     []Event `json:"events"`
+}
+
+// ratio is an overcommit ratio as the state applies it: below 1 (unset)
+// is 1.
+func ratio(r float64) float64 {
+	if !(r > 1) {
+		return 1
+	}
+	return r
+}
+
+// nodeDetail is node id's page from v, and its events.
+func nodeDetail(ctx context.Context, b Backend, v *view, id uint64, nowMs int64) (*NodeDetail, error) {
+	var rec *apiv1.Node
+	for _, n := range v.status.GetNodes() {
+		if n.GetId() == id {
+			rec = n
+		}
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%w: no node %d", errNotFound, id)
+	}
+	d := &NodeDetail{NowMs: nowMs, LeaseMillis: rec.GetLeaseMillis(), VCPUOvercommit: ratio(rec.GetVcpuOvercommit()),
+		MemoryOvercommit: ratio(rec.GetMemoryOvercommit()), Images: []string{}, VMs: []VMView{}, Tasks: []TaskView{}}
+	for _, n := range v.overview.Nodes {
+		if n.ID == id {
+			d.Node = n
+		}
+	}
+	for _, img := range rec.GetImages() {
+		d.Images = append(d.Images, img.GetName())
+	}
+	for _, vm := range v.vms {
+		if vm.GetNodeId() != id {
+			continue
+		}
+		d.VMsTotal++
+		if len(d.VMs) < maxListed {
+			d.VMs = append(d.VMs, vmView(vm))
+		}
+	}
+	for i := len(v.tasks) - 1; i >= 0; i-- {
+		if t := v.tasks[i]; t.GetNodeId() == id {
+			d.TasksTotal++
+			if len(d.Tasks) < maxListed {
+				d.Tasks = append(d.Tasks, taskView(t))
+			}
+		}
+	}
+	var err error
+	if d.Events, err = events(ctx, b, "", id, vmEvents); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // events reads the newest limit events, filtered, oldest first.

@@ -208,6 +208,15 @@ func TestDashboard(t *testing.T) {
 		func(s string) bool { return strings.Contains(s, "[agent ready") })
 	b.screenshot("dashboard-vm.png")
 
+	// The page of the node that runs it lists it.
+	b.do("open the VM's node's page", chromedp.Click(chromedp.CSS(`#vm-node a`)))
+	b.waitText(formTimeout, fmt.Sprintf("node %d's page listing dash", vm.GetNodeId()),
+		`location.pathname + " " + ((document.querySelector('#vms tr[data-vm="dash"]') || {dataset: {}}).dataset.state || "")`,
+		func(s string) bool { return s == fmt.Sprintf("/node/%d running", vm.GetNodeId()) })
+	b.waitText(formTimeout, "the node's status", `document.getElementById("node-status").dataset.status || ""`,
+		func(s string) bool { return s == "ready" })
+	b.screenshot("dashboard-node.png")
+
 	b.do("back to the overview", chromedp.Navigate(base+"/"))
 	b.waitText(formTimeout, "three node rows again", `String(document.querySelectorAll("#nodes tbody tr[data-node]").length)`,
 		func(s string) bool { return s == "3" })

@@ -19,6 +19,10 @@
     return e;
   }
 
+  function nodeLink(id) {
+    return id ? el("a", { href: "/node/" + encodeURIComponent(String(id)) }, "node " + id) : "—";
+  }
+
   function badge(state) {
     return el("span", { class: "badge s-" + state }, state || "unknown");
   }
@@ -140,11 +144,33 @@
       const subject = [];
       if (e.vm) subject.push(el("a", { href: "/vm/" + encodeURIComponent(e.vm) }, "vm " + e.vm));
       if (e.task_id) subject.push((subject.length ? " " : "") + "task " + e.task_id);
-      if (e.node_id) subject.push((subject.length ? " " : "") + "node " + e.node_id);
+      if (e.node_id) subject.push(subject.length ? " " : "", nodeLink(e.node_id));
       // Membership changes carry no clock: show their log position.
       return el("tr", { "data-event": e.index }, el("td", {}, e.time_ms ? when(e.time_ms) : "log entry " + e.index), el("td", {}, e.kind),
         el("td", {}, ...subject), el("td", {}, e.message));
     });
+  }
+
+  function vmRow(v) {
+    return el("tr", { "data-vm": v.name, "data-state": v.state },
+      el("td", {}, el("a", { href: "/vm/" + encodeURIComponent(v.name) }, v.name)),
+      el("td", {}, badge(v.state)),
+      el("td", {}, v.desired),
+      el("td", {}, nodeLink(v.node_id)),
+      el("td", {}, v.vcpus + " vCPU, " + mib(v.memory_mib)),
+      el("td", { "data-age": v.created_ms }, age(v.created_ms)),
+      el("td", { class: "muted" }, v.reason || ""));
+  }
+
+  function taskRow(t) {
+    return el("tr", { "data-task": t.id },
+      el("td", {}, String(t.id)),
+      el("td", {}, badge(t.status)),
+      el("td", {}, nodeLink(t.node_id)),
+      el("td", {}, String(t.attempt)),
+      el("td", {}, el("code", {}, t.command)),
+      el("td", { "data-age": t.submitted_ms }, age(t.submitted_ms)),
+      el("td", { class: "muted" }, t.exit_code !== undefined ? "exit " + t.exit_code : (t.reason || "")));
   }
 
   function renderOverview(o) {
@@ -159,7 +185,7 @@
     $("tasks-active").textContent = String(o.tasks_active);
 
     fill("nodes", o.nodes.map((n) => el("tr", { "data-node": n.id, class: n.leader ? "leader" : null },
-      el("td", {}, "node " + n.id, n.leader ? el("span", { class: "badge leader" }, "leader") : null),
+      el("td", {}, nodeLink(n.id), n.leader ? el("span", { class: "badge leader" }, "leader") : null),
       el("td", {}, badge(n.status), n.drained ? " drained" : "", n.status_reason ? el("div", { class: "muted" }, n.status_reason) : null),
       el("td", {}, n.role + (n.role === "voter" && !n.voter ? " (learner)" : "")),
       el("td", {}, n.address),
@@ -169,26 +195,10 @@
     )), 7, "no nodes");
 
     $("vm-count").textContent = o.vms.length < o.vms_total ? "(first " + o.vms.length + " of " + o.vms_total + ")" : "(" + o.vms_total + ")";
-    fill("vms", o.vms.map((v) => el("tr", { "data-vm": v.name, "data-state": v.state },
-      el("td", {}, el("a", { href: "/vm/" + encodeURIComponent(v.name) }, v.name)),
-      el("td", {}, badge(v.state)),
-      el("td", {}, v.desired),
-      el("td", {}, v.node_id ? "node " + v.node_id : "—"),
-      el("td", {}, v.vcpus + " vCPU, " + mib(v.memory_mib)),
-      el("td", { "data-age": v.created_ms }, age(v.created_ms)),
-      el("td", { class: "muted" }, v.reason || ""),
-    )), 7, "no VMs");
+    fill("vms", o.vms.map(vmRow), 7, "no VMs");
 
     $("task-count").textContent = o.tasks.length < o.tasks_total ? "(newest " + o.tasks.length + " of " + o.tasks_total + ")" : "(" + o.tasks_total + ")";
-    fill("tasks", o.tasks.map((t) => el("tr", { "data-task": t.id },
-      el("td", {}, String(t.id)),
-      el("td", {}, badge(t.status)),
-      el("td", {}, t.node_id ? "node " + t.node_id : "—"),
-      el("td", {}, String(t.attempt)),
-      el("td", {}, el("code", {}, t.command)),
-      el("td", { "data-age": t.submitted_ms }, age(t.submitted_ms)),
-      el("td", { class: "muted" }, t.exit_code !== undefined ? "exit " + t.exit_code : (t.reason || "")),
-    )), 7, "no tasks");
+    fill("tasks", o.tasks.map(taskRow), 7, "no tasks");
 
     fill("events", eventRows(o.events), 4, "no events yet");
   }
@@ -230,7 +240,7 @@
     $("vm-state").replaceChildren(badge(v.state));
     $("vm-state").dataset.state = v.state;
     $("vm-desired").textContent = v.desired;
-    $("vm-node").textContent = v.node_id ? "node " + v.node_id : "not placed";
+    $("vm-node").replaceChildren(v.node_id ? nodeLink(v.node_id) : "not placed");
     $("vm-size").textContent = v.vcpus + " vCPU, " + mib(v.memory_mib);
     $("vm-age").textContent = age(v.created_ms);
     $("vm-restarts").textContent = String(v.restarts);
@@ -285,12 +295,55 @@
     every(3000, refreshConsole);
   }
 
+  // ---- the node page ----
+
+  const nodeID = () => location.pathname.replace(/^\/node\//, "");
+
+  function renderNode(d) {
+    skewMs = d.now_ms ? d.now_ms - Date.now() : skewMs;
+    const n = d.node;
+    $("node-status").replaceChildren(badge(n.status), n.leader ? el("span", { class: "badge leader" }, "leader") : "");
+    $("node-status").dataset.status = n.status;
+    $("node-role").textContent = n.role + (n.role === "voter" && !n.voter ? " (learner)" : "");
+    $("node-vcpus").textContent = n.vcpus_used + " / " + n.vcpus;
+    $("node-memory").textContent = mib(n.memory_used_mib) + " / " + mib(n.memory_mib);
+    $("node-vms").textContent = String(d.vms_total);
+    $("node-tasks").textContent = String(d.tasks_total);
+    $("node-reason").textContent = (n.drained ? "Drained. " : "") + (n.status_reason ? "Status: " + n.status_reason : "");
+    const spec = [["address", n.address], ["labels", Object.keys(n.labels || {}).sort().map((k) => k + "=" + n.labels[k]).join(", ") || "none"],
+      ["images", d.images.join(", ") || "none"], ["overcommit", "vCPU ×" + d.vcpu_overcommit + ", memory ×" + d.memory_overcommit],
+      ["fencing lease", d.lease_millis ? d.lease_millis + " ms" : "—"]];
+    $("node-spec").replaceChildren(...spec.flatMap(([k, val]) => [el("dt", {}, k), el("dd", {}, val)]));
+    fill("vms", d.vms.map(vmRow), 7, "no VMs on this node");
+    fill("tasks", d.tasks.map(taskRow), 7, "no tasks on this node");
+    fill("events", eventRows(d.events), 4, "no events for this node");
+  }
+
+  async function refreshNode() {
+    try {
+      renderNode(await getJSON("/api/nodes/" + encodeURIComponent(nodeID())));
+      setLive(true, "live");
+      setProblem("");
+    } catch (e) {
+      setLive(false, "stale");
+      setProblem(String(e.message || e));
+    }
+  }
+
+  function startNode() {
+    $("node-id").textContent = nodeID();
+    document.title = "Node " + nodeID() + " — Blixard";
+    every(2000, refreshNode);
+  }
+
   // ---- start ----
 
   function start() {
     if (started) return;
     started = true;
-    if (document.body.dataset.page === "vm") startVM();
+    const page = document.body.dataset.page;
+    if (page === "vm") startVM();
+    else if (page === "node") startNode();
     else startOverview();
     // Ages move on between updates.
     setInterval(() => {
