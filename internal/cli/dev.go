@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,14 +100,11 @@ its disks: nodes that hold their certificates need no join token.`,
 			if cfg.count < 1 || cfg.count > 9 {
 				return usageErrorf("--nodes: %d is not between 1 and 9", cfg.count)
 			}
-			if cfg.basePort < 1 || cfg.basePort+cfg.count > 65535 {
-				return usageErrorf("--base-port: %d leaves no room for %d nodes", cfg.basePort, cfg.count)
+			if err := cfg.checkPorts(); err != nil {
+				return err
 			}
-			if cfg.metricsPort < 0 || cfg.metricsPort+cfg.count > 65535 {
-				return usageErrorf("--metrics-base-port: %d leaves no room for %d nodes", cfg.metricsPort, cfg.count)
-			}
-			if cfg.httpPort < 0 || cfg.httpPort+cfg.count > 65535 {
-				return usageErrorf("--http-base-port: %d leaves no room for %d nodes", cfg.httpPort, cfg.count)
+			if err := cfg.portsFree(); err != nil {
+				return err
 			}
 			cfg.demo = !noDemo
 			return runDev(cmd.Context(), cmd.OutOrStdout(), progressFor(cmd), cfg)
@@ -136,6 +134,60 @@ type devConfig struct {
 	metricsPort int
 	// httpPort is node 1's dashboard port; 0 serves none.
 	httpPort int
+}
+
+// portRange is one of dev's port flags: count ports from base (0: off).
+type portRange struct {
+	flag string
+	base int
+}
+
+func (c devConfig) portRanges() []portRange {
+	return []portRange{{"--base-port", c.basePort}, {"--metrics-base-port", c.metricsPort}, {"--http-base-port", c.httpPort}}
+}
+
+// checkPorts checks that each port range fits below 65536 and that no two
+// overlap.
+func (c devConfig) checkPorts() error {
+	if c.basePort < 1 {
+		return usageErrorf("--base-port: %d is not a port", c.basePort)
+	}
+	ranges := c.portRanges()
+	for i, r := range ranges {
+		if r.base < 0 || r.base+c.count-1 > 65535 {
+			return usageErrorf("%s: %d leaves no room for %d nodes", r.flag, r.base, c.count)
+		}
+		for _, o := range ranges[:i] {
+			if r.base > 0 && o.base > 0 && r.base < o.base+c.count && o.base < r.base+c.count {
+				return usageErrorf("%s %d and %s %d overlap: %d nodes need %d ports from each", o.flag, o.base, r.flag, r.base, c.count, c.count)
+			}
+		}
+	}
+	return nil
+}
+
+// portsFree checks, before any node starts, that every port dev's nodes
+// will listen on is free, so a port in use says which flag to change
+// instead of a node failing to start.
+func (c devConfig) portsFree() error {
+	for _, r := range c.portRanges() {
+		if r.base == 0 {
+			continue
+		}
+		for i := range c.count {
+			addr := net.JoinHostPort(c.host, strconv.Itoa(r.base+i))
+			lis, err := net.Listen("tcp", addr)
+			if err != nil {
+				hint := "give " + r.flag + " another port"
+				if r.flag != "--base-port" {
+					hint += ", or 0 to serve none"
+				}
+				return fmt.Errorf("%s is in use (is another dev cluster running?): %s: %w", addr, hint, err)
+			}
+			_ = lis.Close()
+		}
+	}
+	return nil
 }
 
 type devNode struct {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -258,5 +259,48 @@ func TestDevFlags(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, tc.want) {
 			t.Errorf("blixard %s: err %v, stderr %q; want one containing %q", strings.Join(tc.args, " "), err, stderr, tc.want)
 		}
+	}
+}
+
+// dev's port flags must fit and must not overlap; a port in use is named
+// before any node starts.
+func TestDevPorts(t *testing.T) {
+	base := devConfig{count: 3, host: "127.0.0.1", basePort: 7001, metricsPort: 9101, httpPort: 8081}
+	for _, tc := range []struct {
+		name string
+		edit func(*devConfig)
+		want string // "" for none
+	}{
+		{"defaults", func(*devConfig) {}, ""},
+		{"off", func(c *devConfig) { c.metricsPort, c.httpPort = 0, 0 }, ""},
+		{"top of the range", func(c *devConfig) { c.httpPort = 65533 }, ""},
+		{"past the top", func(c *devConfig) { c.httpPort = 65534 }, "--http-base-port: 65534 leaves no room for 3 nodes"},
+		{"http over metrics", func(c *devConfig) { c.httpPort = 9102 }, "--metrics-base-port 9101 and --http-base-port 9102 overlap"},
+		{"http over the nodes", func(c *devConfig) { c.httpPort = 6999 }, "--base-port 7001 and --http-base-port 6999 overlap"},
+		{"metrics over the nodes", func(c *devConfig) { c.metricsPort = 7003 }, "--base-port 7001 and --metrics-base-port 7003 overlap"},
+		{"negative", func(c *devConfig) { c.metricsPort = -1 }, "--metrics-base-port: -1"},
+		{"no base port", func(c *devConfig) { c.basePort = 0 }, "--base-port: 0 is not a port"},
+	} {
+		c := base
+		tc.edit(&c)
+		err := c.checkPorts()
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	busy := lis.Addr().(*net.TCPAddr).Port
+	c := devConfig{count: 1, host: "127.0.0.1", basePort: busy}
+	if err := c.portsFree(); err == nil || !strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "--base-port") {
+		t.Errorf("base port in use: %v", err)
+	}
+	c = devConfig{count: 1, host: "127.0.0.1", basePort: busy + 1, httpPort: busy}
+	if err := c.portsFree(); err == nil || !strings.Contains(err.Error(), "--http-base-port another port, or 0 to serve none") {
+		t.Errorf("http port in use: %v", err)
 	}
 }

@@ -24,7 +24,10 @@ func TestImageBuildAndList(t *testing.T) {
 	var steps []string
 	for _, line := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
 		step, _, _ := strings.Cut(strings.TrimPrefix(line, "image build: "), " (")
-		steps = append(steps, step)
+		// A host without a kernel in /boot fetches one first.
+		if step != "fetching a kernel" {
+			steps = append(steps, step)
+		}
 	}
 	if want := []string{"agent found", "kernel found", "kernel unpacked", "initramfs packed", "image written"}; !slices.Equal(steps, want) ||
 		!strings.HasPrefix(stderr, "image build: agent found ("+image.DefaultBusybox+")\n") {

@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // Progress lines of long waits: --wait, image build, dev's start-up.
@@ -88,7 +90,7 @@ func progressTo(w io.Writer) progressConfig {
 		terminal: progressTerminal(w),
 		now:      progressNow,
 		redraw:   progressRedraw,
-		width:    terminalWidth(),
+		width:    terminalWidth(w),
 	}
 }
 
@@ -110,13 +112,31 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// terminalWidth is $COLUMNS if it is a sane width, else
-// progressDefaultWidth.
-func terminalWidth() int {
+// terminalWidth is the width of the terminal w is, as the terminal says
+// (shells do not export $COLUMNS); else $COLUMNS if it is a sane width;
+// else progressDefaultWidth.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col >= 20 {
+			return int(ws.Col)
+		}
+	}
 	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n >= 20 && n <= 1000 {
 		return n
 	}
 	return progressDefaultWidth
+}
+
+// printable makes text from the cluster (a reason, an error) safe to show
+// on one line: newlines, tabs and other control characters become spaces,
+// so that no escape sequence or line break reaches the terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // progress reports one wait. Its methods may be called from any goroutine;
@@ -150,6 +170,7 @@ func (pc progressConfig) start(subject string) *progress {
 func (p *progress) Update(state, detail string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	state, detail = printable(state), printable(detail)
 	if p.ended || p.cfg.quiet || (p.has && state == p.state && detail == p.detail) {
 		return
 	}
@@ -242,7 +263,8 @@ func (p *progress) draw(now time.Time) {
 	// The last column stays free: some terminals wrap a line that fills
 	// the width.
 	room := max(p.cfg.width-1-len(spin)-len(took), 10)
-	fmt.Fprintf(p.cfg.w, "\r\x1b[K%s%s%s", spin, truncate(text, room), took)
+	// On a very narrow terminal the whole line is cut to fit as well.
+	fmt.Fprintf(p.cfg.w, "\r\x1b[K%s", truncate(spin+truncate(text, room)+took, max(p.cfg.width-1, 10)))
 	p.frame++
 	p.drawn, p.lastDraw = true, now
 }

@@ -311,3 +311,26 @@ func TestIsTerminal(t *testing.T) {
 		}
 	}
 }
+
+// Text from the cluster reaches the terminal on one line, without escape
+// sequences, and a narrow terminal's line never fills its width.
+func TestProgressTextIsSafe(t *testing.T) {
+	var buf bytes.Buffer
+	p := progressConfig{w: &buf, now: newTestClock().now, width: 80}.start("vm web")
+	p.Update("failed", "boot error:\nline two\x1b[31m red")
+	p.Done()
+	if got, want := buf.String(), "vm web: failed (boot error: line two [31m red)\n"; got != want {
+		t.Errorf("plain line %q, want %q", got, want)
+	}
+	for _, width := range []int{14, 16, 20, 24, 40} {
+		buf.Reset()
+		p := progressConfig{w: &buf, terminal: true, now: newTestClock().now, width: width}.start("vm a-rather-long-name")
+		p.Update("starting", "booting under tcg, which takes a while")
+		for _, line := range strings.Split(buf.String(), "\r\x1b[K")[1:] {
+			if n := utf8.RuneCountInString(strings.TrimSuffix(line, "\n")); n > width-1 {
+				t.Errorf("width %d: line %q has %d columns", width, line, n)
+			}
+		}
+		p.Clear()
+	}
+}

@@ -23,8 +23,10 @@ const defaultVMWaitTimeout = 5 * time.Minute
 type vmGoal int
 
 const (
-	// vmGoalRunning: the VM runs (create, start). It fails if the VM
-	// fails, stops on its own, is lost with its node, or is no longer
+	// vmGoalRunning: the VM runs (create, start). A VM that fails, stops
+	// on its own or is lost with its node is waited for on through the
+	// restarts its restart policy makes (the timeout bounds them); the
+	// wait fails if the policy will not restart it, or the VM is no longer
 	// wanted running.
 	vmGoalRunning vmGoal = iota + 1
 	// vmGoalStopped: the VM runs nowhere (stop, create --no-start).
@@ -89,8 +91,13 @@ func waitForVM(s *session, v *apiv1.Vm, goal vmGoal, limit time.Duration) (*apiv
 	defer tick.Stop()
 	p := s.progress.start("vm " + name)
 	defer p.Done()
+	deleted := fmt.Errorf("vm %s was deleted while the command waited", name)
+	created := v.GetCreatedIndex()
 	for {
 		p.Update(enumText(v.GetState()), v.GetReason())
+		if goal != vmGoalGone && v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED {
+			return nil, deleted
+		}
 		if done, err := vmWaitOver(v, goal); done || err != nil {
 			return v, err
 		}
@@ -103,12 +110,15 @@ func waitForVM(s *session, v *apiv1.Vm, goal vmGoal, limit time.Duration) (*apiv
 		case <-tick.C:
 		}
 		resp, err := s.client.GetVm(ctx, &apiv1.GetVmRequest{Name: name})
-		if client.ErrorOf(err).GetCode() == apiv1.ErrorCode_ERROR_CODE_NOT_FOUND {
+		// A VM of the same name made since is another VM: this one is gone.
+		gone := client.ErrorOf(err).GetCode() == apiv1.ErrorCode_ERROR_CODE_NOT_FOUND ||
+			(err == nil && created != 0 && resp.GetVm().GetCreatedIndex() != created)
+		if gone {
 			if goal == vmGoalGone {
 				p.Update("deleted", "")
 				return v, nil
 			}
-			return nil, fmt.Errorf("vm %s was deleted while the command waited", name)
+			return nil, deleted
 		}
 		if err != nil {
 			return nil, fmt.Errorf("wait for vm %s: %w", name, err)
@@ -130,7 +140,10 @@ func vmWaitOver(v *apiv1.Vm, goal vmGoal) (bool, error) {
 		case apiv1.VmState_VM_STATE_RUNNING:
 			return true, nil
 		case apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_STOPPED, apiv1.VmState_VM_STATE_LOST:
-			return false, fmt.Errorf("vm %s %s: %s; its restart policy (%s) decides what comes next: see 'blixard vm status %s' and 'blixard vm logs %s'",
+			if willRestart(v) {
+				return false, nil
+			}
+			return false, fmt.Errorf("vm %s %s: %s; its restart policy (%s) does not restart it: see 'blixard vm status %s' and 'blixard vm logs %s'",
 				name, enumText(state), orDash(v.GetReason()), enumText(v.GetSpec().GetRestartPolicy()), name, name)
 		}
 	case vmGoalStopped:
@@ -143,4 +156,18 @@ func vmWaitOver(v *apiv1.Vm, goal vmGoal) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// willRestart reports whether the cluster restarts VM v, ended as it is,
+// by its restart policy (as the leader's placement does): always after any
+// end, on-failure after a failure or a loss, never not at all.
+func willRestart(v *apiv1.Vm) bool {
+	policy := v.GetSpec().GetRestartPolicy()
+	switch v.GetState() {
+	case apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST:
+		return policy == apiv1.RestartPolicy_RESTART_POLICY_ALWAYS || policy == apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE
+	case apiv1.VmState_VM_STATE_STOPPED:
+		return policy == apiv1.RestartPolicy_RESTART_POLICY_ALWAYS
+	}
+	return false
 }

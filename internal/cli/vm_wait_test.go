@@ -98,7 +98,7 @@ func TestVMCreateWait(t *testing.T) {
 			json: "VM_STATE_RUNNING",
 		},
 		{
-			name: "fails",
+			name: "fails", flags: []string{"--restart", "never"},
 			steps: []vmStep{
 				{apiv1.VmState_VM_STATE_STARTING, "booting (tcg)", 2},
 				{apiv1.VmState_VM_STATE_FAILED, "boot timeout: no ready frame in 1m0s", 2},
@@ -107,16 +107,34 @@ func TestVMCreateWait(t *testing.T) {
 			wantErr: `vm web: pending (created; waiting for placement)
 vm web: starting (booting (tcg))
 vm web: failed (boot timeout: no ready frame in 1m0s)
-error: vm web failed: boot timeout: no ready frame in 1m0s; its restart policy (on-failure) decides what comes next: see 'blixard vm status web' and 'blixard vm logs web'
+error: vm web failed: boot timeout: no ready frame in 1m0s; its restart policy (never) does not restart it: see 'blixard vm status web' and 'blixard vm logs web'
 `,
 			wantStatus: 1,
 		},
 		{
-			name:       "lost with its node",
+			name: "lost with its node, restart never", flags: []string{"--restart", "never"},
 			steps:      []vmStep{{apiv1.VmState_VM_STATE_LOST, "node 2 is down", 0}},
 			wantOut:    "vm web created: desired running, state lost (node 2 is down)\n",
-			wantErr:    "vm web: pending (created; waiting for placement)\nvm web: lost (node 2 is down)\nerror: vm web lost: node 2 is down; its restart policy (on-failure) decides what comes next: see 'blixard vm status web' and 'blixard vm logs web'\n",
+			wantErr:    "vm web: pending (created; waiting for placement)\nvm web: lost (node 2 is down)\nerror: vm web lost: node 2 is down; its restart policy (never) does not restart it: see 'blixard vm status web' and 'blixard vm logs web'\n",
 			wantStatus: 1,
+		},
+		{
+			// The default policy (on-failure) restarts it elsewhere: the
+			// wait goes on through the loss, whenever a poll sees it.
+			name: "lost with its node, then runs elsewhere",
+			steps: []vmStep{
+				{apiv1.VmState_VM_STATE_STARTING, "booting (tcg)", 2},
+				{apiv1.VmState_VM_STATE_LOST, "node 2 is down", 0},
+				{apiv1.VmState_VM_STATE_SCHEDULED, "placed on node 3", 3},
+				{apiv1.VmState_VM_STATE_RUNNING, "ready", 3},
+			},
+			wantOut: "vm web created: desired running, state running (ready)\n",
+			wantErr: `vm web: pending (created; waiting for placement)
+vm web: starting (booting (tcg))
+vm web: lost (node 2 is down)
+vm web: scheduled (placed on node 3)
+vm web: running (ready)
+`,
 		},
 		{
 			name: "created stopped", flags: []string{"--no-start"},
@@ -265,18 +283,18 @@ func TestVMWaitOver(t *testing.T) {
 		{vmGoalRunning, running, apiv1.VmState_VM_STATE_STARTING, false, ""},
 		{vmGoalRunning, running, apiv1.VmState_VM_STATE_STOPPING, false, ""},
 		{vmGoalRunning, running, apiv1.VmState_VM_STATE_RUNNING, true, ""},
-		{vmGoalRunning, running, apiv1.VmState_VM_STATE_FAILED, false, "vm web failed: why"},
+		{vmGoalRunning, running, apiv1.VmState_VM_STATE_FAILED, false, "vm web failed: why; its restart policy (never) does not restart it"},
 		{vmGoalRunning, running, apiv1.VmState_VM_STATE_STOPPED, false, "vm web stopped: why"},
 		{vmGoalRunning, running, apiv1.VmState_VM_STATE_LOST, false, "vm web lost: why"},
 		{vmGoalRunning, stopped, apiv1.VmState_VM_STATE_STOPPING, false, "vm web is now wanted stopped, not running"},
-		{vmGoalRunning, deleted, apiv1.VmState_VM_STATE_STOPPING, false, "vm web is now wanted deleted, not running"},
+
 		{vmGoalStopped, stopped, apiv1.VmState_VM_STATE_STOPPING, false, ""},
 		{vmGoalStopped, stopped, apiv1.VmState_VM_STATE_RUNNING, false, ""},
 		{vmGoalStopped, stopped, apiv1.VmState_VM_STATE_STOPPED, true, ""},
 		{vmGoalStopped, stopped, apiv1.VmState_VM_STATE_FAILED, true, ""},
 		{vmGoalStopped, stopped, apiv1.VmState_VM_STATE_LOST, true, ""},
 		{vmGoalStopped, running, apiv1.VmState_VM_STATE_PENDING, false, "vm web is now wanted running, not stopped"},
-		{vmGoalStopped, deleted, apiv1.VmState_VM_STATE_STOPPING, false, "vm web is now wanted deleted, not stopped"},
+
 		{vmGoalGone, deleted, apiv1.VmState_VM_STATE_STOPPING, false, ""},
 		{vmGoalGone, deleted, apiv1.VmState_VM_STATE_STOPPED, false, ""},
 	}
@@ -288,6 +306,60 @@ func TestVMWaitOver(t *testing.T) {
 			t.Errorf("goal %d, desired %s, state %s: done %v, err %v; want done %v, err containing %q",
 				tc.goal, enumText(tc.desired), enumText(tc.state), done, err, tc.done, tc.err)
 		}
+	}
+}
+
+// TestWillRestart mirrors the leader's restart rules: always after any
+// end, on-failure after a failure or a loss, never not at all.
+func TestWillRestart(t *testing.T) {
+	const (
+		always, onFailure, never = apiv1.RestartPolicy_RESTART_POLICY_ALWAYS, apiv1.RestartPolicy_RESTART_POLICY_ON_FAILURE, apiv1.RestartPolicy_RESTART_POLICY_NEVER
+		failed, lost, stopped    = apiv1.VmState_VM_STATE_FAILED, apiv1.VmState_VM_STATE_LOST, apiv1.VmState_VM_STATE_STOPPED
+	)
+	for _, tc := range []struct {
+		policy apiv1.RestartPolicy
+		state  apiv1.VmState
+		want   bool
+	}{
+		{always, failed, true}, {always, lost, true}, {always, stopped, true},
+		{onFailure, failed, true}, {onFailure, lost, true}, {onFailure, stopped, false},
+		{never, failed, false}, {never, lost, false}, {never, stopped, false},
+		{always, apiv1.VmState_VM_STATE_RUNNING, false},
+	} {
+		v := &apiv1.Vm{State: tc.state, Spec: &apiv1.VmSpec{RestartPolicy: tc.policy}}
+		if got := willRestart(v); got != tc.want {
+			t.Errorf("%s, %s: willRestart %v, want %v", enumText(tc.policy), enumText(tc.state), got, tc.want)
+		}
+	}
+}
+
+// A VM deleted during a wait, or replaced by another of its name, ends
+// the wait alike: an error, nothing on stdout.
+func TestVMWaitDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		rewrite func(v *apiv1.Vm)
+	}{
+		{"wanted deleted", func(v *apiv1.Vm) {
+			v.DesiredState, v.State = apiv1.VmDesiredState_VM_DESIRED_STATE_DELETED, apiv1.VmState_VM_STATE_STOPPING
+		}},
+		{"another VM of its name", func(v *apiv1.Vm) { v.CreatedIndex += 100 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fastVMPolls(t)
+			n := clienttest.Start(t, 1)
+			n.SetHook(func(_ context.Context, method string, _ proto.Message, next func() (proto.Message, error)) (proto.Message, error) {
+				resp, err := next()
+				if v := asVM(resp); method == "GetVm" && v != nil {
+					tc.rewrite(v)
+				}
+				return resp, err
+			})
+			stdout, stderr, err := runAt(t, n, "vm", "create", "web", "--vcpus", "1", "--memory", "128", "--wait")
+			if exitCodeOf(err) != 1 || stdout != "" || !strings.Contains(stderr, "error: vm web was deleted while the command waited") {
+				t.Errorf("exit %d, stdout %q, stderr %q", exitCodeOf(err), stdout, stderr)
+			}
+		})
 	}
 }
 
