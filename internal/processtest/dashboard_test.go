@@ -32,9 +32,9 @@ func chromium(t *testing.T) string {
 		}
 	}
 	if os.Getenv("BLIXARD_NEED_CHROMIUM") != "" {
-		t.Fatal("chromium is not installed, and BLIXARD_NEED_CHROMIUM says it must be (make deps installs Debian's chromium package)")
+		t.Fatal("chromium is not installed, and BLIXARD_NEED_CHROMIUM says it must be (make test-deps installs Debian's chromium package)")
 	}
-	t.Skip("chromium is not installed: run `make deps` (it installs Debian's chromium package) to run the dashboard test")
+	t.Skip("chromium is not installed: run `make test-deps` (it installs Debian's chromium package) to run the dashboard test")
 	return ""
 }
 
