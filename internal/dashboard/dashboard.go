@@ -1,11 +1,13 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -113,16 +115,16 @@ func Handler(cfg Config) http.Handler {
 	if cfg.CookieName == "" {
 		cfg.CookieName = defaultCookieName
 	}
-	sub, err := fs.Sub(webFS, "web")
+	static, err := fs.Sub(webFS, "web/static")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
 	d := &dashboard{cfg: cfg}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", d.page("index.html"))
-	mux.HandleFunc("GET /vm/{name}", d.page("vm.html"))
-	mux.HandleFunc("GET /node/{id}", d.page("node.html"))
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(sub)))
+	mux.HandleFunc("GET /{$}", page(pageInfo{Name: "index", Page: "overview", Title: "Blixard", Live: "live updates"}))
+	mux.HandleFunc("GET /vm/{name}", page(pageInfo{Name: "vm", Page: "vm", Title: "VM — Blixard", Live: "refreshed every 2 s"}))
+	mux.HandleFunc("GET /node/{id}", page(pageInfo{Name: "node", Page: "node", Title: "Node — Blixard", Live: "refreshed every 2 s"}))
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	mux.HandleFunc("GET /api/session", d.session)
 	mux.HandleFunc("POST /api/login", d.login)
 	mux.HandleFunc("POST /api/logout", d.logout)
@@ -165,18 +167,27 @@ func loopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// page serves one of the two HTML pages; they hold no data (it comes from
-// /api), so they need no token.
-func (d *dashboard) page(name string) http.HandlerFunc {
+// pageInfo is one HTML page: web/pages/<Name>.html in web/pages/layout.html.
+type pageInfo struct {
+	Name  string
+	Page  string // the body's data-page, which app.js starts from
+	Title string
+	Live  string // what the live badge's tooltip says
+}
+
+// page serves one of the HTML pages, rendered once: they hold no data (it
+// comes from /api), so they need no token.
+func page(p pageInfo) http.HandlerFunc {
+	t := template.Must(template.ParseFS(webFS, "web/pages/layout.html", "web/pages/"+p.Name+".html"))
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
+		panic(fmt.Sprintf("dashboard: page %s: %v", p.Name, err)) // fixed at build time; a test renders every page
+	}
+	html := buf.Bytes()
 	return func(w http.ResponseWriter, r *http.Request) {
-		b, err := webFS.ReadFile("web/" + name)
-		if err != nil {
-			http.Error(w, "page missing from the build", http.StatusInternalServerError)
-			return
-		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
-		_, _ = w.Write(b)
+		_, _ = w.Write(html)
 	}
 }
 

@@ -182,6 +182,22 @@ func TestPagesAndHeaders(t *testing.T) {
 	if w := get(t, h, "/static/nope.js", nil); w.Code != http.StatusNotFound {
 		t.Errorf("missing asset: status %d", w.Code)
 	}
+	if w := get(t, h, "/static/../pages/layout.html", nil); w.Code == http.StatusOK {
+		t.Errorf("the page templates are served as assets")
+	}
+	// Each page is the layout around its own part, for app.js to start.
+	for path, want := range map[string][]string{
+		"/":       {`data-page="overview"`, `id="nodes"`, `id="login-form"`, `<title>Blixard</title>`},
+		"/vm/web": {`data-page="vm"`, `id="console"`, `id="vm-name"`, `id="login-form"`},
+		"/node/3": {`data-page="node"`, `id="node-status"`, `id="node-id"`, `id="login-form"`},
+	} {
+		body := get(t, h, path, nil).Body.String()
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s lacks %s", path, w)
+			}
+		}
+	}
 	if w := get(t, h, "/api/vms/nope", nil); w.Code != http.StatusNotFound {
 		t.Errorf("unknown VM: status %d", w.Code)
 	}
