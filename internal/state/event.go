@@ -1,6 +1,7 @@
 package state
 
 import (
+	"sort"
 	"strconv"
 	"strings"
 
@@ -28,8 +29,11 @@ func (s *State) event(a at, kind string, node uint64, vm string, task uint64, ms
 // (0: all).
 func (s *State) Events(after uint64, vm string, node uint64, limit int) []*apiv1.Event {
 	var out []*apiv1.Event
-	for _, e := range s.events {
-		if e.GetIndex() <= after || (vm != "" && e.GetVmName() != vm) || (node != 0 && e.GetNodeId() != node) {
+	// Events are kept in log order: skip those up to after at once (a
+	// node reads the new ones after every apply).
+	first := sort.Search(len(s.events), func(i int) bool { return s.events[i].GetIndex() > after })
+	for _, e := range s.events[first:] {
+		if (vm != "" && e.GetVmName() != vm) || (node != 0 && e.GetNodeId() != node) {
 			continue
 		}
 		out = append(out, e)
