@@ -154,14 +154,8 @@ same exit status).`,
 // command is interrupted, showing its status as progress on stderr.
 func waitForTask(s *session, t *apiv1.Task, limit time.Duration) (*apiv1.Task, error) {
 	ctx := s.ctx
-	var deadline <-chan time.Time
-	if limit > 0 {
-		timer := time.NewTimer(limit)
-		defer timer.Stop()
-		deadline = timer.C
-	}
-	tick := time.NewTicker(taskPollInterval)
-	defer tick.Stop()
+	pace := newPoller(taskPollInterval, limit)
+	defer pace.stop()
 	p := s.progress.start(fmt.Sprintf("task %d", t.GetId()))
 	defer p.Done()
 	p.Note("task %d submitted", t.GetId())
@@ -170,13 +164,11 @@ func waitForTask(s *session, t *apiv1.Task, limit time.Duration) (*apiv1.Task, e
 		if t.GetStatus().Ended() {
 			return t, nil
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-deadline:
+		if err := pace.next(ctx); errors.Is(err, errWaitTimedOut) {
 			return nil, fmt.Errorf("task %d is still %s after %v; it goes on in the cluster: see 'blixard task status %d', or stop it with 'blixard task cancel %d'",
 				t.GetId(), enumText(t.GetStatus()), limit, t.GetId(), t.GetId())
-		case <-tick.C:
+		} else if err != nil {
+			return nil, err
 		}
 		resp, err := s.client.GetTask(ctx, &apiv1.GetTaskRequest{Id: t.GetId()})
 		if err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -81,14 +82,8 @@ func emitVM(s *session, verb string, v *apiv1.Vm, wait vmWaitFlags, goal vmGoal)
 // nil.
 func waitForVM(s *session, v *apiv1.Vm, goal vmGoal, limit time.Duration) (*apiv1.Vm, error) {
 	ctx, name := s.ctx, v.GetName()
-	var deadline <-chan time.Time
-	if limit > 0 {
-		timer := time.NewTimer(limit)
-		defer timer.Stop()
-		deadline = timer.C
-	}
-	tick := time.NewTicker(vmPollInterval)
-	defer tick.Stop()
+	pace := newPoller(vmPollInterval, limit)
+	defer pace.stop()
 	p := s.progress.start("vm " + name)
 	defer p.Done()
 	deleted := fmt.Errorf("vm %s was deleted while the command waited", name)
@@ -101,13 +96,11 @@ func waitForVM(s *session, v *apiv1.Vm, goal vmGoal, limit time.Duration) (*apiv
 		if done, err := vmWaitOver(v, goal); done || err != nil {
 			return v, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-deadline:
+		if err := pace.next(ctx); errors.Is(err, errWaitTimedOut) {
 			return nil, fmt.Errorf("vm %s is still %s after %v; it goes on in the cluster: see 'blixard vm status %s'",
 				name, enumText(v.GetState()), limit, name)
-		case <-tick.C:
+		} else if err != nil {
+			return nil, err
 		}
 		resp, err := s.client.GetVm(ctx, &apiv1.GetVmRequest{Name: name})
 		// A VM of the same name made since is another VM: this one is gone.
