@@ -39,6 +39,9 @@ type cluster struct {
 	// secure: the nodes run as operators run them (TLS 1.3, ACL tokens,
 	// join tokens); otherwise with --insecure.
 	secure bool
+	// pprof, if set, is the loopback host:port node 1 serves its metrics
+	// and Go profiles on (--metrics-listen, --pprof).
+	pprof string
 	// The cluster's CA as a client's TLS config, and node 1's admin token:
 	// set by start when secure.
 	tls   *tls.Config
@@ -147,6 +150,9 @@ func (c *cluster) start(ctx context.Context, timeout time.Duration) error {
 			// them from being placed there: the leader's placement pass
 			// records once per task why it fits nowhere (PlacementFailed).
 			args = append(args, "--no-workloads")
+			if c.pprof != "" {
+				args = append(args, "--metrics-listen", c.pprof, "--pprof")
+			}
 		}
 		if !c.secure {
 			// --insecure: the benchmark measures Raft and the disk, on

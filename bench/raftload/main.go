@@ -77,6 +77,7 @@ type options struct {
 	maxLoad     float64
 	maxLoadWait time.Duration
 	secure      bool
+	pprof       string
 }
 
 func main() {
@@ -98,6 +99,7 @@ func run() int {
 	flag.Float64Var(&o.maxErrors, "max-errors", 0.001, "tolerated failed writes, as a `fraction` of the writes attempted in a level")
 	flag.Float64Var(&o.maxLoad, "max-load", 0, "wait until the 1-minute load average is below this before starting (0: do not wait)")
 	flag.DurationVar(&o.maxLoadWait, "max-load-wait", 10*time.Minute, "give up waiting for --max-load after this `time`, and run anyway")
+	flag.StringVar(&o.pprof, "pprof", "", "loopback `host:port` where node 1 (the leader) serves metrics and Go profiles: go tool pprof http://host:port/debug/pprof/profile")
 	flag.BoolVar(&o.secure, "secure", false, "run the nodes secure, as by default outside raftload (TLS 1.3, ACL and join tokens) instead of --insecure")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/raftload [flags]\n\n"+
@@ -201,7 +203,7 @@ func bench(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	c := &cluster{bin: bin, dataDir: dataDir, addrs: addrs, secure: o.secure}
+	c := &cluster{bin: bin, dataDir: dataDir, addrs: addrs, secure: o.secure, pprof: o.pprof}
 	defer func() {
 		c.stop(os.Stderr)
 		if err != nil && ctx.Err() == nil { // a failure, not an interruption

@@ -158,6 +158,7 @@ defaults are counted in ticks, so they scale with --tick.`,
 	f.DurationVar(&cfg.DisconnectAfter, "disconnect-after", 0, "the leader marks this node disconnected after this long unheard (default 0: 20 ticks, 2s at the default --tick)")
 	f.DurationVar(&cfg.DownAfter, "down-after", 0, "the leader marks this node down, and moves its VMs, after this long unheard; more than --lease (default 0: 60 ticks, 6s at the default --tick, or --lease plus the drift margin if longer)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", "", "`host:port` to serve Prometheus metrics on, plain HTTP at /metrics (default: none)")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's profiles at /debug/pprof/ on a loopback --metrics-listen (go tool pprof http://ADDR/debug/pprof/profile)")
 	f.StringVar(&cfg.HTTPListen, "http-listen", "", "`host:port` to serve the web dashboard on: plain HTTP on loopback, HTTPS with viewer tokens anywhere else (default: none)")
 	f.BoolVar(&cfg.HTTPTLS, "http-tls", false, "serve the dashboard over HTTPS with viewer tokens even on a loopback --http-listen")
 	f.Float64Var(&cfg.Limits.Rate, "client-rate", 0, "requests per second one API client (by token, else by IP) may send this node (default 0: 10000)")

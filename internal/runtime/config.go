@@ -86,6 +86,10 @@ type Config struct {
 	// MetricsListen, if set, is the host:port Prometheus metrics are served
 	// on (plain HTTP, /metrics); empty serves none.
 	MetricsListen string
+	// Pprof adds Go's profiles (net/http/pprof, /debug/pprof/) to the
+	// metrics listener. They are unauthenticated, so MetricsListen must be
+	// a loopback address.
+	Pprof bool
 	// HTTPListen, if set, is the host:port the web dashboard is served on.
 	// On a loopback address it is plain HTTP and a viewer token is
 	// optional (only needed to read consoles kept on other nodes);
@@ -133,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 				return c, fmt.Errorf("--insecure serves without TLS or authentication, so only on loopback: %s %q is not a loopback address", a.flag, a.addr)
 			}
 		}
+	}
+	if c.Pprof && (c.MetricsListen == "" || !loopback(c.MetricsListen)) {
+		return c, fmt.Errorf("--pprof serves unauthenticated profiles beside the metrics, so it needs a loopback --metrics-listen, got %q", c.MetricsListen)
 	}
 	if c.HTTPListen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {

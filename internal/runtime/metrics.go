@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -104,10 +105,18 @@ func (n *Node) observeRaft() {
 	}
 }
 
-// serveMetrics serves /metrics on lis until ctx ends.
+// serveMetrics serves /metrics (and with Config.Pprof, /debug/pprof/) on
+// lis until ctx ends.
 func (n *Node) serveMetrics(ctx context.Context, lis net.Listener) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", n.metrics.Handler())
+	if n.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

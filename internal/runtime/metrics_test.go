@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +110,47 @@ func TestMetrics(t *testing.T) {
 	}
 	if !kinds["vm"] || !kinds["task"] {
 		t.Errorf("blixard_reschedules_total has kinds %v, want vm and task", kinds)
+	}
+	if code := httpStatus(t, "http://"+addr+"/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/cmdline without --pprof: %d, want 404", code)
+	}
+}
+
+// httpStatus returns the status code of a GET of url.
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestMetricsPprof: --pprof adds Go's profiles beside the metrics, and
+// only on a loopback metrics listener.
+func TestMetricsPprof(t *testing.T) {
+	for _, c := range []struct {
+		name, listen, wantErr string
+	}{
+		{"loopback", "127.0.0.1:9001", ""},
+		{"no metrics listener", "", "--pprof"},
+		{"anywhere", "0.0.0.0:9001", "--pprof"},
+	} {
+		cfg := Config{ID: 1, DataDir: t.TempDir(), Listen: "127.0.0.1:7001", MetricsListen: c.listen, Pprof: true}
+		_, err := cfg.withDefaults()
+		switch {
+		case c.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("%s: err %v, want one naming %q", c.name, err, c.wantErr)
+		}
+	}
+	n, _, stop := startNodeWith(t, t.TempDir(), func(c *Config) { c.MetricsListen, c.Pprof = "127.0.0.1:0", true })
+	defer stop()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=1", "/metrics"} {
+		if code := httpStatus(t, "http://"+n.MetricsAddr()+path); code != http.StatusOK {
+			t.Errorf("GET %s with --pprof: %d, want 200", path, code)
+		}
 	}
 }
