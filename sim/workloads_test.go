@@ -239,6 +239,71 @@ func TestWorkloadCapacityIsNeverExceeded(t *testing.T) {
 	}
 }
 
+// A backlog that fits nowhere costs the leader no scheduler calls while
+// nothing changes (its reasons are recorded, then it is blocked), and it
+// is placed as soon as room appears.
+func TestWorkloadBlockedBacklogWaitsForRoom(t *testing.T) {
+	w := NewT(t, BaseSeed(t), Options{Nodes: 3, Workloads: true, Core: func(c *core.Config) {
+		c.Capacity = &apiv1.Resources{Vcpus: 2, MemoryMib: 512}
+	}})
+	runToLeader(t, w)
+	c := w.NewClient(ClientOptions{})
+	for i := range 6 {
+		c.Do(createReq(fmt.Sprintf("vm-%d", i), apiv1.RestartPolicy_RESTART_POLICY_NEVER))
+	}
+	const backlog = 40
+	for range backlog {
+		c.Do(&apiv1.Request{Kind: &apiv1.Request_SubmitTask{SubmitTask: &apiv1.SubmitTaskRequest{Spec: &apiv1.TaskSpec{
+			Command: TaskHang, TimeoutMs: 600_000, Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 128},
+		}}}})
+	}
+	w.Must(t, w.RunUntil(w.ClientsIdle, 30*time.Second))
+	// Six VMs fill the three nodes; every task waits, with its reason, and
+	// then the leader tries none of them while nothing changes. (A change
+	// of leader, which the fault-free network should not bring, starts the
+	// look afresh.)
+	for attempt := 1; ; attempt++ {
+		var lead uint64
+		w.Must(t, w.RunUntil(func() bool {
+			lead = w.Leader()
+			if lead == 0 {
+				return false
+			}
+			l := w.Node(lead).Core()
+			for _, tk := range l.State().PendingTasks(0) {
+				if tk.GetReason() == "" {
+					return false
+				}
+			}
+			return len(l.State().PendingTasks(0)) == backlog && l.PlacementBlocked() == backlog
+		}, 60*time.Second))
+		l := w.Node(lead).Core()
+		t.Logf("%d tasks blocked at %s: %q", backlog, w.Now(), l.State().PendingTasks(1)[0].GetReason())
+		l.TakeObservations()
+		w.Must(t, w.RunFor(10*time.Second))
+		if w.Leader() != lead {
+			if attempt == 3 {
+				t.Fatalf("%s", w.Failure(fmt.Errorf("the leader changed in each of 3 looks, on a fault-free network")))
+			}
+			continue
+		}
+		if o := l.TakeObservations(); o.PlacementTries != 0 {
+			t.Fatalf("the leader made %d scheduler calls in 10 s for a blocked backlog with nothing changed, want 0", o.PlacementTries)
+		}
+		break
+	}
+	// One VM stops: its vCPU goes to one task, and the rest stay blocked.
+	wlDo(t, w, c, &apiv1.Request{Kind: &apiv1.Request_StopVm{StopVm: &apiv1.StopVmRequest{Name: "vm-0"}}})
+	w.Must(t, w.RunUntil(func() bool {
+		l := w.Node(w.Leader()).Core()
+		return w.Leader() != 0 && len(l.State().PendingTasks(0)) == backlog-1
+	}, 60*time.Second))
+	w.Must(t, w.RunFor(5*time.Second))
+	if l := w.Node(w.Leader()).Core(); len(l.State().PendingTasks(0)) != backlog-1 {
+		t.Fatalf("%d tasks pending after one VM made room for one, want %d", len(l.State().PendingTasks(0)), backlog-1)
+	}
+}
+
 // A stop that fails on the way is asked for again: the VM does not keep
 // running, nor its record stay stopping.
 func TestWorkloadFailedStopIsRetried(t *testing.T) {

@@ -1226,7 +1226,72 @@ func TestPlacementPassReachesTheLastTaskBehindAFullBudget(t *testing.T) {
 			}
 			return
 		}
-		t.Logf("pass %d: cursor %d", i, n.taskCursor)
+		t.Logf("pass %d: mark %d", i, n.taskMark)
 	}
-	t.Fatalf("task %d, behind exactly %d tasks that fit nowhere, not placed in 5 passes (cursor %d)", last, maxPlacementTries, n.taskCursor)
+	t.Fatalf("task %d, behind exactly %d tasks that fit nowhere, not placed in 5 passes (mark %d)", last, maxPlacementTries, n.taskMark)
+}
+
+// TestPlacementPassSkipsTheBlockedBacklog: tasks that fit nowhere cost a
+// pass one scheduler call each, then none while nothing frees room; a new
+// task is tried alone; room that may have grown (a node back up) has them
+// all tried again.
+func TestPlacementPassSkipsTheBlockedBacklog(t *testing.T) {
+	const backlog = 300
+	cmds := []*apiv1.Command{
+		{Op: &apiv1.Command_RegisterNode{RegisterNode: &apiv1.RegisterNodeCommand{
+			Id: 2, Address: "node-2:7000", Role: apiv1.NodeRole_NODE_ROLE_VOTER,
+			Capacity: &apiv1.Resources{Vcpus: 16, MemoryMib: 65536, Features: []string{"gpu", "kvm"}},
+			Images:   []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:5e", MinMemoryMib: 64}},
+		}}},
+		{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: 2, Status: nsDown, Reason: "test"}}},
+	}
+	for range backlog {
+		cmds = append(cmds, &apiv1.Command{Op: &apiv1.Command_SubmitTask{SubmitTask: &apiv1.SubmitTaskCommand{
+			Spec: &apiv1.TaskSpec{Command: "train", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64, Features: []string{"gpu"}}},
+		}}})
+	}
+	h := placeNet(t, cmds)
+	n := h.nodes[1]
+	apply := func(cmd *apiv1.Command) {
+		t.Helper()
+		if err := n.propose(cmd); err != nil {
+			t.Fatal(err)
+		}
+		h.flush()
+	}
+	tries := func(pass string, want uint64) passResult {
+		t.Helper()
+		n.TakeObservations()
+		r := h.pass()
+		if got := n.TakeObservations().PlacementTries; got != want {
+			t.Fatalf("%s: %d scheduler calls, want %d", pass, got, want)
+		}
+		return r
+	}
+	tries("first pass", backlog)
+	if got := n.PlacementBlocked(); got != backlog {
+		t.Fatalf("PlacementBlocked() = %d after the first pass, want %d", got, backlog)
+	}
+	// The passes that record the reasons (16 each) try nothing.
+	for i := range backlog/maxUnplacedPerPass + 1 {
+		tries(fmt.Sprintf("pass %d", i+2), 0)
+	}
+	for _, tk := range n.st.PendingTasks(0) {
+		if !strings.Contains(tk.GetReason(), "gpu") {
+			t.Fatalf("task %d's reason = %q, want the scheduler's", tk.GetId(), tk.GetReason())
+		}
+	}
+	apply(placeableTask())
+	if r := tries("a new task", 1); len(r.assignedTasks) != 1 || r.assignedTasks[0] != n.st.AppliedIndex()-1 {
+		t.Fatalf("a new task that fits: assigned %v, want it", r.assignedTasks)
+	}
+	apply(&apiv1.Command{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: 2, Status: nsReady, Reason: "test"}}})
+	// Node 2's 16 vCPUs take 16 of them; the rest are blocked again.
+	if r := tries("node 2 up", backlog); len(r.assignedTasks) != 16 {
+		t.Fatalf("node 2 up: assigned %d tasks, want 16", len(r.assignedTasks))
+	}
+	if got := n.PlacementBlocked(); got != backlog-16 {
+		t.Fatalf("PlacementBlocked() = %d with node 2 full, want %d", got, backlog-16)
+	}
+	tries("node 2 full", 0)
 }

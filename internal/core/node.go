@@ -132,14 +132,29 @@ type Node struct {
 	agentSettled bool
 	local        map[string]*localVM
 	actions      []VMAction
-	// placing: placements this leader proposed, by workload, until the
-	// tick after which it may propose again; restartAt: when a failed VM
-	// may restart.
+	// Placement (place.go), on the leader. placing: placements this
+	// leader proposed, by workload, until the tick after which it may
+	// propose again; restartAt: when a failed VM may restart; vmCursor:
+	// where the last pass's budget ran out among the VMs.
 	placing   map[string]inflight
 	restartAt map[string]uint64
-	// vmCursor and taskCursor: where the last pass's budget ran out.
-	vmCursor   string
-	taskCursor uint64
+	vmCursor  string
+	// The blocked workloads, which fit nowhere when tried while the state
+	// (roomSt) was at RoomVersion room and no reservation lapsed
+	// (roomFreed): the VMs in blockedVms, and the pending tasks with ids up
+	// to taskMark but those in taskRetry (sorted), whose placements are in
+	// flight. unrecorded holds the reasons the state is to be told, oldest
+	// first.
+	blockedVms map[placeKey]struct{}
+	// recording: the workloads whose PlacementFailed is in flight, until
+	// the tick after which it may be proposed again.
+	recording  map[placeKey]uint64
+	taskMark   uint64
+	taskRetry  []uint64
+	unrecorded []*apiv1.PlacementFailedCommand
+	roomSt     *state.State
+	room       uint64
+	roomFreed  bool
 	// Health (health.go): on the leader, the tick each peer was last
 	// heard from and the tick this node became leader; on every node, its
 	// fencing lease.
@@ -200,6 +215,8 @@ func New(cfg Config, p Persisted) (*Node, error) {
 		incarnation: c.Incarnation,
 		local:       map[string]*localVM{},
 		placing:     map[string]inflight{},
+		blockedVms:  map[placeKey]struct{}{},
+		recording:   map[placeKey]uint64{},
 		restartAt:   map[string]uint64{},
 		heardAt:     map[uint64]uint64{},
 		leftSeen:    map[uint64]uint64{},
@@ -587,6 +604,8 @@ func (n *Node) leadership(ss *raft.SoftState) {
 		// A later term's leader starts its placement afresh.
 		clear(n.placing)
 		clear(n.restartAt)
+		clear(n.recording)
+		n.forgetBlocked()
 	}
 	if wasLeader && !n.isLeader {
 		n.failProposals(apiv1.ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN, "outcome unknown: leadership changed while the write was in flight")

@@ -39,6 +39,27 @@ type Observations struct {
 	// down, left the cluster or was drained; first placements and restarts
 	// on the same node's failure are not counted.
 	VMReschedules, TaskReschedules uint64
+	// PlacementTries counts the scheduler calls this node's placement
+	// passes made (as leader): one per workload tried, placed or not.
+	// Workloads blocked for want of room are not tried (PlacementBlocked).
+	PlacementTries uint64
+}
+
+// PlacementBlocked is how many workloads this node, as leader, found no
+// room for and passes over until room may have grown (a VM that ends, a
+// node that joins, registers, changes status or is drained or undrained).
+// It is 0 on a follower.
+func (n *Node) PlacementBlocked() int {
+	if !n.isLeader || n.roomSt != n.st {
+		return 0
+	}
+	tasks := n.st.PendingTasksThrough(n.taskMark)
+	for _, id := range n.taskRetry {
+		if t, ok := n.st.Task(id); ok && t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING {
+			tasks-- // in flight, not blocked
+		}
+	}
+	return len(n.blockedVms) + tasks
 }
 
 // maxObservedPlacements bounds the placement latencies kept for a driver

@@ -36,6 +36,10 @@ type Metrics struct {
 	PlacementSeconds   prometheus.Histogram
 	// Reschedules is by kind: "vm" or "task".
 	Reschedules *prometheus.CounterVec
+	// PlacementTries counts scheduler calls; PlacementBlocked is how many
+	// workloads wait for room without being tried.
+	PlacementTries   prometheus.Counter
+	PlacementBlocked prometheus.Gauge
 }
 
 // Stats is what the node's state says at a scrape: workloads by state and
@@ -112,9 +116,18 @@ func New(stats func(ctx context.Context) (Stats, error)) *Metrics {
 	for _, kind := range []string{"vm", "task"} {
 		m.Reschedules.WithLabelValues(kind)
 	}
+	m.PlacementTries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "blixard_placement_tries_total",
+		Help: "On the leader, scheduler calls made for workloads waiting for a node, placed or not (blocked workloads are not tried).",
+	})
+	m.PlacementBlocked = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "blixard_placement_blocked",
+		Help: "On the leader, workloads that fit nowhere and wait, untried, until room may have grown (a workload ends, a node joins, registers, changes status or is drained or undrained); 0 on followers.",
+	})
 	for _, c := range []prometheus.Collector{m.VMBootSeconds, m.apiRequests, m.apiLatency, m.RaftTerm, m.RaftCommitIndex, m.RaftAppliedIndex,
 		m.RaftIsLeader, m.RaftLeaderChanges, m.ReadyEntries, m.ReadyMessages, m.StoreSaveSeconds, m.SnapshotsTotal,
-		m.SnapshotBytes, m.ProposalsCommitted, m.ProposalsDropped, m.PlacementSeconds, m.Reschedules} {
+		m.SnapshotBytes, m.ProposalsCommitted, m.ProposalsDropped, m.PlacementSeconds, m.Reschedules,
+		m.PlacementTries, m.PlacementBlocked} {
 		f(c)
 	}
 	f(&stateCollector{stats: stats})

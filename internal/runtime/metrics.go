@@ -94,6 +94,8 @@ func (n *Node) observeRaft() {
 	}
 	m.Reschedules.WithLabelValues("vm").Add(float64(o.VMReschedules))
 	m.Reschedules.WithLabelValues("task").Add(float64(o.TaskReschedules))
+	m.PlacementTries.Add(float64(o.PlacementTries))
+	m.PlacementBlocked.Set(float64(n.core.PlacementBlocked()))
 	lead, term := n.core.Leader()
 	m.RaftTerm.Set(float64(term))
 	m.RaftCommitIndex.Set(float64(n.core.BasicStatus().GetCommit()))

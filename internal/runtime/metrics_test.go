@@ -85,7 +85,7 @@ func TestMetrics(t *testing.T) {
 		"blixard_raft_leader_changes_total", "blixard_raft_ready_entries", "blixard_store_save_seconds",
 		"blixard_api_request_duration_seconds", "blixard_node_capacity", "blixard_node_allocated", "go_goroutines",
 		"blixard_raft_proposals_committed_total", "blixard_raft_proposals_dropped_total", "blixard_raft_snapshot_bytes",
-		"blixard_placement_seconds", "blixard_reschedules_total",
+		"blixard_placement_seconds", "blixard_reschedules_total", "blixard_placement_tries_total", "blixard_placement_blocked",
 	} {
 		if fams[name] == nil {
 			t.Errorf("no metric %s", name)

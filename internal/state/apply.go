@@ -186,6 +186,7 @@ func (s *State) ApplyRefused(index uint64, clientRequestID string, err error) *a
 func (s *State) ApplyMembershipChange(index uint64, c MembershipChange) {
 	s.advance(index)
 	s.secVersion++
+	s.room++
 	next := &apiv1.Membership{
 		Voters:   sortedIDs(c.Voters),
 		Learners: sortedIDs(c.Learners),
@@ -318,6 +319,10 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 	}
 	resp := run()
 	s.reindex(a.index, cmd)
+	switch cmd.GetOp().(type) {
+	case *apiv1.Command_InitCluster, *apiv1.Command_RegisterNode, *apiv1.Command_SetNodeStatus, *apiv1.Command_DrainNode:
+		s.room++ // a node's record changed
+	}
 	return resp, nil
 }
 

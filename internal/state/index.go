@@ -1,6 +1,7 @@
 package state
 
 import (
+	"iter"
 	"maps"
 	"slices"
 
@@ -24,8 +25,13 @@ type index struct {
 	// taskNode is where each is filed.
 	tasksOn  map[uint64]map[uint64]struct{}
 	taskNode map[uint64]uint64
-	// pending: tasks waiting for a node.
-	pending map[uint64]struct{}
+	// pending: tasks waiting for a node. pendingOrder holds their ids for
+	// reading in order: sorted and exactly pending's keys unless
+	// pendingStale, when it may also hold ids no longer pending (or twice),
+	// or be out of order; pendingIDs puts it right before reading.
+	pending      map[uint64]struct{}
+	pendingOrder []uint64
+	pendingStale bool
 }
 
 func newIndex() index {
@@ -60,6 +66,12 @@ func unfile[K comparable](on map[uint64]map[K]struct{}, where map[K]uint64, key 
 // indexVm files VM name as its record (or its absence) now says.
 func (s *State) indexVm(name string) {
 	ix := &s.ix
+	was, held := ix.vmNode[name]
+	defer func() {
+		if now, holds := ix.vmNode[name]; held && (!holds || now != was) {
+			s.room++ // it left node was: room there
+		}
+	}()
 	unfile(ix.vmsOn, ix.vmNode, name)
 	delete(ix.toPlace, name)
 	v, ok := s.vms[name]
@@ -94,18 +106,51 @@ func placeable(v *apiv1.Vm) bool {
 // indexTask files task id as its record now says.
 func (s *State) indexTask(id uint64) {
 	ix := &s.ix
+	was, held := ix.taskNode[id]
+	_, waited := ix.pending[id]
 	unfile(ix.tasksOn, ix.taskNode, id)
 	delete(ix.pending, id)
-	t, ok := s.tasks[id]
-	if !ok {
-		return
+	if t, ok := s.tasks[id]; ok {
+		switch {
+		case t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING:
+			ix.pending[id] = struct{}{}
+		case taskHolds(t):
+			file(ix.tasksOn, ix.taskNode, t.GetNodeId(), id)
+		}
 	}
-	switch {
-	case t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING:
-		ix.pending[id] = struct{}{}
-	case taskHolds(t):
-		file(ix.tasksOn, ix.taskNode, t.GetNodeId(), id)
+	if now, holds := ix.taskNode[id]; held && (!holds || now != was) {
+		s.room++ // it left node was: room there
 	}
+	switch _, waits := ix.pending[id]; {
+	case waits && !waited:
+		if id != s.applied {
+			// Back in the queue (not submitted by this entry): a placer
+			// that has gone past it must look again.
+			s.room++
+		}
+		if n := len(ix.pendingOrder); n > 0 && ix.pendingOrder[n-1] >= id {
+			ix.pendingStale = true
+		}
+		ix.pendingOrder = append(ix.pendingOrder, id)
+	case waited && !waits:
+		ix.pendingStale = true
+	}
+}
+
+// pendingIDs returns the ids of the tasks waiting for a node, sorted. The
+// slice is the index's own: read it before the next change.
+func (s *State) pendingIDs() []uint64 {
+	ix := &s.ix
+	if ix.pendingStale {
+		ids := slices.DeleteFunc(ix.pendingOrder, func(id uint64) bool {
+			_, ok := ix.pending[id]
+			return !ok
+		})
+		slices.Sort(ids)
+		ix.pendingOrder = slices.Compact(ids)
+		ix.pendingStale = false
+	}
+	return ix.pendingOrder
 }
 
 // reindex files what cmd, just applied at index, may have changed.
@@ -137,6 +182,7 @@ func (s *State) reindex(index uint64, cmd *apiv1.Command) {
 // rebuildIndex files every record afresh (after Restore).
 func (s *State) rebuildIndex() {
 	s.ix = newIndex()
+	s.room++
 	for name := range s.vms {
 		s.indexVm(name)
 	}
@@ -182,7 +228,7 @@ func (s *State) TasksOn(id uint64) []*apiv1.Task {
 // limit of them (all when limit is 0). The records are the state's own:
 // read them, never change them.
 func (s *State) PendingTasks(limit int) []*apiv1.Task {
-	ids := slices.Sorted(maps.Keys(s.ix.pending))
+	ids := s.pendingIDs()
 	if limit > 0 && len(ids) > limit {
 		ids = ids[:limit]
 	}
@@ -191,6 +237,62 @@ func (s *State) PendingTasks(limit int) []*apiv1.Task {
 		out = append(out, s.tasks[tid])
 	}
 	return out
+}
+
+// PendingTasksFrom yields the tasks waiting for a node in id order, from
+// the first whose id is at least from, wrapping round to the lowest: a
+// reader that stops early can go on where it stopped next time. It reads
+// without copying; the state must not change while it yields. The records
+// are the state's own: read them, never change them.
+func (s *State) PendingTasksFrom(from uint64) iter.Seq[*apiv1.Task] {
+	return func(yield func(*apiv1.Task) bool) {
+		ids := s.pendingIDs()
+		start, _ := slices.BinarySearch(ids, from)
+		for i := range ids {
+			if !yield(s.tasks[ids[(start+i)%len(ids)]]) {
+				return
+			}
+		}
+	}
+}
+
+// PendingTasksThrough counts the tasks waiting for a node whose ids are
+// at most id.
+func (s *State) PendingTasksThrough(id uint64) int {
+	n, found := slices.BinarySearch(s.pendingIDs(), id)
+	if found {
+		n++
+	}
+	return n
+}
+
+// RoomVersion changes whenever a workload that waits for a node may have
+// gained a place: a VM or a task left the node it held resources on, a
+// node's record changed (registration, status, drain) or the membership
+// did. A placement that found no room can wait for it to change. It also
+// changes when a task waits again that had waited before (a retry): the
+// only tasks that start to wait without changing it are new ones, whose
+// ids are higher than any task's before them. It counts on this node only
+// (it is not replicated): compare it only with what this same State
+// returned.
+func (s *State) RoomVersion() uint64 { return s.room }
+
+// TaskWaits reports whether task id waits for a node at attempt, and the
+// reason the state shows for it, without copying the record.
+func (s *State) TaskWaits(id uint64, attempt uint32) (reason string, waits bool) {
+	if _, ok := s.ix.pending[id]; !ok || s.tasks[id].GetAttempt() != attempt {
+		return "", false
+	}
+	return s.tasks[id].GetReason(), true
+}
+
+// VmWaits reports whether VM name waits for a node at generation gen, and
+// the reason the state shows for it, without copying the record.
+func (s *State) VmWaits(name string, gen uint64) (reason string, waits bool) {
+	if _, ok := s.ix.toPlace[name]; !ok || s.vms[name].GetGeneration() != gen {
+		return "", false
+	}
+	return s.vms[name].GetReason(), true
 }
 
 // Allocated returns what the workloads placed on node id hold: VMs that are

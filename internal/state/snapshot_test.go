@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -809,6 +810,18 @@ func checkTasks(t fataler, s *state.State) {
 	if got := s.PendingTasks(0); !protoSliceEqual(got, pending) {
 		t.Fatalf("PendingTasks() = %d tasks, want %d", len(got), len(pending))
 	}
+	// From every pending task's id, and from past them: the same tasks,
+	// rotated to start there.
+	for i := 0; i <= len(pending); i++ {
+		from := uint64(math.MaxUint64)
+		if i < len(pending) {
+			from = pending[i].GetId()
+		}
+		want := append(slices.Clone(pending[i:]), pending[:i]...)
+		if got := slices.Collect(s.PendingTasksFrom(from)); !protoSliceEqual(got, want) {
+			t.Fatalf("PendingTasksFrom(%d) = %v, want %v", from, taskIDs(got), taskIDs(want))
+		}
+	}
 	for _, id := range append(slices.Clone(poolNodes), 9) {
 		var want []*apiv1.Task
 		for _, tk := range all {
@@ -1067,6 +1080,53 @@ func mustSnapshot(t fataler, s *state.State) []byte {
 	return b
 }
 
+// roomView is what a placement that found no room depended on: the
+// nodes' records and what is placed on each, with the RoomVersion then.
+type roomView struct {
+	version   uint64
+	nodes     []*apiv1.Node
+	allocated map[uint64]*apiv1.Resources
+	pending   map[uint64]bool
+}
+
+func roomOf(s *state.State) roomView {
+	r := roomView{version: s.RoomVersion(), nodes: s.Nodes(), allocated: map[uint64]*apiv1.Resources{}, pending: map[uint64]bool{}}
+	for _, n := range r.nodes {
+		r.allocated[n.GetId()] = s.Allocated(n.GetId())
+	}
+	for _, tk := range s.PendingTasks(0) {
+		r.pending[tk.GetId()] = true
+	}
+	return r
+}
+
+// check fails t when cmd may have made room (a node's record changed, or
+// a node holds less than before) and RoomVersion stayed the same: a
+// placement blocked for want of room would then wait for nothing. Nor may
+// a task wait again (not submitted by cmd) without changing it: a placer
+// that went past the task's id would not look at it again.
+func (r roomView) check(t fataler, s *state.State, cmd *apiv1.Command) {
+	t.Helper()
+	if s.RoomVersion() != r.version {
+		return
+	}
+	for _, tk := range s.PendingTasks(0) {
+		if !r.pending[tk.GetId()] && tk.GetId() != s.AppliedIndex() {
+			t.Fatalf("%v made task %d wait again but did not change RoomVersion (%d)", cmd, tk.GetId(), r.version)
+		}
+	}
+	after := s.Nodes()
+	if !protoSliceEqual(after, r.nodes) {
+		t.Fatalf("%v changed the nodes' records but not RoomVersion (%d)", cmd, r.version)
+	}
+	for _, n := range after {
+		a, b := s.Allocated(n.GetId()), r.allocated[n.GetId()]
+		if a.GetVcpus() < b.GetVcpus() || a.GetMemoryMib() < b.GetMemoryMib() || a.GetDiskMib() < b.GetDiskMib() {
+			t.Fatalf("%v freed room on node %d (%v, was %v) but did not change RoomVersion (%d)", cmd, n.GetId(), a, b, r.version)
+		}
+	}
+}
+
 // applyChecked applies one step to s and checks everything that can be
 // checked about a single step. It returns the response and error. With
 // untouched set, a rejected command is also checked to have left every record
@@ -1095,8 +1155,10 @@ func applyChecked(t fataler, s *state.State, st step, untouched bool) (*apiv1.Re
 	if !dup {
 		expected = expect(s, st.cmd)
 	}
+	room := roomOf(s)
 
 	resp, err := st.apply(s)
+	room.check(t, s, st.cmd)
 
 	if s.AppliedIndex() != st.index {
 		t.Fatalf("AppliedIndex = %d after entry %d", s.AppliedIndex(), st.index)

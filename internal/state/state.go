@@ -52,6 +52,9 @@ type State struct {
 
 	// ix files the workloads by node and by need of placement (index.go).
 	ix index
+	// room counts the changes that may give a waiting workload a place
+	// (local, see RoomVersion).
+	room uint64
 }
 
 // New returns an empty state.
