@@ -203,14 +203,21 @@ func TestWorkloadNodeRestartAdoptsItsVMs(t *testing.T) {
 	wlAwaitVm(t, w, "keep", "stopped", func(v *apiv1.Vm) bool { return v.GetState() == apiv1.VmState_VM_STATE_STOPPED })
 }
 
-// More than fits: the rest waits, pending, and is placed as room frees up;
-// no node ever runs more than its capacity (the checker is on).
-func TestWorkloadCapacityIsNeverExceeded(t *testing.T) {
+// smallWorld is three fault-free nodes of 2 vCPUs and 512 MiB each, with
+// a leader, and a client.
+func smallWorld(t *testing.T) (*World, *Client) {
+	t.Helper()
 	w := NewT(t, BaseSeed(t), Options{Nodes: 3, Workloads: true, Core: func(c *core.Config) {
 		c.Capacity = &apiv1.Resources{Vcpus: 2, MemoryMib: 512}
 	}})
 	runToLeader(t, w)
-	c := w.NewClient(ClientOptions{})
+	return w, w.NewClient(ClientOptions{})
+}
+
+// More than fits: the rest waits, pending, and is placed as room frees up;
+// no node ever runs more than its capacity (the checker is on).
+func TestWorkloadCapacityIsNeverExceeded(t *testing.T) {
+	w, c := smallWorld(t)
 	for i := range 8 {
 		c.Do(createReq(string(rune('a'+i))+"-vm", apiv1.RestartPolicy_RESTART_POLICY_NEVER))
 	}
@@ -243,11 +250,7 @@ func TestWorkloadCapacityIsNeverExceeded(t *testing.T) {
 // nothing changes (its reasons are recorded, then it is blocked), and it
 // is placed as soon as room appears.
 func TestWorkloadBlockedBacklogWaitsForRoom(t *testing.T) {
-	w := NewT(t, BaseSeed(t), Options{Nodes: 3, Workloads: true, Core: func(c *core.Config) {
-		c.Capacity = &apiv1.Resources{Vcpus: 2, MemoryMib: 512}
-	}})
-	runToLeader(t, w)
-	c := w.NewClient(ClientOptions{})
+	w, c := smallWorld(t)
 	for i := range 6 {
 		c.Do(createReq(fmt.Sprintf("vm-%d", i), apiv1.RestartPolicy_RESTART_POLICY_NEVER))
 	}

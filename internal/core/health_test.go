@@ -1197,10 +1197,9 @@ func TestPlacementPassRecordsFewFailures(t *testing.T) {
 	}
 }
 
-// TestPlacementPassReachesTheLastTaskBehindAFullBudget: the same for
-// tasks: exactly maxPlacementTries tasks that fit nowhere (they need a GPU,
-// and the only node with one is down) ahead of one that fits.
-func TestPlacementPassReachesTheLastTaskBehindAFullBudget(t *testing.T) {
+// gpuBacklog registers node 2, the only node with a GPU (16 vCPUs), and
+// marks it down; then n tasks that need a GPU, which fit nowhere.
+func gpuBacklog(n int) []*apiv1.Command {
 	cmds := []*apiv1.Command{
 		{Op: &apiv1.Command_RegisterNode{RegisterNode: &apiv1.RegisterNodeCommand{
 			Id: 2, Address: "node-2:7000", Role: apiv1.NodeRole_NODE_ROLE_VOTER,
@@ -1209,12 +1208,19 @@ func TestPlacementPassReachesTheLastTaskBehindAFullBudget(t *testing.T) {
 		}}},
 		{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: 2, Status: nsDown, Reason: "test"}}},
 	}
-	for range maxPlacementTries {
+	for range n {
 		cmds = append(cmds, &apiv1.Command{Op: &apiv1.Command_SubmitTask{SubmitTask: &apiv1.SubmitTaskCommand{
 			Spec: &apiv1.TaskSpec{Command: "train", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64, Features: []string{"gpu"}}},
 		}}})
 	}
-	h := placeNet(t, append(cmds, placeableTask()))
+	return cmds
+}
+
+// TestPlacementPassReachesTheLastTaskBehindAFullBudget: the same for
+// tasks: exactly maxPlacementTries tasks that fit nowhere (they need a GPU,
+// and the only node with one is down) ahead of one that fits.
+func TestPlacementPassReachesTheLastTaskBehindAFullBudget(t *testing.T) {
+	h := placeNet(t, append(gpuBacklog(maxPlacementTries), placeableTask()))
 	n := h.nodes[1]
 	pending := n.st.PendingTasks(0)
 	last := pending[len(pending)-1].GetId()
@@ -1237,20 +1243,7 @@ func TestPlacementPassReachesTheLastTaskBehindAFullBudget(t *testing.T) {
 // all tried again.
 func TestPlacementPassSkipsTheBlockedBacklog(t *testing.T) {
 	const backlog = 300
-	cmds := []*apiv1.Command{
-		{Op: &apiv1.Command_RegisterNode{RegisterNode: &apiv1.RegisterNodeCommand{
-			Id: 2, Address: "node-2:7000", Role: apiv1.NodeRole_NODE_ROLE_VOTER,
-			Capacity: &apiv1.Resources{Vcpus: 16, MemoryMib: 65536, Features: []string{"gpu", "kvm"}},
-			Images:   []*apiv1.ImageInfo{{Name: "default", Digest: "sha256:5e", MinMemoryMib: 64}},
-		}}},
-		{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: 2, Status: nsDown, Reason: "test"}}},
-	}
-	for range backlog {
-		cmds = append(cmds, &apiv1.Command{Op: &apiv1.Command_SubmitTask{SubmitTask: &apiv1.SubmitTaskCommand{
-			Spec: &apiv1.TaskSpec{Command: "train", Resources: &apiv1.Resources{Vcpus: 1, MemoryMib: 64, Features: []string{"gpu"}}},
-		}}})
-	}
-	h := placeNet(t, cmds)
+	h := placeNet(t, gpuBacklog(backlog))
 	n := h.nodes[1]
 	apply := func(cmd *apiv1.Command) {
 		t.Helper()

@@ -95,6 +95,18 @@ func TestDashboardHTTPS(t *testing.T) {
 	}
 }
 
+// checkConfigErr fails t (going on) when err does not match wantErr: nil
+// for "", else an error that names wantErr.
+func checkConfigErr(t *testing.T, name string, err error, wantErr string) {
+	t.Helper()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Errorf("%s: %v", name, err)
+	case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+		t.Errorf("%s: err %v, want one naming %q", name, err, wantErr)
+	}
+}
+
 // Where the dashboard may listen: TLS needs the cluster's certificates,
 // which --insecure has not.
 func TestDashboardListenRules(t *testing.T) {
@@ -113,12 +125,7 @@ func TestDashboardListenRules(t *testing.T) {
 		cfg := Config{ID: 1, DataDir: t.TempDir(), Listen: "127.0.0.1:7001"}
 		c.edit(&cfg)
 		_, err := cfg.withDefaults()
-		switch {
-		case c.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", c.name, err)
-		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
-			t.Errorf("%s: err %v, want one naming %q", c.name, err, c.wantErr)
-		}
+		checkConfigErr(t, c.name, err, c.wantErr)
 	}
 	if !(Config{HTTPListen: "10.0.0.1:8081"}).dashboardTLS() || (Config{HTTPListen: "127.0.0.1:8081"}).dashboardTLS() {
 		t.Error("dashboardTLS: want TLS off loopback only (without HTTPTLS)")

@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -139,12 +138,7 @@ func TestMetricsPprof(t *testing.T) {
 	} {
 		cfg := Config{ID: 1, DataDir: t.TempDir(), Listen: "127.0.0.1:7001", MetricsListen: c.listen, Pprof: true}
 		_, err := cfg.withDefaults()
-		switch {
-		case c.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", c.name, err)
-		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
-			t.Errorf("%s: err %v, want one naming %q", c.name, err, c.wantErr)
-		}
+		checkConfigErr(t, c.name, err, c.wantErr)
 	}
 	n, _, stop := startNodeWith(t, t.TempDir(), func(c *Config) { c.MetricsListen, c.Pprof = "127.0.0.1:0", true })
 	defer stop()
