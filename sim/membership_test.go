@@ -2,6 +2,7 @@ package sim
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,19 @@ func TestMembershipJoinPromoteLeave(t *testing.T) {
 	m = membershipOf(w, w.StableLeaderOr(leader))
 	if !slices.Contains(m.GetRemoved(), 4) || slices.Contains(m.GetVoters(), 4) {
 		t.Fatalf("after leave: membership %v", m)
+	}
+	// The joins and the removal are events with the proposer's time.
+	var seen []string
+	for _, e := range w.Node(w.StableLeaderOr(leader)).Core().State().Events(0, "", 0, 0) {
+		if e.GetKind() == "node" && (strings.Contains(e.GetMessage(), "joined") || strings.Contains(e.GetMessage(), "removed")) {
+			if e.GetTimeUnixNano() == 0 {
+				t.Errorf("event %q at entry %d has no time", e.GetMessage(), e.GetIndex())
+			}
+			seen = append(seen, e.GetMessage())
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("membership events %q, want node 4's and node 5's joins and node 4's removal", seen)
 	}
 
 	// Its id can never come back.

@@ -61,7 +61,7 @@ func (n *Node) leave(id RequestID, req *apiv1.LeaveClusterRequest) {
 		Type:   raftpb.ConfChangeType_ConfChangeRemoveNode.Enum(),
 		NodeId: proto.Uint64(req.GetNodeId()),
 	}}}
-	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key})
+	n.proposeConfChange(id, key, cc, &apiv1.Command{ClientRequestId: key, ProposedUnixNano: n.now, ProposerId: n.cfg.ID})
 }
 
 // transferee is the voter, other than this node, with the longest log.
@@ -185,6 +185,7 @@ func (n *Node) applyConfChange(e *raftpb.Entry) {
 		Join:            ctx.GetRegisterNode(),
 		ClientRequestID: key,
 		Response:        resp,
+		Nanos:           ctx.GetProposedUnixNano(),
 	})
 	if resp != nil {
 		n.answerWaiters(key, resp)
@@ -274,6 +275,11 @@ func (n *Node) promote() {
 			Type:   raftpb.ConfChangeType_ConfChangeAddNode.Enum(),
 			NodeId: proto.Uint64(id),
 		}}}
+		// The context carries only the proposer's clock, for the time of
+		// the change's events.
+		if data, err := deterministic.Marshal(&apiv1.Command{ProposedUnixNano: n.now, ProposerId: n.cfg.ID}); err == nil {
+			cc.Context = data
+		}
 		err := n.rn.ProposeConfChange(cc)
 		n.proposedConfChange(cc, err)
 		if err != nil {

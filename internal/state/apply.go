@@ -134,6 +134,10 @@ type MembershipChange struct {
 	// retried join or leave gets the first answer.
 	ClientRequestID string
 	Response        *apiv1.Response
+	// Nanos is the proposer's clock when it proposed the change (0 in
+	// entries written before proposers recorded it): the time of the
+	// events it makes.
+	Nanos int64
 }
 
 // CheckJoin reports why a node may not join: an id that is a member or was
@@ -210,14 +214,14 @@ func (s *State) ApplyMembershipChange(index uint64, c MembershipChange) {
 				n.StatusReason = "removed from the cluster"
 				n.UpdatedIndex = index
 			}
-			s.event(at{index: index}, "node", id, "", 0, "node "+strconv.FormatUint(id, 10)+" was removed from the cluster")
+			s.event(at{index: index, nanos: c.Nanos}, "node", id, "", 0, "node "+strconv.FormatUint(id, 10)+" was removed from the cluster")
 		}
 	}
 	next.Removed = sortedIDs(next.Removed)
 	s.membership = next
 	if c.Join != nil {
-		s.registerNode(at{index: index}, c.Join)
-		s.event(at{index: index}, "node", c.Join.GetId(), "", 0, "node "+strconv.FormatUint(c.Join.GetId(), 10)+
+		s.registerNode(at{index: index, nanos: c.Nanos}, c.Join)
+		s.event(at{index: index, nanos: c.Nanos}, "node", c.Join.GetId(), "", 0, "node "+strconv.FormatUint(c.Join.GetId(), 10)+
 			" joined as a "+strings.ToLower(strings.TrimPrefix(c.Join.GetRole().String(), "NODE_ROLE_")))
 	}
 	if c.ClientRequestID != "" && c.Response != nil {
