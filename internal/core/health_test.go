@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -1232,9 +1233,9 @@ func TestPlacementPassReachesTheLastTaskBehindAFullBudget(t *testing.T) {
 			}
 			return
 		}
-		t.Logf("pass %d: mark %d", i, n.taskMark)
+		t.Logf("pass %d: mark %d", i, n.tasks.mark)
 	}
-	t.Fatalf("task %d, behind exactly %d tasks that fit nowhere, not placed in 5 passes (mark %d)", last, maxPlacementTries, n.taskMark)
+	t.Fatalf("task %d, behind exactly %d tasks that fit nowhere, not placed in 5 passes (mark %d)", last, maxPlacementTries, n.tasks.mark)
 }
 
 // TestPlacementPassSkipsTheBlockedBacklog: tasks that fit nowhere cost a
@@ -1287,4 +1288,101 @@ func TestPlacementPassSkipsTheBlockedBacklog(t *testing.T) {
 		t.Fatalf("PlacementBlocked() = %d with node 2 full, want %d", got, backlog-16)
 	}
 	tries("node 2 full", 0)
+}
+
+// TestPlacementPassReachesPastTheBacklogUnderChurn: a task that fits,
+// behind more than maxPlacementTries tasks that fit nowhere, while room
+// changes between every two passes (node 2's drain flag here; a workload
+// ending in a live cluster): each pass goes on from where the last one
+// stood, so the walk reaches it.
+func TestPlacementPassReachesPastTheBacklogUnderChurn(t *testing.T) {
+	h := placeNet(t, append(gpuBacklog(maxPlacementTries+10), placeableTask()))
+	n := h.nodes[1]
+	pending := n.st.PendingTasks(0)
+	last := pending[len(pending)-1].GetId()
+	for i := 1; i <= 5; i++ {
+		if err := n.propose(&apiv1.Command{Op: &apiv1.Command_DrainNode{DrainNode: &apiv1.DrainNodeCommand{Id: 2, Drain: i%2 == 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		h.flush()
+		if slices.Contains(h.pass().assignedTasks, last) {
+			t.Logf("placed in pass %d", i)
+			return
+		}
+	}
+	t.Fatalf("task %d, behind %d tasks that fit nowhere, not placed in 5 passes with room changing between them (walk %+v)",
+		last, maxPlacementTries+10, n.tasks)
+}
+
+// TestPlacementBlockedForgetsVmsThatNoLongerWait: a blocked VM that is
+// deleted holds nothing, so room does not change; it leaves the blocked
+// set all the same.
+func TestPlacementBlockedForgetsVmsThatNoLongerWait(t *testing.T) {
+	h := placeNet(t, nil)
+	n := h.nodes[1]
+	apply := func(cmd *apiv1.Command) {
+		t.Helper()
+		if err := n.propose(cmd); err != nil {
+			t.Fatal(err)
+		}
+		h.flush()
+	}
+	for range 50 {
+		apply(nowhereVms(1)[0])
+		h.pass()
+		apply(&apiv1.Command{Op: &apiv1.Command_DeleteVm{DeleteVm: &apiv1.DeleteVmCommand{Name: "a-0000"}}})
+		h.pass()
+	}
+	apply(nowhereVms(1)[0])
+	h.pass()
+	if got := n.PlacementBlocked(); got != 1 || len(n.blockedVms) != 1 {
+		t.Fatalf("PlacementBlocked() = %d (%d VM keys) with one VM waiting, want 1", got, len(n.blockedVms))
+	}
+}
+
+// TestTaskWalk: the walk's laps, step by step, over pending ids.
+func TestTaskWalk(t *testing.T) {
+	walk := func(w *taskWalk, pending []uint64, budget int) (visited []uint64) {
+		start := w.mark + 1
+		i, _ := slices.BinarySearch(pending, start)
+		for k := range pending {
+			id := pending[(i+k)%len(pending)]
+			if !w.step(id) || len(visited) == budget {
+				break
+			}
+			w.visited(id)
+			visited = append(visited, id)
+		}
+		return visited
+	}
+	var w taskWalk
+	ids := []uint64{10, 20, 30, 40, 50}
+	for _, c := range []struct {
+		name    string
+		pending []uint64
+		budget  int
+		restart bool
+		want    []uint64
+	}{
+		{"first pass, budget 2", ids, 2, false, []uint64{10, 20}},
+		{"goes on", ids, 2, false, []uint64{30, 40}},
+		{"room changes: a lap from 50", ids, 2, true, []uint64{50, 10}},
+		{"the lap goes on to its start", ids, 9, false, []uint64{20, 30, 40}},
+		{"lap over: nothing new", ids, 9, false, nil},
+		{"a new task", append(ids, 60), 9, false, []uint64{60}},
+		{"room changes with all passed: from the lowest", append(ids, 60), 9, true, []uint64{10, 20, 30, 40, 50, 60}},
+		{"room changes, then a new task in the lap", append(ids, 60, 70), 1, true, []uint64{70}},
+		{"the lap wraps", append(ids, 60, 70), 3, false, []uint64{10, 20, 30}},
+		{"a newer task waits for the lap's end", append(ids, 60, 70, 80), 9, false, []uint64{40, 50, 60}},
+		{"then comes", append(ids, 60, 70, 80), 9, false, []uint64{80}},
+		{"the lap's start gone", []uint64{10, 20}, 1, true, []uint64{10}},
+		{"ends at once", []uint64{10, 20}, 9, false, []uint64{20}},
+	} {
+		if c.restart {
+			w.restart()
+		}
+		if got := walk(&w, c.pending, c.budget); !slices.Equal(got, c.want) {
+			t.Fatalf("%s: visited %v, want %v (walk now %+v)", c.name, got, c.want, w)
+		}
+	}
 }

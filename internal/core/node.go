@@ -141,15 +141,15 @@ type Node struct {
 	vmCursor  string
 	// The blocked workloads, which fit nowhere when tried while the state
 	// (roomSt) was at RoomVersion room and no reservation lapsed
-	// (roomFreed): the VMs in blockedVms, and the pending tasks with ids up
-	// to taskMark but those in taskRetry (sorted), whose placements are in
+	// (roomFreed): the VMs in blockedVms, and the pending tasks the walk
+	// (tasks) has passed but those in taskRetry, whose placements are in
 	// flight. unrecorded holds the reasons the state is to be told, oldest
 	// first.
 	blockedVms map[placeKey]struct{}
 	// recording: the workloads whose PlacementFailed is in flight, until
 	// the tick after which it may be proposed again.
 	recording  map[placeKey]uint64
-	taskMark   uint64
+	tasks      taskWalk
 	taskRetry  []uint64
 	unrecorded []*apiv1.PlacementFailedCommand
 	roomSt     *state.State

@@ -53,7 +53,7 @@ func (n *Node) PlacementBlocked() int {
 	if !n.isLeader || n.roomSt != n.st {
 		return 0
 	}
-	tasks := n.st.PendingTasksThrough(n.taskMark)
+	tasks := n.tasks.passed(n.st)
 	for _, id := range n.taskRetry {
 		if t, ok := n.st.Task(id); ok && t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING {
 			tasks-- // in flight, not blocked

@@ -72,10 +72,76 @@ func (n *Node) place() {
 	n.recordUnplaced()
 }
 
-// forgetBlocked unblocks every workload: the next passes try them all.
+// forgetBlocked unblocks every workload: the next passes try them all,
+// the tasks from where the walk stood (see taskWalk).
 func (n *Node) forgetBlocked() {
 	clear(n.blockedVms)
-	n.taskMark, n.taskRetry, n.unrecorded, n.roomFreed = 0, nil, nil, false
+	n.tasks.restart()
+	n.taskRetry, n.unrecorded, n.roomFreed = nil, nil, false
+}
+
+// taskWalk is where the leader's walk over the pending tasks, in id order,
+// stands since room last changed. The tasks it has passed fit nowhere (or
+// are in Node.taskRetry): they are blocked. Only new tasks come to wait
+// with ids above every pending one, since a task that waits again changes
+// RoomVersion; so with no lap open the walk visits the ids above mark.
+//
+// When room changes, every task is to be tried again, but a pass's budget
+// may not reach them all. So the walk opens a lap where it stood (from),
+// goes up to the highest pending id (top), wraps to the lowest and ends
+// the lap when it comes back to from, then goes on above top. Were it to
+// start again from the lowest id instead, a steady churn of room changes
+// would have every pass spend its budget on the same head of tasks that
+// fit nowhere, and never reach those behind it.
+type taskWalk struct {
+	// from is the first id of the open lap; 0 when none is open.
+	from uint64
+	// wrapped: the lap has passed the highest pending id, top, and goes
+	// on from the lowest.
+	wrapped bool
+	top     uint64
+	// mark is the last id visited.
+	mark uint64
+}
+
+// restart opens a lap at the task after the last one visited.
+func (w *taskWalk) restart() {
+	if w.mark == 0 {
+		*w = taskWalk{}
+		return
+	}
+	*w = taskWalk{from: w.mark + 1, mark: w.mark}
+}
+
+// step is the walk meeting pending id, in the order of
+// PendingTasksFrom(mark+1): true to visit it (then visited), false when
+// every task from here on has been visited.
+func (w *taskWalk) step(id uint64) bool {
+	if w.from != 0 && !w.wrapped && id <= w.mark {
+		// Past the highest pending id: on from the lowest.
+		w.wrapped, w.top, w.mark = true, w.mark, 0
+	}
+	if w.from != 0 && w.wrapped && (id >= w.from || id <= w.mark) {
+		// Back where the lap began: it is over, and what lies above its
+		// top came to wait since.
+		w.from, w.wrapped, w.mark = 0, false, w.top
+	}
+	return w.from != 0 || id > w.mark
+}
+
+// visited notes that the walk has visited id.
+func (w *taskWalk) visited(id uint64) { w.mark = id }
+
+// passed counts the pending tasks of st that the walk has passed.
+func (w *taskWalk) passed(st *state.State) int {
+	switch {
+	case w.from == 0:
+		return st.PendingTasksThrough(w.mark)
+	case !w.wrapped:
+		return st.PendingTasksThrough(w.mark) - st.PendingTasksThrough(w.from-1)
+	default:
+		return st.PendingTasksThrough(w.top) - st.PendingTasksThrough(w.from-1) + st.PendingTasksThrough(w.mark)
+	}
 }
 
 // placeVms tries the VMs that wait for a node and are not blocked, from
@@ -107,11 +173,9 @@ func (n *Node) placeVms(p *pass) {
 	}
 }
 
-// placeTasks tries the pending tasks in id order: first those whose
-// placement is in flight (taskRetry) when it is due again, then those that
-// came to wait since the last pass (ids above taskMark: a task that waits
-// again changes RoomVersion, so only new tasks come above it). Every other
-// pending task is blocked.
+// placeTasks tries first the tasks whose placement is in flight
+// (taskRetry) when it is due again, then those the walk has not passed
+// (taskWalk). Every other pending task is blocked.
 func (n *Node) placeTasks(p *pass) {
 	retry := n.taskRetry
 	n.taskRetry = nil
@@ -128,11 +192,11 @@ func (n *Node) placeTasks(p *pass) {
 			n.taskRetry = append(n.taskRetry, id)
 		}
 	}
-	for t := range n.st.PendingTasksFrom(n.taskMark + 1) {
-		if t.GetId() <= n.taskMark || p.spent() {
-			return // round to the start, or out of budget
+	for t := range n.st.PendingTasksFrom(n.tasks.mark + 1) {
+		if !n.tasks.step(t.GetId()) || p.spent() {
+			return // all visited, or out of budget
 		}
-		n.taskMark = t.GetId()
+		n.tasks.visited(t.GetId())
 		if n.tryTask(p, t) {
 			n.taskRetry = append(n.taskRetry, t.GetId())
 		}
@@ -244,6 +308,11 @@ func (n *Node) forgetPlacements() {
 				t, ok := n.st.Task(f.task)
 				n.roomFreed = n.roomFreed || !ok || t.GetNodeId() != f.node
 			}
+		}
+	}
+	for key := range n.blockedVms {
+		if _, waits := n.st.VmWaits(key.vm, key.gen); !waits {
+			delete(n.blockedVms, key) // placed, stopped, deleted or restarted
 		}
 	}
 	for key, until := range n.recording {
