@@ -1070,6 +1070,15 @@ func (h *hNet) pass() passResult {
 	return r
 }
 
+// propose has node 1 (the leader) propose cmd, and applies it.
+func (h *hNet) propose(cmd *apiv1.Command) {
+	h.t.Helper()
+	if err := h.nodes[1].propose(cmd); err != nil {
+		h.t.Fatal(err)
+	}
+	h.flush()
+}
+
 // nowhereVms are n VMs named a-0000… that no node can hold (their
 // constraint matches no node).
 func nowhereVms(n int) []*apiv1.Command {
@@ -1246,13 +1255,6 @@ func TestPlacementPassSkipsTheBlockedBacklog(t *testing.T) {
 	const backlog = 300
 	h := placeNet(t, gpuBacklog(backlog))
 	n := h.nodes[1]
-	apply := func(cmd *apiv1.Command) {
-		t.Helper()
-		if err := n.propose(cmd); err != nil {
-			t.Fatal(err)
-		}
-		h.flush()
-	}
 	tries := func(pass string, want uint64) passResult {
 		t.Helper()
 		n.TakeObservations()
@@ -1275,11 +1277,11 @@ func TestPlacementPassSkipsTheBlockedBacklog(t *testing.T) {
 			t.Fatalf("task %d's reason = %q, want the scheduler's", tk.GetId(), tk.GetReason())
 		}
 	}
-	apply(placeableTask())
+	h.propose(placeableTask())
 	if r := tries("a new task", 1); len(r.assignedTasks) != 1 || r.assignedTasks[0] != n.st.AppliedIndex()-1 {
 		t.Fatalf("a new task that fits: assigned %v, want it", r.assignedTasks)
 	}
-	apply(&apiv1.Command{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: 2, Status: nsReady, Reason: "test"}}})
+	h.propose(&apiv1.Command{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{Id: 2, Status: nsReady, Reason: "test"}}})
 	// Node 2's 16 vCPUs take 16 of them; the rest are blocked again.
 	if r := tries("node 2 up", backlog); len(r.assignedTasks) != 16 {
 		t.Fatalf("node 2 up: assigned %d tasks, want 16", len(r.assignedTasks))
@@ -1301,10 +1303,7 @@ func TestPlacementPassReachesPastTheBacklogUnderChurn(t *testing.T) {
 	pending := n.st.PendingTasks(0)
 	last := pending[len(pending)-1].GetId()
 	for i := 1; i <= 5; i++ {
-		if err := n.propose(&apiv1.Command{Op: &apiv1.Command_DrainNode{DrainNode: &apiv1.DrainNodeCommand{Id: 2, Drain: i%2 == 1}}}); err != nil {
-			t.Fatal(err)
-		}
-		h.flush()
+		h.propose(&apiv1.Command{Op: &apiv1.Command_DrainNode{DrainNode: &apiv1.DrainNodeCommand{Id: 2, Drain: i%2 == 1}}})
 		if slices.Contains(h.pass().assignedTasks, last) {
 			t.Logf("placed in pass %d", i)
 			return
@@ -1320,20 +1319,13 @@ func TestPlacementPassReachesPastTheBacklogUnderChurn(t *testing.T) {
 func TestPlacementBlockedForgetsVmsThatNoLongerWait(t *testing.T) {
 	h := placeNet(t, nil)
 	n := h.nodes[1]
-	apply := func(cmd *apiv1.Command) {
-		t.Helper()
-		if err := n.propose(cmd); err != nil {
-			t.Fatal(err)
-		}
-		h.flush()
-	}
 	for range 50 {
-		apply(nowhereVms(1)[0])
+		h.propose(nowhereVms(1)[0])
 		h.pass()
-		apply(&apiv1.Command{Op: &apiv1.Command_DeleteVm{DeleteVm: &apiv1.DeleteVmCommand{Name: "a-0000"}}})
+		h.propose(&apiv1.Command{Op: &apiv1.Command_DeleteVm{DeleteVm: &apiv1.DeleteVmCommand{Name: "a-0000"}}})
 		h.pass()
 	}
-	apply(nowhereVms(1)[0])
+	h.propose(nowhereVms(1)[0])
 	h.pass()
 	if got := n.PlacementBlocked(); got != 1 || len(n.blockedVms) != 1 {
 		t.Fatalf("PlacementBlocked() = %d (%d VM keys) with one VM waiting, want 1", got, len(n.blockedVms))
