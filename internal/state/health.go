@@ -219,7 +219,7 @@ func (s *State) checkPlacementFailed(op *apiv1.PlacementFailedCommand) *Error {
 		if v.GetGeneration() != op.GetVmGeneration() {
 			return precondition("vm_generation", "stale: VM %q is at generation %d, not %d", v.GetName(), v.GetGeneration(), op.GetVmGeneration())
 		}
-		if _, waits := s.ix.toPlace[v.GetName()]; !waits {
+		if !s.ix.toPlace.contains(v.GetName()) {
 			return precondition("vm_name", "VM %q does not wait for placement", v.GetName())
 		}
 	case op.GetTaskId() != 0:

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"iter"
 	"maps"
 	"slices"
@@ -20,25 +21,65 @@ type index struct {
 	vmsOn  map[uint64]map[string]struct{}
 	vmNode map[string]uint64
 	// toPlace: VMs wanted running that run nowhere.
-	toPlace map[string]struct{}
+	toPlace sortedSet[string]
 	// tasksOn: per node, the tasks that hold resources there (taskHolds);
 	// taskNode is where each is filed.
 	tasksOn  map[uint64]map[uint64]struct{}
 	taskNode map[uint64]uint64
-	// pending: tasks waiting for a node. pendingOrder holds their ids for
-	// reading in order: sorted and exactly pending's keys unless
-	// pendingStale, when it may also hold ids no longer pending (or twice),
-	// or be out of order; pendingIDs puts it right before reading.
-	pending      map[uint64]struct{}
-	pendingOrder []uint64
-	pendingStale bool
+	// pending: tasks waiting for a node.
+	pending sortedSet[uint64]
 }
 
 func newIndex() index {
 	return index{
-		vmsOn: map[uint64]map[string]struct{}{}, vmNode: map[string]uint64{}, toPlace: map[string]struct{}{},
-		tasksOn: map[uint64]map[uint64]struct{}{}, taskNode: map[uint64]uint64{}, pending: map[uint64]struct{}{},
+		vmsOn: map[uint64]map[string]struct{}{}, vmNode: map[string]uint64{}, toPlace: newSortedSet[string](),
+		tasksOn: map[uint64]map[uint64]struct{}{}, taskNode: map[uint64]uint64{}, pending: newSortedSet[uint64](),
 	}
+}
+
+// sortedSet is a set that is read in order on every placement pass: it
+// keeps its members in a slice sorted when read after a change, so that a
+// read with no change between costs nothing.
+type sortedSet[K cmp.Ordered] struct {
+	has map[K]struct{}
+	// order holds has's keys, sorted, unless stale: then it may also hold
+	// keys no longer in has (or twice), or be out of order.
+	order []K
+	stale bool
+}
+
+func newSortedSet[K cmp.Ordered]() sortedSet[K] { return sortedSet[K]{has: map[K]struct{}{}} }
+
+func (s *sortedSet[K]) contains(k K) bool {
+	_, ok := s.has[k]
+	return ok
+}
+
+// set puts k in the set or takes it out.
+func (s *sortedSet[K]) set(k K, in bool) {
+	switch was := s.contains(k); {
+	case in && !was:
+		s.has[k] = struct{}{}
+		if n := len(s.order); n > 0 && s.order[n-1] >= k {
+			s.stale = true
+		}
+		s.order = append(s.order, k)
+	case !in && was:
+		delete(s.has, k)
+		s.stale = true
+	}
+}
+
+// sorted returns the members in order. The slice is the set's own: read
+// it before the next change.
+func (s *sortedSet[K]) sorted() []K {
+	if s.stale {
+		keys := slices.DeleteFunc(s.order, func(k K) bool { return !s.contains(k) })
+		slices.Sort(keys)
+		s.order = slices.Compact(keys)
+		s.stale = false
+	}
+	return s.order
 }
 
 // file puts key in node's set of on, and notes in where that it is there.
@@ -73,17 +114,16 @@ func (s *State) indexVm(name string) {
 		}
 	}()
 	unfile(ix.vmsOn, ix.vmNode, name)
-	delete(ix.toPlace, name)
-	v, ok := s.vms[name]
-	if !ok {
-		return
+	waits := false
+	if v, ok := s.vms[name]; ok {
+		switch {
+		case holdsResources(v.GetState()):
+			file(ix.vmsOn, ix.vmNode, v.GetNodeId(), name)
+		case v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && placeable(v):
+			waits = true
+		}
 	}
-	switch {
-	case holdsResources(v.GetState()):
-		file(ix.vmsOn, ix.vmNode, v.GetNodeId(), name)
-	case v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && placeable(v):
-		ix.toPlace[name] = struct{}{}
-	}
+	ix.toPlace.set(name, waits)
 }
 
 // placeable: a VM wanted running that runs nowhere waits for a node when it
@@ -107,51 +147,31 @@ func placeable(v *apiv1.Vm) bool {
 func (s *State) indexTask(id uint64) {
 	ix := &s.ix
 	was, held := ix.taskNode[id]
-	_, waited := ix.pending[id]
+	waited := ix.pending.contains(id)
 	unfile(ix.tasksOn, ix.taskNode, id)
-	delete(ix.pending, id)
+	waits := false
 	if t, ok := s.tasks[id]; ok {
 		switch {
 		case t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING:
-			ix.pending[id] = struct{}{}
+			waits = true
 		case taskHolds(t):
 			file(ix.tasksOn, ix.taskNode, t.GetNodeId(), id)
 		}
 	}
+	ix.pending.set(id, waits)
 	if now, holds := ix.taskNode[id]; held && (!holds || now != was) {
 		s.room++ // it left node was: room there
 	}
-	switch _, waits := ix.pending[id]; {
-	case waits && !waited:
-		if id != s.applied {
-			// Back in the queue (not submitted by this entry): a placer
-			// that has gone past it must look again.
-			s.room++
-		}
-		if n := len(ix.pendingOrder); n > 0 && ix.pendingOrder[n-1] >= id {
-			ix.pendingStale = true
-		}
-		ix.pendingOrder = append(ix.pendingOrder, id)
-	case waited && !waits:
-		ix.pendingStale = true
+	if waits && !waited && id != s.applied {
+		// Back in the queue (not submitted by this entry): a placer that
+		// has gone past it must look again.
+		s.room++
 	}
 }
 
 // pendingIDs returns the ids of the tasks waiting for a node, sorted. The
 // slice is the index's own: read it before the next change.
-func (s *State) pendingIDs() []uint64 {
-	ix := &s.ix
-	if ix.pendingStale {
-		ids := slices.DeleteFunc(ix.pendingOrder, func(id uint64) bool {
-			_, ok := ix.pending[id]
-			return !ok
-		})
-		slices.Sort(ids)
-		ix.pendingOrder = slices.Compact(ids)
-		ix.pendingStale = false
-	}
-	return ix.pendingOrder
-}
+func (s *State) pendingIDs() []uint64 { return s.ix.pending.sorted() }
 
 // reindex files what cmd, just applied at index, may have changed.
 func (s *State) reindex(index uint64, cmd *apiv1.Command) {
@@ -206,8 +226,9 @@ func (s *State) VmsOn(id uint64) []*apiv1.Vm {
 // nowhere, and pending or restarted by their policy (see placeable), sorted
 // by name. The records are the state's own: read them, never change them.
 func (s *State) VmsToPlace() []*apiv1.Vm {
-	var out []*apiv1.Vm
-	for _, name := range slices.Sorted(maps.Keys(s.ix.toPlace)) {
+	names := s.ix.toPlace.sorted()
+	out := make([]*apiv1.Vm, 0, len(names))
+	for _, name := range names {
 		out = append(out, s.vms[name])
 	}
 	return out
@@ -280,7 +301,7 @@ func (s *State) RoomVersion() uint64 { return s.room }
 // TaskWaits reports whether task id waits for a node at attempt, and the
 // reason the state shows for it, without copying the record.
 func (s *State) TaskWaits(id uint64, attempt uint32) (reason string, waits bool) {
-	if _, ok := s.ix.pending[id]; !ok || s.tasks[id].GetAttempt() != attempt {
+	if !s.ix.pending.contains(id) || s.tasks[id].GetAttempt() != attempt {
 		return "", false
 	}
 	return s.tasks[id].GetReason(), true
@@ -289,7 +310,7 @@ func (s *State) TaskWaits(id uint64, attempt uint32) (reason string, waits bool)
 // VmWaits reports whether VM name waits for a node at generation gen, and
 // the reason the state shows for it, without copying the record.
 func (s *State) VmWaits(name string, gen uint64) (reason string, waits bool) {
-	if _, ok := s.ix.toPlace[name]; !ok || s.vms[name].GetGeneration() != gen {
+	if !s.ix.toPlace.contains(name) || s.vms[name].GetGeneration() != gen {
 		return "", false
 	}
 	return s.vms[name].GetReason(), true
