@@ -92,7 +92,7 @@ func (n *Node) answer(req *apiv1.Request) *apiv1.Response {
 	case *apiv1.Request_GetTask:
 		t, ok := n.st.Task(k.GetTask.GetId())
 		if !ok {
-			return errorField(apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, "id", "no such task")
+			return errorField(apiv1.ErrorCode_ERROR_CODE_NOT_FOUND, "id", n.st.NoTask(k.GetTask.GetId()))
 		}
 		return &apiv1.Response{Kind: &apiv1.Response_GetTask{GetTask: &apiv1.GetTaskResponse{Task: t}}}
 	case *apiv1.Request_ListTasks:

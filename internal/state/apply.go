@@ -323,6 +323,7 @@ func (s *State) exec(a at, cmd *apiv1.Command, mutate bool) (*apiv1.Response, *E
 	}
 	resp := run()
 	s.reindex(a.index, cmd)
+	s.forgetEnded()
 	switch cmd.GetOp().(type) {
 	case *apiv1.Command_InitCluster, *apiv1.Command_RegisterNode, *apiv1.Command_SetNodeStatus, *apiv1.Command_DrainNode:
 		s.room++ // a node's record changed

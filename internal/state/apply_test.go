@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -1681,5 +1682,76 @@ func TestQueriesAndCommandsAreCopies(t *testing.T) {
 
 	if after := records(t, h.s); !proto.Equal(before, after) {
 		t.Fatalf("state changed through a caller's copy:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// TestEndedTasksAreForgottenOldestEndFirst: past MaxEndedTasks ended
+// tasks, the state forgets those that ended first — not those submitted
+// first: a long task that ends last is kept. Waiting and running tasks are
+// never forgotten. A state restored from a snapshot forgets the same
+// tasks as the one that took it.
+func TestEndedTasksAreForgottenOldestEndFirst(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 16, 1<<20, nil))
+	spec := taskSpec("true", 1, 64)
+	long := h.submit(spec)
+	h.ok(assignTask(long, 1))
+	waiting := h.submit(taskSpec("true", 16, 64)) // no room beside the long task: waits
+	end := func(id uint64) {
+		h.ok(reportTask(id, 1, 1, apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, &apiv1.TaskResult{}))
+	}
+	var short []uint64
+	for range state.MaxEndedTasks + 5 {
+		id := h.submit(spec)
+		h.ok(assignTask(id, 1))
+		end(id)
+		short = append(short, id)
+	}
+	// Five more ended than are kept: the first five to end are gone.
+	for i, id := range short {
+		if _, ok := h.s.Task(id); ok != (i >= 5) {
+			t.Fatalf("task %d (the %dth to end) kept: %v, want %v", id, i+1, ok, i >= 5)
+		}
+	}
+	if _, ok := h.s.Task(long); !ok {
+		t.Fatal("the running task was forgotten")
+	}
+	if _, ok := h.s.Task(waiting); !ok {
+		t.Fatal("the waiting task was forgotten")
+	}
+	if e := h.s.Check(cancelTask(short[0])); e == nil || !strings.Contains(e.Error(), "forgotten") {
+		t.Fatalf("cancel of a forgotten task: %v, want NOT_FOUND saying it may have been forgotten", e)
+	}
+
+	// From here, the state and its restored copy go on alike.
+	snap, err := h.s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := state.Restore(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []*apiv1.Command{
+		reportTask(long, 1, 1, apiv1.TaskStatus_TASK_STATUS_SUCCEEDED, &apiv1.TaskResult{}),
+		submitTask(spec),
+	} {
+		idx := h.next()
+		for _, s := range []*state.State{h.s, r} {
+			if _, err := s.Apply(idx, cmd); err != nil {
+				t.Fatalf("apply %v: %v", cmd, err)
+			}
+		}
+	}
+	if _, ok := h.s.Task(long); !ok {
+		t.Fatal("the long task, ended last, was forgotten before those that ended before it")
+	}
+	if _, ok := h.s.Task(short[5]); ok {
+		t.Fatalf("task %d, the oldest end kept, is still kept after one more task ended", short[5])
+	}
+	a, _ := h.s.Snapshot()
+	b, _ := r.Snapshot()
+	if !bytes.Equal(a, b) {
+		t.Fatal("the restored state forgot other tasks than the one that applied the log")
 	}
 }

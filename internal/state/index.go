@@ -28,13 +28,55 @@ type index struct {
 	taskNode map[uint64]uint64
 	// pending: tasks waiting for a node.
 	pending sortedSet[uint64]
+	// ended: the tasks that have ended and hold nothing, which the state
+	// forgets beyond MaxEndedTasks, oldest end first (see forgetEnded).
+	ended endedQueue
 }
 
 func newIndex() index {
 	return index{
 		vmsOn: map[uint64]map[string]struct{}{}, vmNode: map[string]uint64{}, toPlace: newSortedSet[string](),
 		tasksOn: map[uint64]map[uint64]struct{}{}, taskNode: map[uint64]uint64{}, pending: newSortedSet[uint64](),
+		ended: endedQueue{has: map[uint64]struct{}{}},
 	}
+}
+
+// endedQueue holds the ended tasks that hold nothing, to be forgotten in
+// the order of their ends: by the log index of the entry that ended them
+// (the task's UpdatedIndex, which nothing changes after), then by id. The
+// order is a function of the records alone, so a node restored from a
+// snapshot forgets what one that applied the log forgets.
+type endedQueue struct {
+	has   map[uint64]struct{}
+	order []endedTask // sorted unless stale
+	stale bool
+}
+
+type endedTask struct{ at, id uint64 }
+
+func (e endedTask) less(o endedTask) bool { return e.at < o.at || e.at == o.at && e.id < o.id }
+
+func (q *endedQueue) add(t endedTask) {
+	if _, ok := q.has[t.id]; ok {
+		return
+	}
+	q.has[t.id] = struct{}{}
+	if n := len(q.order); n > 0 && !q.order[n-1].less(t) {
+		q.stale = true
+	}
+	q.order = append(q.order, t)
+}
+
+// pop takes the task that ended first out of the queue.
+func (q *endedQueue) pop() uint64 {
+	if q.stale {
+		slices.SortFunc(q.order, func(a, b endedTask) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) })
+		q.stale = false
+	}
+	t := q.order[0]
+	q.order = q.order[1:]
+	delete(q.has, t.id)
+	return t.id
 }
 
 // sortedSet is a set that is read in order on every placement pass: it
@@ -166,6 +208,18 @@ func (s *State) indexTask(id uint64) {
 		// Back in the queue (not submitted by this entry): a placer that
 		// has gone past it must look again.
 		s.room++
+	}
+	if t, ok := s.tasks[id]; ok && t.GetStatus().Ended() && !taskHolds(t) {
+		ix.ended.add(endedTask{at: t.GetUpdatedIndex(), id: id})
+	}
+}
+
+// forgetEnded removes the tasks that ended first while more than
+// MaxEndedTasks ended tasks are kept. Apply calls it after every command;
+// a restored state keeps what its snapshot held until then.
+func (s *State) forgetEnded() {
+	for len(s.ix.ended.has) > MaxEndedTasks {
+		delete(s.tasks, s.ix.ended.pop())
 	}
 }
 

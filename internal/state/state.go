@@ -12,6 +12,11 @@ import (
 // the state remembers for idempotent retries.
 const MaxRequestRecords = 10000
 
+// MaxEndedTasks is how many ended tasks the state keeps, with their
+// results; past it, the tasks that ended first are forgotten. Tasks that
+// wait or run are never forgotten.
+const MaxEndedTasks = 10000
+
 // MaxVmEvents is how many recent events a VM record keeps.
 const MaxVmEvents = 16
 

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -12,9 +13,18 @@ import (
 func (s *State) lookupTask(id uint64) (*apiv1.Task, *Error) {
 	t, ok := s.tasks[id]
 	if !ok {
-		return nil, notFound("id", "no task %d", id)
+		return nil, notFound("id", "%s", s.NoTask(id))
 	}
 	return t, nil
+}
+
+// NoTask says why there is no task id: one that may have been forgotten
+// (MaxEndedTasks) says so.
+func (s *State) NoTask(id uint64) string {
+	if id != 0 && id <= s.applied {
+		return fmt.Sprintf("no task %d: there never was one, or it ended and was forgotten (the newest %d ended tasks are kept)", id, MaxEndedTasks)
+	}
+	return fmt.Sprintf("no task %d", id)
 }
 
 func checkTaskSpec(spec *apiv1.TaskSpec) *Error {
