@@ -118,7 +118,7 @@ func (x *nodeExtra) add(group string, soft bool) {
 // New builds the placement view of st. It reads st only here: see the
 // package contract.
 func New(st *state.State, opts Options) *Cluster {
-	records := st.Nodes() // sorted by id, copies
+	records := st.NodeRecords() // sorted by id, the state's own: read only
 	c := &Cluster{
 		maxCandidates: max(opts.MaxCandidates, 0),
 		nodes:         make([]node, len(records)),

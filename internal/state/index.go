@@ -19,13 +19,15 @@ type index struct {
 	// vmsOn: per node, the VMs that hold resources there; vmNode is where
 	// each of them is filed.
 	vmsOn  map[uint64]map[string]struct{}
-	vmNode map[string]uint64
+	vmNode map[string]filed
 	// toPlace: VMs wanted running that run nowhere.
 	toPlace sortedSet[string]
 	// tasksOn: per node, the tasks that hold resources there (taskHolds);
 	// taskNode is where each is filed.
 	tasksOn  map[uint64]map[uint64]struct{}
-	taskNode map[uint64]uint64
+	taskNode map[uint64]filed
+	// used: per node, the sum of what the workloads filed there hold.
+	used map[uint64]use
 	// pending: tasks waiting for a node.
 	pending sortedSet[uint64]
 	// ended: the tasks that have ended and hold nothing, which the state
@@ -35,8 +37,9 @@ type index struct {
 
 func newIndex() index {
 	return index{
-		vmsOn: map[uint64]map[string]struct{}{}, vmNode: map[string]uint64{}, toPlace: newSortedSet[string](),
-		tasksOn: map[uint64]map[uint64]struct{}{}, taskNode: map[uint64]uint64{}, pending: newSortedSet[uint64](),
+		vmsOn: map[uint64]map[string]struct{}{}, vmNode: map[string]filed{}, toPlace: newSortedSet[string](),
+		tasksOn: map[uint64]map[uint64]struct{}{}, taskNode: map[uint64]filed{}, pending: newSortedSet[uint64](),
+		used:  map[uint64]use{},
 		ended: endedQueue{has: map[uint64]struct{}{}},
 	}
 }
@@ -124,26 +127,54 @@ func (s *sortedSet[K]) sorted() []K {
 	return s.order
 }
 
-// file puts key in node's set of on, and notes in where that it is there.
-func file[K comparable](on map[uint64]map[K]struct{}, where map[K]uint64, node uint64, key K) {
+// use is what a workload holds on its node, or the sum on one node.
+type use struct {
+	vcpus              uint32
+	memoryMiB, diskMiB uint64
+}
+
+// filed is where a workload is filed, and what it holds there.
+type filed struct {
+	node uint64
+	use  use
+}
+
+// file puts key, which holds u, in node's set of on, notes in where that
+// it is there, and adds u to the node's sum.
+func file[K comparable](ix *index, on map[uint64]map[K]struct{}, where map[K]filed, node uint64, key K, u use) {
 	if on[node] == nil {
 		on[node] = map[K]struct{}{}
 	}
 	on[node][key] = struct{}{}
-	where[key] = node
+	where[key] = filed{node: node, use: u}
+	sum := ix.used[node]
+	sum.vcpus += u.vcpus
+	sum.memoryMiB += u.memoryMiB
+	sum.diskMiB += u.diskMiB
+	ix.used[node] = sum
 }
 
-// unfile takes key out of whichever node's set of on holds it.
-func unfile[K comparable](on map[uint64]map[K]struct{}, where map[K]uint64, key K) {
-	node, ok := where[key]
+// unfile takes key out of whichever node's set of on holds it, and what
+// it held out of the node's sum.
+func unfile[K comparable](ix *index, on map[uint64]map[K]struct{}, where map[K]filed, key K) {
+	f, ok := where[key]
 	if !ok {
 		return
 	}
-	delete(on[node], key)
-	if len(on[node]) == 0 {
-		delete(on, node)
+	delete(on[f.node], key)
+	if len(on[f.node]) == 0 {
+		delete(on, f.node)
 	}
 	delete(where, key)
+	sum := ix.used[f.node]
+	sum.vcpus -= f.use.vcpus
+	sum.memoryMiB -= f.use.memoryMiB
+	sum.diskMiB -= f.use.diskMiB
+	if sum == (use{}) {
+		delete(ix.used, f.node)
+	} else {
+		ix.used[f.node] = sum
+	}
 }
 
 // indexVm files VM name as its record (or its absence) now says.
@@ -151,16 +182,16 @@ func (s *State) indexVm(name string) {
 	ix := &s.ix
 	was, held := ix.vmNode[name]
 	defer func() {
-		if now, holds := ix.vmNode[name]; held && (!holds || now != was) {
+		if now, holds := ix.vmNode[name]; held && (!holds || now.node != was.node) {
 			s.room++ // it left node was: room there
 		}
 	}()
-	unfile(ix.vmsOn, ix.vmNode, name)
+	unfile(ix, ix.vmsOn, ix.vmNode, name)
 	waits := false
 	if v, ok := s.vms[name]; ok {
 		switch {
 		case holdsResources(v.GetState()):
-			file(ix.vmsOn, ix.vmNode, v.GetNodeId(), name)
+			file(ix, ix.vmsOn, ix.vmNode, v.GetNodeId(), name, use{vcpus: v.GetSpec().GetVcpus(), memoryMiB: v.GetSpec().GetMemoryMib()})
 		case v.GetDesiredState() == apiv1.VmDesiredState_VM_DESIRED_STATE_RUNNING && placeable(v):
 			waits = true
 		}
@@ -190,18 +221,19 @@ func (s *State) indexTask(id uint64) {
 	ix := &s.ix
 	was, held := ix.taskNode[id]
 	waited := ix.pending.contains(id)
-	unfile(ix.tasksOn, ix.taskNode, id)
+	unfile(ix, ix.tasksOn, ix.taskNode, id)
 	waits := false
 	if t, ok := s.tasks[id]; ok {
 		switch {
 		case t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING:
 			waits = true
 		case taskHolds(t):
-			file(ix.tasksOn, ix.taskNode, t.GetNodeId(), id)
+			res := t.GetSpec().GetResources()
+			file(ix, ix.tasksOn, ix.taskNode, t.GetNodeId(), id, use{vcpus: res.GetVcpus(), memoryMiB: res.GetMemoryMib(), diskMiB: res.GetDiskMib()})
 		}
 	}
 	ix.pending.set(id, waits)
-	if now, holds := ix.taskNode[id]; held && (!holds || now != was) {
+	if now, holds := ix.taskNode[id]; held && (!holds || now.node != was.node) {
 		s.room++ // it left node was: room there
 	}
 	if waits && !waited && id != s.applied {
@@ -374,18 +406,6 @@ func (s *State) VmWaits(name string, gen uint64) (reason string, waits bool) {
 // scheduled, starting, running or stopping, and tasks assigned or running
 // (or cancelled while their VM has not ended yet).
 func (s *State) Allocated(id uint64) *apiv1.Resources {
-	r := &apiv1.Resources{}
-	// Sums do not depend on iteration order.
-	for name := range s.ix.vmsOn[id] {
-		v := s.vms[name]
-		r.Vcpus += v.GetSpec().GetVcpus()
-		r.MemoryMib += v.GetSpec().GetMemoryMib()
-	}
-	for tid := range s.ix.tasksOn[id] {
-		res := s.tasks[tid].GetSpec().GetResources()
-		r.Vcpus += res.GetVcpus()
-		r.MemoryMib += res.GetMemoryMib()
-		r.DiskMib += res.GetDiskMib()
-	}
-	return r
+	u := s.ix.used[id]
+	return &apiv1.Resources{Vcpus: u.vcpus, MemoryMib: u.memoryMiB, DiskMib: u.diskMiB}
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -103,14 +104,25 @@ func (s *State) Node(id uint64) (*apiv1.Node, bool) {
 
 // Nodes returns copies of every node record, sorted by id.
 func (s *State) Nodes() []*apiv1.Node {
+	out := s.NodeRecords()
+	for i, n := range out {
+		out[i] = proto.CloneOf(n)
+	}
+	return out
+}
+
+// NodeRecords returns the node records sorted by id, without copying them:
+// they are the state's own. Read them, never change them, and not after
+// the state's next change.
+func (s *State) NodeRecords() []*apiv1.Node {
 	ids := make([]uint64, 0, len(s.nodes))
 	for id := range s.nodes {
 		ids = append(ids, id)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	slices.Sort(ids)
 	out := make([]*apiv1.Node, len(ids))
 	for i, id := range ids {
-		out[i] = proto.CloneOf(s.nodes[id])
+		out[i] = s.nodes[id]
 	}
 	return out
 }
