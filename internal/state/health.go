@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -133,7 +134,7 @@ func (s *State) evictNode(a at, id uint64, why string) {
 			t.Result.FinishedUnixNano = max(a.nanos, 1)
 			t.Result.Error = why
 		default:
-			retryOrLose(a, t, why)
+			retryOrLose(a, t, why, nil)
 			s.taskEvent(a, t)
 		}
 		s.indexTask(t.GetId())
@@ -143,17 +144,31 @@ func (s *State) evictNode(a at, id uint64, why string) {
 // retryOrLose ends task t's attempt as lost (its node died or fenced
 // itself): it waits to be placed again if it has attempts left, and is
 // lost otherwise.
-func retryOrLose(a at, t *apiv1.Task, why string) {
+//
+// A lost task's result keeps when its last attempt started and the tail of
+// its output: from seen (what its node reported of the attempt, if it did)
+// or else from what the attempt's record held. A task that waits again
+// has no result until its next attempt reports one.
+func retryOrLose(a at, t *apiv1.Task, why string, seen *apiv1.TaskResult) {
 	t.UpdatedIndex = a.index
 	if t.GetAttempt() < MaxAttempts(t) {
 		t.Status = apiv1.TaskStatus_TASK_STATUS_PENDING
 		t.NodeId = 0
+		t.Result = nil // the next attempt's, when it has one
 		t.Reason = Clip(fmt.Sprintf("%s during attempt %d of %d; waiting to be placed again", why, t.GetAttempt(), MaxAttempts(t)), MaxReasonLen)
 		return
 	}
 	t.Status = apiv1.TaskStatus_TASK_STATUS_LOST
 	t.Reason = Clip(fmt.Sprintf("%s during attempt %d of %d; lost", why, t.GetAttempt(), MaxAttempts(t)), MaxReasonLen)
-	t.Result = &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: max(a.nanos, 1), Error: t.Reason}
+	started, tail := t.GetResult().GetStartedUnixNano(), t.GetResult().GetOutputTail()
+	if seen.GetStartedUnixNano() != 0 {
+		started = seen.GetStartedUnixNano()
+	}
+	if len(seen.GetOutputTail()) > 0 {
+		tail = seen.GetOutputTail()
+	}
+	t.Result = &apiv1.TaskResult{ExitCode: -1, StartedUnixNano: started, OutputTail: slices.Clone(tail),
+		FinishedUnixNano: max(a.nanos, 1), Error: t.Reason}
 }
 
 // Clip makes s valid UTF-8 and cuts it to at most max bytes at a rune

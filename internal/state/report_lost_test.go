@@ -256,3 +256,41 @@ func TestReportTaskLostRefusals(t *testing.T) {
 	}
 	checkRestoreAgrees(t, h.s, 1, 2)
 }
+
+// A task lost at its last attempt keeps when that attempt started and the
+// tail of its output: from the node's report when it gives them, else from
+// what the attempt had reported. A task that waits again for another
+// attempt shows no result until that attempt has one.
+func TestLostTaskKeepsItsAttemptsStartAndOutput(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 8, 8192, nil))
+	spec := taskSpec("make", 1, 256)
+	spec.MaxAttempts = 2
+	id := runTask(h, spec, 1, false)
+	h.ok(reportTask(id, 1, 1, apiv1.TaskStatus_TASK_STATUS_RUNNING, &apiv1.TaskResult{StartedUnixNano: 40}))
+	h.ok(lostReport(id, 1, 1, fenceWhy, 50))
+	if r := h.task(id).GetResult(); r != nil {
+		t.Fatalf("a task waiting for its second attempt shows result %v, want none", r)
+	}
+
+	placeTask(h, id, 1, false)
+	h.ok(reportTask(id, 1, 2, apiv1.TaskStatus_TASK_STATUS_RUNNING, &apiv1.TaskResult{StartedUnixNano: 60}))
+	lost := &apiv1.TaskResult{ExitCode: -1, FinishedUnixNano: 7, Error: fenceWhy, OutputTail: []byte("half done\n")}
+	h.ok(proposedAt(70, reportTask(id, 1, 2, tsLost, lost)))
+	r := h.task(id).GetResult()
+	if h.task(id).GetStatus() != tsLost || r.GetStartedUnixNano() != 60 || string(r.GetOutputTail()) != "half done\n" || r.GetFinishedUnixNano() != 70 {
+		t.Fatalf("lost at its last attempt: %v, result %v; want lost, started 60, the reported output, finished 70",
+			h.task(id).GetStatus(), r)
+	}
+
+	// Lost with its node (an eviction): the attempt's own start stays.
+	h.ok(registerNode(2, 8, 8192, nil))
+	spec.MaxAttempts = 1
+	id = runTask(h, spec, 2, false)
+	h.ok(reportTask(id, 2, 1, apiv1.TaskStatus_TASK_STATUS_RUNNING, &apiv1.TaskResult{StartedUnixNano: 80}))
+	h.ok(&apiv1.Command{Op: &apiv1.Command_SetNodeStatus{SetNodeStatus: &apiv1.SetNodeStatusCommand{
+		Id: 2, Status: apiv1.NodeStatus_NODE_STATUS_DOWN, Reason: "no heartbeat for 6s"}}})
+	if r := h.task(id).GetResult(); h.task(id).GetStatus() != tsLost || r.GetStartedUnixNano() != 80 {
+		t.Fatalf("lost with its node: %v, result %v; want lost, started 80", h.task(id).GetStatus(), r)
+	}
+}

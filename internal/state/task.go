@@ -193,7 +193,7 @@ func (s *State) reportTask(a at, op *apiv1.ReportTaskCommand) *apiv1.Response {
 		if why == "" {
 			why = "node " + strconv.FormatUint(op.GetNodeId(), 10) + " lost it"
 		}
-		retryOrLose(a, t, why)
+		retryOrLose(a, t, why, op.GetResult())
 		s.taskEvent(a, t)
 		return &apiv1.Response{}
 	}
