@@ -1755,3 +1755,21 @@ func TestEndedTasksAreForgottenOldestEndFirst(t *testing.T) {
 		t.Fatal("the restored state forgot other tasks than the one that applied the log")
 	}
 }
+
+// A cancelled task's end, once recorded, is not recorded again: a second
+// end report (its node proposing again) is refused and changes nothing, so
+// the task keeps the place among the ended tasks that its end gave it.
+func TestCancelledTaskEndIsRecordedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 16, 1<<20, nil))
+	id := h.submit(taskSpec("true", 1, 64))
+	h.ok(assignTask(id, 1))
+	h.ok(cancelTask(id))
+	end := reportTask(id, 1, 1, apiv1.TaskStatus_TASK_STATUS_FAILED, &apiv1.TaskResult{ExitCode: 1, FinishedUnixNano: 5})
+	h.ok(end)
+	at := h.task(id).GetUpdatedIndex()
+	h.reject(end, codePrecond, "status")
+	if got := h.task(id).GetUpdatedIndex(); got != at {
+		t.Fatalf("a refused second end report moved the task's UpdatedIndex from %d to %d", at, got)
+	}
+}

@@ -40,46 +40,60 @@ func newIndex() index {
 		vmsOn: map[uint64]map[string]struct{}{}, vmNode: map[string]filed{}, toPlace: newSortedSet[string](),
 		tasksOn: map[uint64]map[uint64]struct{}{}, taskNode: map[uint64]filed{}, pending: newSortedSet[uint64](),
 		used:  map[uint64]use{},
-		ended: endedQueue{has: map[uint64]struct{}{}},
+		ended: endedQueue{at: map[uint64]uint64{}},
 	}
 }
 
 // endedQueue holds the ended tasks that hold nothing, to be forgotten in
 // the order of their ends: by the log index of the entry that ended them
-// (the task's UpdatedIndex, which nothing changes after), then by id. The
-// order is a function of the records alone, so a node restored from a
-// snapshot forgets what one that applied the log forgets.
+// (the task's UpdatedIndex), then by id. The order is a function of the
+// records alone, so a node restored from a snapshot forgets what one that
+// applied the log forgets. (Nothing changes an ended task's UpdatedIndex;
+// were it to, add files the task anew by it all the same.)
 type endedQueue struct {
-	has   map[uint64]struct{}
-	order []endedTask // sorted unless stale
+	// at is each queued task's end index. order holds the queue, sorted
+	// unless stale; it may also hold entries that at no longer matches,
+	// which pop passes over.
+	at    map[uint64]uint64
+	order []endedTask
 	stale bool
 }
 
 type endedTask struct{ at, id uint64 }
 
-func (e endedTask) less(o endedTask) bool { return e.at < o.at || e.at == o.at && e.id < o.id }
+func (e endedTask) compare(o endedTask) int {
+	return cmp.Or(cmp.Compare(e.at, o.at), cmp.Compare(e.id, o.id))
+}
 
+func (q *endedQueue) len() int { return len(q.at) }
+
+// add queues t, or files it anew at t.at if it is queued at another index.
 func (q *endedQueue) add(t endedTask) {
-	if _, ok := q.has[t.id]; ok {
+	if at, ok := q.at[t.id]; ok && at == t.at {
 		return
 	}
-	q.has[t.id] = struct{}{}
-	if n := len(q.order); n > 0 && !q.order[n-1].less(t) {
+	q.at[t.id] = t.at
+	if n := len(q.order); n > 0 && q.order[n-1].compare(t) >= 0 {
 		q.stale = true
 	}
 	q.order = append(q.order, t)
 }
 
-// pop takes the task that ended first out of the queue.
+// pop takes the task that ended first out of the queue; the queue must not
+// be empty.
 func (q *endedQueue) pop() uint64 {
 	if q.stale {
-		slices.SortFunc(q.order, func(a, b endedTask) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) })
+		slices.SortFunc(q.order, endedTask.compare)
 		q.stale = false
 	}
-	t := q.order[0]
-	q.order = q.order[1:]
-	delete(q.has, t.id)
-	return t.id
+	for {
+		t := q.order[0]
+		q.order = q.order[1:]
+		if at, ok := q.at[t.id]; ok && at == t.at {
+			delete(q.at, t.id)
+			return t.id
+		}
+	}
 }
 
 // sortedSet is a set that is read in order on every placement pass: it
@@ -250,7 +264,7 @@ func (s *State) indexTask(id uint64) {
 // MaxEndedTasks ended tasks are kept. Apply calls it after every command;
 // a restored state keeps what its snapshot held until then.
 func (s *State) forgetEnded() {
-	for len(s.ix.ended.has) > MaxEndedTasks {
+	for s.ix.ended.len() > maxEndedTasks {
 		delete(s.tasks, s.ix.ended.pop())
 	}
 }

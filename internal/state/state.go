@@ -18,6 +18,10 @@ const MaxRequestRecords = 10000
 // wait or run are never forgotten.
 const MaxEndedTasks = 10000
 
+// maxEndedTasks is MaxEndedTasks, a variable so that tests can reach it
+// (export_test.go); nothing else changes it.
+var maxEndedTasks = MaxEndedTasks
+
 // MaxVmEvents is how many recent events a VM record keeps.
 const MaxVmEvents = 16
 

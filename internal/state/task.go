@@ -174,6 +174,11 @@ func (s *State) checkReportTask(op *apiv1.ReportTaskCommand) *Error {
 		if op.GetStatus() == apiv1.TaskStatus_TASK_STATUS_RUNNING {
 			return precondition("status", "task %d was cancelled", op.GetId())
 		}
+		if !taskHolds(t) {
+			// Its end is recorded: a second end report (a proposal made
+			// again) changes nothing.
+			return precondition("status", "task %d has already ended: %s", op.GetId(), t.GetStatus())
+		}
 	default:
 		return precondition("status", "task %d has already ended: %s", op.GetId(), t.GetStatus())
 	}
