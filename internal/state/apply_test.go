@@ -1773,3 +1773,19 @@ func TestCancelledTaskEndIsRecordedOnce(t *testing.T) {
 		t.Fatalf("a refused second end report moved the task's UpdatedIndex from %d to %d", at, got)
 	}
 }
+
+// A running report carries no end time: the end time is what frees a
+// cancelled task's node, so a task still running must not have one.
+func TestRunningReportWithAnEndIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.ok(registerNode(1, 16, 1<<20, nil))
+	id := h.submit(taskSpec("true", 1, 64))
+	h.ok(assignTask(id, 1))
+	h.reject(reportTask(id, 1, 1, apiv1.TaskStatus_TASK_STATUS_RUNNING, &apiv1.TaskResult{StartedUnixNano: 5, FinishedUnixNano: 9}),
+		apiv1.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "result.finished_unix_nano")
+	h.ok(reportTask(id, 1, 1, apiv1.TaskStatus_TASK_STATUS_RUNNING, &apiv1.TaskResult{StartedUnixNano: 5}))
+	h.ok(cancelTask(id))
+	if got := h.s.Allocated(1); got.GetVcpus() != 1 {
+		t.Fatalf("a cancelled task still running holds %v of node 1, want its vCPU", got)
+	}
+}

@@ -158,6 +158,11 @@ func (s *State) checkReportTask(op *apiv1.ReportTaskCommand) *Error {
 	default:
 		return invalid("status", "a node cannot report %s", op.GetStatus())
 	}
+	if op.GetStatus() == apiv1.TaskStatus_TASK_STATUS_RUNNING && op.GetResult().GetFinishedUnixNano() != 0 {
+		// The end time is what frees a cancelled task's node: only an
+		// end report may carry one.
+		return invalid("result.finished_unix_nano", "a running task has not finished")
+	}
 	if len(op.GetResult().GetOutputTail()) > MaxOutputTailBytes {
 		return invalid("result.output_tail", "is %d bytes, at most %d allowed", len(op.GetResult().GetOutputTail()), MaxOutputTailBytes)
 	}
