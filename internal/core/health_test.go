@@ -1367,6 +1367,7 @@ func TestTaskWalk(t *testing.T) {
 		{"the lap wraps", append(ids, 60, 70), 3, false, []uint64{10, 20, 30}},
 		{"a newer task waits for the lap's end", append(ids, 60, 70, 80), 9, false, []uint64{40, 50, 60}},
 		{"then comes", append(ids, 60, 70, 80), 9, false, []uint64{80}},
+		{"room changes after the wrap", append(ids, 60, 70, 80), 9, true, []uint64{10, 20, 30, 40, 50, 60, 70, 80}},
 		{"the lap's start gone", []uint64{10, 20}, 1, true, []uint64{10}},
 		{"ends at once", []uint64{10, 20}, 9, false, []uint64{20}},
 	} {

@@ -127,6 +127,11 @@ func (s *sortedSet[K]) set(k K, in bool) {
 		delete(s.has, k)
 		s.stale = true
 	}
+	if len(s.order) > 2*len(s.has)+64 {
+		// Put right now and then even when nobody reads the set (a
+		// follower never places): what was taken out must not pile up.
+		s.sorted()
+	}
 }
 
 // sorted returns the members in order. The slice is the set's own: read

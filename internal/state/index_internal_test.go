@@ -24,3 +24,20 @@ func TestEndedQueueOrder(t *testing.T) {
 		t.Fatalf("popped %v, want %v", got, want)
 	}
 }
+
+// A set that is changed but never read (a follower's sets of workloads to
+// place) stays about the size of its members.
+func TestSortedSetStaysSmallUnread(t *testing.T) {
+	s := newSortedSet[uint64]()
+	for i := range uint64(10000) {
+		s.set(i, true)
+		s.set(i, false)
+	}
+	s.set(7, true)
+	if len(s.order) > 2*len(s.has)+64 {
+		t.Fatalf("order holds %d keys for %d members", len(s.order), len(s.has))
+	}
+	if got := s.sorted(); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("sorted() = %v, want [7]", got)
+	}
+}
