@@ -55,7 +55,7 @@ func (n *Node) PlacementBlocked() int {
 	}
 	tasks := n.tasks.passed(n.st)
 	for _, id := range n.taskRetry {
-		if t, ok := n.st.Task(id); ok && t.GetStatus() == apiv1.TaskStatus_TASK_STATUS_PENDING {
+		if _, ok := n.st.PendingTask(id); ok {
 			tasks-- // in flight, not blocked
 		}
 	}

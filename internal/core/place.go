@@ -184,8 +184,8 @@ func (n *Node) placeTasks(p *pass) {
 			n.taskRetry = append(n.taskRetry, retry[i:]...)
 			return
 		}
-		t, ok := n.st.Task(id)
-		if !ok || t.GetStatus() != apiv1.TaskStatus_TASK_STATUS_PENDING {
+		t, ok := n.st.PendingTask(id)
+		if !ok {
 			continue // placed, cancelled or gone
 		}
 		if n.tryTask(p, t) {

@@ -403,6 +403,15 @@ func (s *State) PendingTasksThrough(id uint64) int {
 // returned.
 func (s *State) RoomVersion() uint64 { return s.room }
 
+// PendingTask returns task id if it waits for a node, without copying it:
+// the record is the state's own. Read it, never change it.
+func (s *State) PendingTask(id uint64) (*apiv1.Task, bool) {
+	if !s.ix.pending.contains(id) {
+		return nil, false
+	}
+	return s.tasks[id], true
+}
+
 // TaskWaits reports whether task id waits for a node at attempt, and the
 // reason the state shows for it, without copying the record.
 func (s *State) TaskWaits(id uint64, attempt uint32) (reason string, waits bool) {
